@@ -1,0 +1,87 @@
+"""Camera and region models: what an operator registers.
+
+These are the validated shapes. They are stored by ``storage.registry`` and
+read back into these models, so every write path checks the same rules.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from config.gb28181 import validate_camera_id
+
+TranscodeProfile = Literal["none", "live-h264", "sub", "archive-h264"]
+RtspTransport = Literal["tcp", "udp"]
+StreamName = Literal["main", "sub"]
+STREAMS: tuple[StreamName, ...] = ("main", "sub")
+
+_REGION_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
+
+
+def validate_rtsp_url(url: str) -> str:
+    """Accept ``rtsp://`` and ``rtsps://`` URLs with a host; reject anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("rtsp", "rtsps"):
+        raise ValueError(
+            f"URL scheme {parts.scheme or '(none)'!r} is not supported: use rtsp:// or rtsps://"
+        )
+    if not parts.hostname:
+        raise ValueError("the URL has no host: use rtsp://HOST[:PORT]/PATH")
+    return url
+
+
+class Region(BaseModel):
+    """A node of the county -> township -> village tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    name: str = Field(min_length=1, max_length=128)
+    parent: str | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        if not _REGION_CODE.fullmatch(value):
+            raise ValueError(f"region code {value!r}: use 1-32 letters, digits, '_' or '-'")
+        return value
+
+
+class Camera(BaseModel):
+    """One registered camera: a main RTSP stream and optionally a sub-stream."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str = Field(min_length=1, max_length=128)
+    region: str
+    main_url: str
+    sub_url: str | None = None
+    enabled: bool = True
+    retention_days: int = Field(30, ge=1, le=3650)
+    transcode: TranscodeProfile = "none"
+    rtsp_transport: RtspTransport = "tcp"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return validate_camera_id(value)
+
+    @field_validator("main_url")
+    @classmethod
+    def _main_url(cls, value: str) -> str:
+        return validate_rtsp_url(value)
+
+    @field_validator("sub_url")
+    @classmethod
+    def _sub_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        return validate_rtsp_url(value)
+
+    def stream_url(self, stream: StreamName) -> str | None:
+        return self.main_url if stream == "main" else self.sub_url

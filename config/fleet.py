@@ -1,0 +1,123 @@
+"""Fleet files: many cameras at once, as CSV or YAML.
+
+CSV columns are the ``Camera`` field names (``id,name,region,main_url,...``).
+YAML is either a list of camera mappings or ``{cameras: [...]}``. Parsing never
+stops at the first bad row: every row is checked and every error is reported,
+so an operator fixes the file once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from config.cameras import Camera
+
+
+@dataclass(frozen=True)
+class RowError:
+    """What is wrong with one row of a fleet file (rows count from 1)."""
+
+    row: int
+    camera_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        who = f" ({self.camera_id})" if self.camera_id else ""
+        return f"row {self.row}{who}: {self.message}"
+
+
+class FleetFileError(ValueError):
+    """A fleet file with one or more bad rows; nothing from it was applied."""
+
+    def __init__(self, errors: list[RowError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "row"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_camera_rows(rows: Iterable[dict[str, Any]]) -> list[Camera]:
+    """Validate raw rows into cameras; raise ``FleetFileError`` listing every bad row."""
+    cameras: list[Camera] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(rows, start=1):
+        if not isinstance(raw, dict):
+            errors.append(RowError(number, None, "expected a mapping of camera fields"))
+            continue
+        row = {k.strip(): v for k, v in raw.items() if k is not None and v not in ("", None)}
+        camera_id = str(row.get("id", "")) or None
+        try:
+            camera = Camera.model_validate(row)
+        except ValidationError as exc:
+            errors.append(RowError(number, camera_id, _validation_message(exc)))
+            continue
+        if camera.id in seen:
+            errors.append(RowError(number, camera.id, f"duplicate id, first seen in row {seen[camera.id]}"))
+            continue
+        seen[camera.id] = number
+        cameras.append(camera)
+    if errors:
+        raise FleetFileError(errors)
+    return cameras
+
+
+def _coerce_bool(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    return value
+
+
+def read_fleet_text(text: str, fmt: str) -> list[Camera]:
+    """Parse fleet text in ``fmt`` ("csv" or "yaml")."""
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        rows = [{k: _coerce_bool(v) if k == "enabled" else v for k, v in r.items()} for r in reader]
+        return parse_camera_rows(rows)
+    if fmt == "yaml":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise FleetFileError([RowError(0, None, f"not valid YAML: {exc}")]) from exc
+        if isinstance(data, dict) and "cameras" in data:
+            data = data["cameras"]
+        if not isinstance(data, list):
+            raise FleetFileError([RowError(0, None, "expected a list of cameras or {cameras: [...]}")])
+        return parse_camera_rows(data)
+    raise ValueError(f"unknown fleet format {fmt!r}: use csv or yaml")
+
+
+def read_fleet_file(path: Path) -> list[Camera]:
+    """Parse a ``.csv``, ``.yaml`` or ``.yml`` fleet file."""
+    suffix = path.suffix.lower()
+    fmt = {".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}.get(suffix)
+    if fmt is None:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; use .csv, .yaml or .yml")
+    return read_fleet_text(path.read_text(encoding="utf-8-sig"), fmt)
+
+
+CSV_COLUMNS = list(Camera.model_fields)
+
+
+def write_fleet_csv(cameras: Iterable[Camera]) -> str:
+    """Cameras as CSV text with the same columns ``read_fleet_text`` takes."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for camera in cameras:
+        writer.writerow({k: ("" if v is None else v) for k, v in camera.model_dump().items()})
+    return out.getvalue()

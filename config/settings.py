@@ -1,0 +1,109 @@
+"""Process settings: ``SHARPEYES_*`` environment variables over an optional YAML file.
+
+Precedence, highest first: explicit keyword arguments, environment, the YAML
+file given with ``--config`` (or ``SHARPEYES_CONFIG``), then the defaults here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SpoolPolicy = Literal["drop-oldest-unuploaded", "stop-recording"]
+
+
+class Settings(BaseSettings):
+    """Everything a sharpeyes process needs to know about its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SHARPEYES_", extra="forbid")
+
+    data_dir: Path = Field(Path("data"), description="Root of the embedded index, objects and spool.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; default sqlite:///{data_dir}/index.db."
+    )
+    s3_endpoint: str = Field("", description="host:port of S3/MinIO; empty means the local object directory.")
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "sharpeyes"
+    s3_secure: bool = False
+    s3_region: str = ""
+    objects_dir: Path | None = Field(None, description="Local object directory; default {data_dir}/objects.")
+    segment_target_seconds: float = Field(60.0, ge=2.0, le=3600.0)
+    spool_dir: Path | None = Field(None, description="Spool directory; default {data_dir}/spool.")
+    spool_quota_bytes: int = Field(20 * 1024**3, ge=1024**2)
+    spool_policy: SpoolPolicy = "drop-oldest-unuploaded"
+    http_bind: str = Field("127.0.0.1:8080", description="host:port of the API and console.")
+    rtsp_bind: str = Field("127.0.0.1:8554", description="host:port of the RTSP restream server.")
+    registry_poll_seconds: float = Field(2.0, gt=0, le=5.0)
+    stall_timeout_seconds: float = Field(10.0, ge=1.0, description="Reconnect when no packet arrives for this long.")
+    connect_timeout_seconds: float = Field(10.0, ge=1.0)
+    max_clock_drift_seconds: float = Field(2.0, gt=0, description="Re-anchor media time to the wall clock past this drift.")
+    shutdown_timeout_seconds: float = Field(10.0, gt=0)
+    display_timezone: str = "Asia/Shanghai"
+    worker_id: str = Field("", description="Name of this ingest worker; default the host name.")
+
+    @field_validator("http_bind", "rtsp_bind")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{value!r}: expected host:port, for example 127.0.0.1:8080")
+        return value
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'index.db'}"
+        if self.objects_dir is None:
+            self.objects_dir = self.data_dir / "objects"
+        if self.spool_dir is None:
+            self.spool_dir = self.data_dir / "spool"
+        if not self.worker_id:
+            self.worker_id = os.uname().nodename
+        return self
+
+    @property
+    def uses_s3(self) -> bool:
+        return bool(self.s3_endpoint)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``SHARPEYES_CONFIG`` (set by ``--config``)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("SHARPEYES_CONFIG")
+        if not path:
+            return {}
+        return load_yaml_settings(Path(path))
+
+
+def load_yaml_settings(path: Path) -> dict[str, Any]:
+    """Read a settings YAML file: a mapping of setting names (no prefix) to values."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ValueError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a mapping of setting names to values")
+    return data

@@ -1,0 +1,1 @@
+"""Camera sessions, segmenter, spool, uploader and supervisor."""

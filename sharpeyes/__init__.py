@@ -1,0 +1,1 @@
+"""The sharpeyes command line and process wiring. No domain logic lives here."""

@@ -1,0 +1,188 @@
+"""``SegmentIndex``: every recorded second and every gap, per camera and stream."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.schema import GAP_REASONS, GapRow, InitSegmentRow, SegmentRow
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """What the uploader knows about a finished segment once its object is stored."""
+
+    camera_id: str
+    stream: str
+    start_us: int
+    end_us: int
+    object_key: str
+    bytes: int
+    codec: str
+    width: int
+    height: int
+    audio_codec: str | None
+    sha256: str
+    prev_sha256: str | None
+    init_sha256: str
+    init_data: bytes
+    keyframes: bytes
+    drift_us: int = 0
+    worker_id: str = ""
+
+
+class SegmentIndex:
+    """Reads and writes segment and gap rows. Thread-safe: each call uses its own session."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # -- segments -------------------------------------------------------------
+
+    def _insert_ignore(self, session: Session, table, values: dict) -> None:  # type: ignore[no-untyped-def]
+        dialect = self.engine.dialect.name
+        ins = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(ins(table).values(**values).on_conflict_do_nothing())
+
+    def add_segment(self, rec: SegmentRecord) -> SegmentRow:
+        """Index a stored segment. Idempotent on (camera, stream, start): re-indexing after
+        a crash between the row and the spool delete returns the existing row."""
+        with self.session() as s, s.begin():
+            self._insert_ignore(s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data})
+            existing = s.scalar(
+                select(SegmentRow).where(
+                    SegmentRow.camera_id == rec.camera_id,
+                    SegmentRow.stream == rec.stream,
+                    SegmentRow.start_us == rec.start_us,
+                )
+            )
+            if existing is not None:
+                return existing
+            row = SegmentRow(
+                camera_id=rec.camera_id,
+                stream=rec.stream,
+                start_us=rec.start_us,
+                end_us=rec.end_us,
+                object_key=rec.object_key,
+                bytes=rec.bytes,
+                codec=rec.codec,
+                width=rec.width,
+                height=rec.height,
+                audio_codec=rec.audio_codec,
+                sha256=rec.sha256,
+                prev_sha256=rec.prev_sha256,
+                init_sha256=rec.init_sha256,
+                keyframes=rec.keyframes,
+                drift_us=rec.drift_us,
+                worker_id=rec.worker_id,
+                created_us=now_us(),
+            )
+            s.add(row)
+        return row
+
+    def last_segment(self, camera_id: str, stream: str) -> SegmentRow | None:
+        with self.session() as s:
+            return s.scalar(
+                select(SegmentRow)
+                .where(SegmentRow.camera_id == camera_id, SegmentRow.stream == stream)
+                .order_by(SegmentRow.start_us.desc())
+                .limit(1)
+            )
+
+    def segments(
+        self, camera_id: str, stream: str = "main", start_us: int | None = None, end_us: int | None = None
+    ) -> list[SegmentRow]:
+        """Segments overlapping ``[start_us, end_us)``, oldest first."""
+        q = select(SegmentRow).where(SegmentRow.camera_id == camera_id, SegmentRow.stream == stream)
+        if end_us is not None:
+            q = q.where(SegmentRow.start_us < end_us)
+        if start_us is not None:
+            q = q.where(SegmentRow.end_us > start_us)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(SegmentRow.start_us)))
+
+    def all_segments(self) -> list[SegmentRow]:
+        with self.session() as s:
+            return list(s.scalars(select(SegmentRow).order_by(SegmentRow.camera_id, SegmentRow.stream, SegmentRow.start_us)))
+
+    def init_segment(self, sha256: str) -> bytes:
+        with self.session() as s:
+            data = s.scalar(select(InitSegmentRow.data).where(InitSegmentRow.sha256 == sha256))
+        if data is None:
+            raise KeyError(f"init segment {sha256} is not in the index")
+        return data
+
+    def delete_segments(self, ids: Sequence[int]) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(SegmentRow).where(SegmentRow.id.in_(list(ids))))
+
+    def segment_count(self) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.count()).select_from(SegmentRow)) or 0
+
+    # -- gaps -----------------------------------------------------------------
+
+    def open_gap(self, camera_id: str, stream: str, start_us: int, reason: str, detail: str = "") -> int:
+        """Start a gap that is still going on; returns its id for ``close_gap``."""
+        _check_reason(reason)
+        with self.session() as s, s.begin():
+            row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=None, reason=reason, detail=detail)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def set_gap_reason(self, gap_id: int, reason: str, detail: str = "") -> None:
+        _check_reason(reason)
+        with self.session() as s, s.begin():
+            s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+
+    def close_gap(self, gap_id: int, end_us: int) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(GapRow).where(GapRow.id == gap_id).values(end_us=end_us))
+
+    def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> int:
+        _check_reason(reason)
+        with self.session() as s, s.begin():
+            row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us, reason=reason, detail=detail)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def open_gaps(self, camera_id: str, stream: str) -> list[GapRow]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(GapRow).where(GapRow.camera_id == camera_id, GapRow.stream == stream, GapRow.end_us.is_(None))
+                )
+            )
+
+    def gaps(
+        self, camera_id: str, stream: str = "main", start_us: int | None = None, end_us: int | None = None
+    ) -> list[GapRow]:
+        """Gaps overlapping ``[start_us, end_us)`` (open gaps count as running to now), oldest first."""
+        q = select(GapRow).where(GapRow.camera_id == camera_id, GapRow.stream == stream)
+        if end_us is not None:
+            q = q.where(GapRow.start_us < end_us)
+        if start_us is not None:
+            q = q.where(or_(GapRow.end_us.is_(None), GapRow.end_us > start_us))
+        with self.session() as s:
+            return list(s.scalars(q.order_by(GapRow.start_us)))
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in GAP_REASONS:
+        raise ValueError(f"unknown gap reason {reason!r}; one of {', '.join(GAP_REASONS)}")

@@ -1,0 +1,133 @@
+"""``Registry``: the cameras and regions operators register, stored in the index database.
+
+Every write validates through ``config.Camera``/``config.Region`` first and
+checks references (the region exists, the id is new) inside one transaction, so
+a bad row or a bad batch writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import sessionmaker
+
+from config.cameras import Camera, Region
+from storage.index import now_us
+from storage.schema import CameraRow, RegionRow
+
+
+class RegistryError(ValueError):
+    """A registry change that was refused; nothing was written."""
+
+
+class Registry:
+    def __init__(self, engine: Engine):
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # -- regions --------------------------------------------------------------
+
+    def add_region(self, region: Region) -> None:
+        with self._sessions() as s, s.begin():
+            if s.get(RegionRow, region.code) is not None:
+                raise RegistryError(f"region {region.code} already exists")
+            if region.parent is not None and s.get(RegionRow, region.parent) is None:
+                raise RegistryError(f"region {region.code}: parent region {region.parent} does not exist; add it first")
+            s.add(RegionRow(code=region.code, name=region.name, parent=region.parent))
+
+    def regions(self) -> list[Region]:
+        with self._sessions() as s:
+            rows = s.scalars(select(RegionRow).order_by(RegionRow.code))
+            return [Region(code=r.code, name=r.name, parent=r.parent) for r in rows]
+
+    def region_subtree(self, code: str) -> set[str]:
+        """``code`` and every region below it."""
+        children: dict[str | None, list[str]] = {}
+        for r in self.regions():
+            children.setdefault(r.parent, []).append(r.code)
+        out, todo = set(), [code]
+        while todo:
+            c = todo.pop()
+            if c not in out:
+                out.add(c)
+                todo.extend(children.get(c, []))
+        return out
+
+    # -- cameras --------------------------------------------------------------
+
+    def add_cameras(self, cameras: Iterable[Camera]) -> None:
+        """Add all of ``cameras`` or none of them."""
+        cameras = list(cameras)
+        with self._sessions() as s, s.begin():
+            errors = []
+            regions = set(s.scalars(select(RegionRow.code)))
+            existing = set(s.scalars(select(CameraRow.id).where(CameraRow.id.in_([c.id for c in cameras]))))
+            for cam in cameras:
+                if cam.id in existing:
+                    errors.append(f"camera {cam.id}: id already registered; use 'camera edit' to change it")
+                if cam.region not in regions:
+                    errors.append(f"camera {cam.id}: region {cam.region} does not exist; add it with 'region add'")
+            if errors:
+                raise RegistryError("\n".join(errors))
+            stamp = now_us()
+            for cam in cameras:
+                s.add(CameraRow(**cam.model_dump(), updated_us=stamp))
+
+    def add_camera(self, camera: Camera) -> None:
+        self.add_cameras([camera])
+
+    def update_camera(self, camera_id: str, **changes: object) -> Camera:
+        """Apply field changes; the result is validated as a whole before it is written."""
+        with self._sessions() as s, s.begin():
+            row = s.get(CameraRow, camera_id)
+            if row is None:
+                raise RegistryError(f"camera {camera_id} is not registered")
+            current = _camera(row).model_dump()
+            if "id" in changes and changes["id"] != camera_id:
+                raise RegistryError(f"camera {camera_id}: the id cannot be changed; remove and add instead")
+            updated = Camera.model_validate({**current, **changes})
+            if updated.region != row.region and s.get(RegionRow, updated.region) is None:
+                raise RegistryError(f"camera {camera_id}: region {updated.region} does not exist")
+            for key, value in updated.model_dump().items():
+                setattr(row, key, value)
+            row.updated_us = max(now_us(), row.updated_us + 1)
+            return updated
+
+    def remove_camera(self, camera_id: str) -> None:
+        with self._sessions() as s, s.begin():
+            row = s.get(CameraRow, camera_id)
+            if row is None:
+                raise RegistryError(f"camera {camera_id} is not registered")
+            s.delete(row)
+
+    def camera(self, camera_id: str) -> Camera | None:
+        with self._sessions() as s:
+            row = s.get(CameraRow, camera_id)
+            return None if row is None else _camera(row)
+
+    def cameras(self, region: str | None = None) -> list[Camera]:
+        with self._sessions() as s:
+            q = select(CameraRow).order_by(CameraRow.id)
+            if region is not None:
+                q = q.where(CameraRow.region.in_(self.region_subtree(region)))
+            return [_camera(r) for r in s.scalars(q)]
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever a camera is added, edited or removed: (count, newest update)."""
+        with self._sessions() as s:
+            count, newest = s.execute(select(func.count(), func.max(CameraRow.updated_us))).one()
+            return int(count), int(newest or 0)
+
+
+def _camera(row: CameraRow) -> Camera:
+    return Camera(
+        id=row.id,
+        name=row.name,
+        region=row.region,
+        main_url=row.main_url,
+        sub_url=row.sub_url,
+        enabled=row.enabled,
+        retention_days=row.retention_days,
+        transcode=row.transcode,  # type: ignore[arg-type]
+        rtsp_transport=row.rtsp_transport,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,110 @@
+"""The index's tables (SQLAlchemy 2). Alembic migrations in ``storage/migrations`` create them.
+
+Times are integers in microseconds since the Unix epoch, UTC: exact, sortable,
+and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid; BigInteger on PostgreSQL.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RegionRow(Base):
+    __tablename__ = "regions"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    parent: Mapped[str | None] = mapped_column(ForeignKey("regions.code"), index=True)
+
+
+class CameraRow(Base):
+    __tablename__ = "cameras"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    region: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
+    main_url: Mapped[str] = mapped_column(Text)
+    sub_url: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    transcode: Mapped[str] = mapped_column(String(16), default="none")
+    rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
+    # Bumped on every change so running processes see edits without a restart.
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class InitSegmentRow(Base):
+    """fMP4 init segments (ftyp+moov), shared by every segment with the same codec setup.
+
+    Kept in the index so playback and export need no reads of segment headers.
+    """
+
+    __tablename__ = "init_segments"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    __table_args__ = (
+        Index("ix_segments_camera_time", "camera_id", "stream", "start_us", unique=True),
+        Index("ix_segments_start", "start_us"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    codec: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    audio_codec: Mapped[str | None] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    prev_sha256: Mapped[str | None] = mapped_column(String(64))
+    init_sha256: Mapped[str] = mapped_column(ForeignKey("init_segments.sha256"))
+    # Packed keyframe table, see storage.keyframes.
+    keyframes: Mapped[bytes] = mapped_column(LargeBinary)
+    # Wall clock minus media clock at the segment's end, in microseconds.
+    drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class GapRow(Base):
+    """A span with no recording, and why. ``end_us`` is NULL while the gap is still open."""
+
+    __tablename__ = "gaps"
+    __table_args__ = (Index("ix_gaps_camera_time", "camera_id", "stream", "start_us"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+GAP_REASONS = (
+    "offline",
+    "unauthorized",
+    "network",
+    "decode_error",
+    "storage_unavailable",
+    "worker_restart",
+    "disabled",
+    "unsupported",
+    "retention",
+)
