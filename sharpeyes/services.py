@@ -1,0 +1,37 @@
+"""The shared objects a process opens once from its settings: index, registry, object store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from storage.database import open_engine
+from storage.index import SegmentIndex
+from storage.objects import ObjectStore
+from storage.registry import Registry
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return open_engine(self.settings.database_url)
+
+    @cached_property
+    def index(self) -> SegmentIndex:
+        return SegmentIndex(self.engine)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.engine)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        from storage.stores import open_object_store
+
+        return open_object_store(self.settings)
