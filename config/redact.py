@@ -24,3 +24,17 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Redact every ``scheme://user:pass@`` inside free text."""
     return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+class RedactingFilter:
+    """A ``logging`` filter that strips credentials from every record it passes."""
+
+    def filter(self, record: object) -> bool:
+        import logging
+
+        assert isinstance(record, logging.LogRecord)
+        message = record.getMessage()
+        cleaned = redact_text(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

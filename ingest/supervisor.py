@@ -1,0 +1,179 @@
+"""``Supervisor``: keeps one ``CameraSession`` per enabled camera stream, following the registry.
+
+It polls the registry's version (cheap) every ``registry_poll_seconds`` and
+reconciles: new or re-enabled cameras start, removed or disabled ones stop,
+edited ones restart. So a registry change reaches a running process in
+seconds, without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from config.cameras import STREAMS, Camera, StreamName
+from config.settings import Settings
+from ingest.segmenter import Clock, Segmenter
+from ingest.session import CameraSession
+from ingest.spool import Spool, SpoolEntry
+from ingest.status import CameraStatus
+from ingest.uploader import Uploader
+from storage.index import SegmentIndex, now_us
+from storage.objects import ObjectStore
+from storage.registry import Registry
+
+log = logging.getLogger(__name__)
+
+SessionKey = tuple[str, StreamName]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        index: SegmentIndex,
+        store: ObjectStore,
+        *,
+        clock: Clock = now_us,
+        owns: Callable[[Camera], bool] = lambda camera: True,
+    ):
+        self.settings = settings
+        self.registry = registry
+        self.index = index
+        self.clock = clock
+        # Which cameras this worker records (all, unless leases say otherwise).
+        self.owns = owns
+        assert settings.spool_dir is not None
+        self.spool = Spool(settings.spool_dir, settings.spool_quota_bytes)
+        self.uploader = Uploader(
+            self.spool, store, index, on_dropped=self._record_dropped, quota_policy=settings.spool_policy
+        )
+        self.sessions: dict[SessionKey, CameraSession] = {}
+        self._cameras: dict[str, Camera] = {}
+        self._version: tuple[int, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._started_us = 0
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._started_us = self.clock()
+        recovered = self.spool.recover()
+        if recovered:
+            log.info("recovered %d segment(s) from the spool", len(recovered))
+        self.uploader.start()
+        self.reconcile()
+        self._thread = threading.Thread(target=self._poll, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def close(self) -> int:
+        """Stop every session (closing open segments), then upload for up to the
+        shutdown timeout. Returns the number of segments left in the spool."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            sessions = list(self.sessions.values())
+            self.sessions.clear()
+        for s in sessions:
+            s._stop.set()  # signal all first so they wind down in parallel
+        for s in sessions:
+            s.stop(gap_reason="worker_restart")
+        return self.uploader.close(self.settings.shutdown_timeout_seconds)
+
+    # -- reconciling with the registry ------------------------------------------------
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.registry_poll_seconds):
+            try:
+                self.reconcile()
+            except Exception:  # noqa: BLE001 - a database blip must not stop recording
+                log.exception("registry poll failed; keeping the current sessions")
+
+    def reconcile(self, force: bool = False) -> None:
+        version = self.registry.version()
+        if version == self._version and not force:
+            return
+        cameras = {c.id: c for c in self.registry.cameras()}
+        with self._lock:
+            self._version = version
+            wanted: dict[SessionKey, Camera] = {}
+            for cam in cameras.values():
+                if not cam.enabled or not self.owns(cam):
+                    continue
+                for stream in STREAMS:
+                    if cam.stream_url(stream):
+                        wanted[(cam.id, stream)] = cam
+            for key, session in list(self.sessions.items()):
+                cam = wanted.get(key)
+                if cam is None or cam != session.camera:
+                    del self.sessions[key]
+                    old = cameras.get(key[0])
+                    reason = "disabled" if old is not None and not old.enabled else None
+                    if cam is not None:
+                        reason = None  # edited: the restart gap is closed by the new session at once
+                    log.info("camera %s/%s: %s", key[0], key[1],
+                             "disabled" if reason else ("changed, restarting" if cam else "removed"))
+                    session.stop(gap_reason=reason)
+            for key, cam in wanted.items():
+                if key not in self.sessions:
+                    self.sessions[key] = self._new_session(cam, key[1])
+                    self.sessions[key].start()
+            self._cameras = cameras
+
+    def _new_session(self, camera: Camera, stream: StreamName) -> CameraSession:
+        last = self.index.last_segment(camera.id, stream)
+        last_end = max(
+            (t for t in (last.end_us if last else None, self.spool.last_end_us(camera.id, stream)) if t is not None),
+            default=None,
+        )
+        initial_gap = None
+        stale = self.index.open_gaps(camera.id, stream)
+        if stale:
+            # Left open by a process that is gone: their cause held until this start at most.
+            for gap in stale:
+                self.index.close_gap(gap.id, max(gap.start_us, self._started_us))
+            initial_gap = (max(self._started_us, *(g.start_us for g in stale)), "worker_restart")
+        elif last_end is not None:
+            initial_gap = (last_end, "worker_restart")
+        segmenter = Segmenter(
+            camera.id,
+            stream,
+            self.spool,
+            target_us=int(self.settings.segment_target_seconds * 1_000_000),
+            clock=self.clock,
+            on_closed=self.uploader.notify,
+            worker_id=self.settings.worker_id,
+            max_drift_us=int(self.settings.max_clock_drift_seconds * 1_000_000),
+            last_end_us=last_end,
+        )
+        return CameraSession(
+            camera,
+            stream,
+            segmenter,
+            self.index,
+            clock=self.clock,
+            connect_timeout=self.settings.connect_timeout_seconds,
+            stall_timeout=self.settings.stall_timeout_seconds,
+            initial_gap=initial_gap,
+        )
+
+    # -- what others ask ---------------------------------------------------------------
+
+    def statuses(self) -> list[CameraStatus]:
+        with self._lock:
+            return [s.status for s in self.sessions.values()]
+
+    def session(self, camera_id: str, stream: StreamName = "main") -> CameraSession | None:
+        return self.sessions.get((camera_id, stream))
+
+    def _record_dropped(self, entry: SpoolEntry) -> None:
+        try:
+            self.index.add_gap(entry.camera_id, entry.stream, entry.start_us, entry.end_us or entry.start_us,
+                               "storage_unavailable", "spool over quota: segment dropped before upload")
+        except Exception:  # noqa: BLE001
+            log.exception("could not record the dropped segment of %s as a gap", entry.camera_id)

@@ -1,0 +1,317 @@
+"""The ``sharpeyes`` command line. Wiring only: every command calls into config/storage/ingest/streams."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.cameras import Camera, Region
+from config.fleet import FleetFileError, read_fleet_file
+from config.redact import RedactingFilter, redact_url
+from config.settings import Settings
+from sharpeyes.services import Services
+from storage.registry import RegistryError
+
+app = typer.Typer(help="sharpeyes: record, index and serve a county's security cameras.", no_args_is_help=True)
+camera_app = typer.Typer(help="Register and inspect cameras.", no_args_is_help=True)
+region_app = typer.Typer(help="The region tree: county -> township -> village.", no_args_is_help=True)
+app.add_typer(camera_app, name="camera")
+app.add_typer(region_app, name="region")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("libav").setLevel(logging.ERROR)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML settings file (keys as in SHARPEYES_* without the prefix).", envvar="SHARPEYES_CONFIG"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data directory (index, objects, spool). Default ./data or SHARPEYES_DATA_DIR."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    if config is not None:
+        os.environ["SHARPEYES_CONFIG"] = str(config)
+    if data_dir is not None:
+        os.environ["SHARPEYES_DATA_DIR"] = str(data_dir)
+    setup_logging(verbose)
+    ctx.obj = LazyServices()
+
+
+class LazyServices:
+    """Settings are read when a command first needs them, so ``--help`` never fails on bad config."""
+
+    _services: Services | None = None
+
+    def get(self) -> Services:
+        if self._services is None:
+            try:
+                self._services = Services(Settings())
+            except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix
+                fail(f"settings: {exc}")
+        return self._services  # type: ignore[return-value]
+
+
+def services(ctx: typer.Context) -> Services:
+    return ctx.obj.get()
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+# -- regions ------------------------------------------------------------------------
+
+
+@region_app.command("add")
+def region_add(ctx: typer.Context, code: str, name: str,
+               parent: Optional[str] = typer.Option(None, help="Code of the parent region (a township's county).")) -> None:
+    """Add a region under an optional parent."""
+    try:
+        services(ctx).registry.add_region(Region(code=code, name=name, parent=parent))
+    except (ValueError, RegistryError) as exc:
+        fail(str(exc))
+    console.print(f"region {code} added")
+
+
+@region_app.command("list")
+def region_list(ctx: typer.Context) -> None:
+    """List regions as a tree."""
+    regions = services(ctx).registry.regions()
+    children: dict[str | None, list[Region]] = {}
+    for r in regions:
+        children.setdefault(r.parent, []).append(r)
+
+    def show(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            console.print(f"{'  ' * depth}{r.code}  {r.name}")
+            show(r.code, depth + 1)
+
+    show(None, 0)
+
+
+# -- cameras ------------------------------------------------------------------------
+
+
+def _camera_row(c: Camera) -> list[str]:
+    return [c.id, c.name, c.region, "yes" if c.enabled else "no", redact_url(c.main_url),
+            redact_url(c.sub_url) if c.sub_url else "", c.rtsp_transport, str(c.retention_days), c.transcode]
+
+
+@camera_app.command("add")
+def camera_add(
+    ctx: typer.Context,
+    camera_id: str = typer.Argument(..., metavar="ID", help="GB/T 28181 20-digit code or a slug [a-z0-9-]."),
+    name: str = typer.Option(..., help="Display name."),
+    region: str = typer.Option(..., help="Region code (must exist)."),
+    url: str = typer.Option(..., help="Main stream rtsp:// or rtsps:// URL."),
+    sub_url: Optional[str] = typer.Option(None, help="Sub-stream URL, if the camera has one."),
+    transport: str = typer.Option("tcp", help="RTSP transport: tcp or udp."),
+    retention_days: int = typer.Option(30, help="Days to keep recordings."),
+    transcode: str = typer.Option("none", help="Transcode profile: none, live-h264, sub, archive-h264."),
+    disabled: bool = typer.Option(False, "--disabled", help="Register without recording."),
+) -> None:
+    """Register one camera. A running `sharpeyes run` starts recording it within seconds."""
+    try:
+        cam = Camera(id=camera_id, name=name, region=region, main_url=url, sub_url=sub_url,
+                     rtsp_transport=transport, retention_days=retention_days, transcode=transcode,
+                     enabled=not disabled)
+        services(ctx).registry.add_camera(cam)
+    except (ValueError, RegistryError) as exc:
+        fail(_clean(exc))
+    console.print(f"camera {camera_id} added")
+
+
+@camera_app.command("list")
+def camera_list(ctx: typer.Context, region: Optional[str] = typer.Option(None, help="Only this region and below."),
+                as_json: bool = typer.Option(False, "--json", help="JSON output (passwords redacted).")) -> None:
+    """List registered cameras (passwords are never shown)."""
+    cams = services(ctx).registry.cameras(region=region)
+    if as_json:
+        console.print_json(json.dumps([_public(c) for c in cams]))
+        return
+    table = Table("id", "name", "region", "enabled", "main", "sub", "transport", "retention", "transcode")
+    for c in cams:
+        table.add_row(*_camera_row(c))
+    console.print(table)
+
+
+@camera_app.command("show")
+def camera_show(ctx: typer.Context, camera_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Show one camera and its recording status from the index."""
+    svc = services(ctx)
+    cam = svc.registry.camera(camera_id)
+    if cam is None:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
+    info = _public(cam)  # type: ignore[arg-type]
+    last = svc.index.last_segment(camera_id, "main")
+    info["last_segment_end_us"] = last.end_us if last else None
+    info["open_gaps"] = [{"start_us": g.start_us, "reason": g.reason} for g in svc.index.open_gaps(camera_id, "main")]
+    console.print_json(json.dumps(info))
+
+
+@camera_app.command("edit")
+def camera_edit(
+    ctx: typer.Context,
+    camera_id: str = typer.Argument(..., metavar="ID"),
+    name: Optional[str] = typer.Option(None),
+    region: Optional[str] = typer.Option(None),
+    url: Optional[str] = typer.Option(None, help="New main stream URL."),
+    sub_url: Optional[str] = typer.Option(None, help="New sub-stream URL ('' to remove)."),
+    transport: Optional[str] = typer.Option(None),
+    retention_days: Optional[int] = typer.Option(None),
+    transcode: Optional[str] = typer.Option(None),
+    enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="Start or stop recording."),
+) -> None:
+    """Change a camera. A running process picks the change up within seconds."""
+    changes = {k: v for k, v in {
+        "name": name, "region": region, "main_url": url, "sub_url": sub_url, "rtsp_transport": transport,
+        "retention_days": retention_days, "transcode": transcode, "enabled": enable}.items() if v is not None}
+    if not changes:
+        fail("nothing to change; see 'sharpeyes camera edit --help'")
+    try:
+        services(ctx).registry.update_camera(camera_id, **changes)
+    except (ValueError, RegistryError) as exc:
+        fail(_clean(exc))
+    console.print(f"camera {camera_id} updated")
+
+
+@camera_app.command("remove")
+def camera_remove(ctx: typer.Context, camera_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Unregister a camera. Its recordings stay until retention removes them."""
+    try:
+        services(ctx).registry.remove_camera(camera_id)
+    except RegistryError as exc:
+        fail(str(exc))
+    console.print(f"camera {camera_id} removed")
+
+
+@camera_app.command("import")
+def camera_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                                                   help="CSV or YAML fleet file.")) -> None:
+    """Register many cameras from CSV or YAML: all of them, or none if any row is bad."""
+    try:
+        cams = read_fleet_file(file)
+        services(ctx).registry.add_cameras(cams)
+    except FleetFileError as exc:
+        err.print(f"[red]error:[/red] {file}: {len(exc.errors)} bad row(s), nothing imported")
+        for e in exc.errors:
+            err.print(f"  {e}")
+        raise typer.Exit(1)
+    except (ValueError, RegistryError) as exc:
+        fail(f"{file}: nothing imported:\n{exc}")
+    console.print(f"{len(cams)} camera(s) imported from {file}")
+
+
+@camera_app.command("probe")
+def camera_probe(ctx: typer.Context, target: str = typer.Argument(..., metavar="ID-or-URL"),
+                 stream: str = typer.Option("main", help="main or sub, when probing a registered camera."),
+                 timeout: float = typer.Option(10.0, help="Give up after this many seconds."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Connect to a camera and print codec, resolution, fps and bitrate, or why it failed."""
+    from ingest.probe import probe_url
+
+    transport = "tcp"
+    url = target
+    camera_id = "probe"
+    if "://" not in target:
+        cam = services(ctx).registry.camera(target)
+        if cam is None:
+            fail(f"camera {target} is not registered; give a registered id or an rtsp:// URL")
+        assert cam is not None
+        url = cam.stream_url(stream)  # type: ignore[arg-type,assignment]
+        if not url:
+            fail(f"camera {target} has no {stream} stream")
+        transport, camera_id = cam.rtsp_transport, cam.id
+    result = probe_url(url, transport=transport, timeout=timeout, camera_id=camera_id)  # type: ignore[arg-type]
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    elif result.ok:
+        console.print(f"{result.url}\n  codec {result.codec}  {result.width}x{result.height}  "
+                      f"{result.fps:g} fps  {result.bitrate_kbps:g} kbit/s  keyframe every {result.keyframe_interval_s:g} s"
+                      + (f"  audio {result.audio_codec}" if result.audio_codec else ""))
+    else:
+        err.print(f"[red]{result.state}[/red]: {result.message}")
+    if not result.ok:
+        raise typer.Exit(2)
+
+
+def _public(c: Camera) -> dict:
+    d = c.model_dump()
+    d["main_url"] = redact_url(c.main_url)
+    d["sub_url"] = redact_url(c.sub_url) if c.sub_url else None
+    return d
+
+
+def _clean(exc: Exception) -> str:
+    """pydantic's messages, without its URL footer, one problem a line."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+    return str(exc)
+
+
+# -- processes ----------------------------------------------------------------------
+
+
+@app.command("run")
+def run(ctx: typer.Context,
+        http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console (default SHARPEYES_HTTP_BIND or 127.0.0.1:8080)."),
+        ) -> None:
+    """Everything in one process: record every enabled camera and serve the API and console."""
+    from sharpeyes.process import run_process
+
+    run_process(services(ctx), http_bind=http_bind, ingest=True, serve=True)
+
+
+@app.command("ingest")
+def ingest_cmd(ctx: typer.Context,
+               worker_id: Optional[str] = typer.Option(None, help="Name of this worker (default: host name)."),
+               http_bind: Optional[str] = typer.Option(None, help="host:port for this worker's live and metrics endpoints."),
+               ) -> None:
+    """An ingest worker: record cameras (and serve their live feeds), no console."""
+    from sharpeyes.process import run_process
+
+    svc = services(ctx)
+    if worker_id:
+        svc.settings.worker_id = worker_id
+    run_process(svc, http_bind=http_bind, ingest=True, serve=False)
+
+
+@app.command("serve")
+def serve_cmd(ctx: typer.Context,
+              http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console.")) -> None:
+    """A stateless API and console node (no recording)."""
+    from sharpeyes.process import run_process
+
+    run_process(services(ctx), http_bind=http_bind, ingest=False, serve=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

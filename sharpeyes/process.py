@@ -1,0 +1,43 @@
+"""Running a sharpeyes process: the ingest supervisor and the HTTP server, and a clean stop."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from sharpeyes.services import Services
+from streams.app import create_app
+from streams.context import AppContext
+
+log = logging.getLogger("sharpeyes")
+
+
+def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bool) -> None:
+    """Run until SIGINT/SIGTERM. On the way out, open segments are closed and
+    uploaded for up to ``shutdown_timeout_seconds``; what is left stays in the
+    spool and is uploaded by the next start."""
+    settings = svc.settings
+    bind = http_bind or settings.http_bind
+    host, _, port = bind.rpartition(":")
+    supervisor = None
+    if ingest:
+        from ingest.supervisor import Supervisor
+
+        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store)
+        supervisor.start()
+        log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
+    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor)
+    app = create_app(ctx)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
+    log.info("HTTP on http://%s", bind)
+    try:
+        server.run()
+    finally:
+        if supervisor is not None:
+            log.info("stopping: closing open segments and uploading (up to %.0f s)", settings.shutdown_timeout_seconds)
+            left = supervisor.close()
+            if left:
+                log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
+            else:
+                log.info("spool drained; stopped cleanly")
