@@ -17,6 +17,7 @@ from typing import Callable, Iterator, TypeVar
 
 import urllib3
 from minio import Minio
+from minio.helpers import check_bucket_name
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from storage.objects import (
@@ -61,6 +62,11 @@ class S3ObjectStore:
     ):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size {part_size} is below the S3 minimum of {MIN_PART_SIZE} bytes")
+        try:
+            # Refuse a bad name now, with the setting to fix, not on the first upload.
+            check_bucket_name(bucket)
+        except ValueError as exc:
+            raise ValueError(f"SHARPEYES_S3_BUCKET {bucket!r}: {exc}; use 3-63 lower-case letters, digits, '.' or '-'") from None
         self.endpoint = endpoint
         self.bucket = bucket
         self.secure = secure

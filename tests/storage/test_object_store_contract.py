@@ -174,6 +174,9 @@ def test_big_file_multipart(store: ObjectStore, tmp_path: Path) -> None:
     edge = MIN_PART_SIZE  # across the first part boundary
     assert store.get_range(KEY, edge - 7, edge + 7) == data[edge - 7 : edge + 7]
     assert sha(b"".join(store.iter_range(KEY, 0, len(data)))) == digest
+    if isinstance(store, S3ObjectStore):
+        # A multipart upload's ETag ends in "-<number of parts>".
+        assert store._client.stat_object(store.bucket, KEY).etag.endswith("-5")
 
 
 @pytest.mark.parametrize(
@@ -266,6 +269,16 @@ def test_s3_unreachable_fails_fast(tmp_path: Path) -> None:
         message = str(info.value)
         assert endpoint in message and "SHARPEYES_S3_ENDPOINT" in message
         assert secret not in message
+
+
+def test_s3_bad_bucket_name_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="SHARPEYES_S3_BUCKET"):
+        S3ObjectStore("127.0.0.1:9", "a", "b", "No_Such")
+
+
+def test_s3_part_size_floor() -> None:
+    with pytest.raises(ValueError):
+        S3ObjectStore("127.0.0.1:9", "a", "b", "bucket", part_size=MIN_PART_SIZE - 1)
 
 
 def test_s3_bad_credentials(s3_server: MotoS3Server, s3_bucket: str) -> None:
