@@ -64,7 +64,7 @@ class S3ObjectStore:
             raise ValueError(f"part_size {part_size} is below the S3 minimum of {MIN_PART_SIZE} bytes")
         try:
             # Refuse a bad name now, with the setting to fix, not on the first upload.
-            check_bucket_name(bucket)
+            check_bucket_name(bucket, strict=True)  # what MinIO itself enforces
         except ValueError as exc:
             raise ValueError(f"SHARPEYES_S3_BUCKET {bucket!r}: {exc}; use 3-63 lower-case letters, digits, '.' or '-'") from None
         self.endpoint = endpoint
