@@ -62,9 +62,15 @@ class Registry:
             errors = []
             regions = set(s.scalars(select(RegionRow.code)))
             existing = set(s.scalars(select(CameraRow.id).where(CameraRow.id.in_([c.id for c in cameras]))))
+            batch: set[str] = set()
             for cam in cameras:
                 if cam.id in existing:
                     errors.append(f"camera {cam.id}: id already registered; use 'camera edit' to change it")
+                elif cam.id in batch:
+                    # Caught here, not by the primary key at commit, so the operator gets
+                    # a RegistryError naming the row instead of a database error.
+                    errors.append(f"camera {cam.id}: id appears more than once in this batch")
+                batch.add(cam.id)
                 if cam.region not in regions:
                     errors.append(f"camera {cam.id}: region {cam.region} does not exist; add it with 'region add'")
             if errors:
