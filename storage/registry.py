@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
@@ -91,7 +92,12 @@ class Registry:
             current = _camera(row).model_dump()
             if "id" in changes and changes["id"] != camera_id:
                 raise RegistryError(f"camera {camera_id}: the id cannot be changed; remove and add instead")
-            updated = Camera.model_validate({**current, **changes})
+            try:
+                updated = Camera.model_validate({**current, **changes})
+            except ValidationError as exc:
+                # One error type for every refused change, so API and CLI callers
+                # need not know about pydantic.
+                raise RegistryError(f"camera {camera_id}: {_validation_message(exc)}") from None
             if updated.region != row.region and s.get(RegionRow, updated.region) is None:
                 raise RegistryError(f"camera {camera_id}: region {updated.region} does not exist")
             for key, value in updated.model_dump().items():
@@ -123,6 +129,14 @@ class Registry:
         with self._sessions() as s:
             count, newest = s.execute(select(func.count(), func.max(CameraRow.updated_us))).one()
             return int(count), int(newest or 0)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "camera"
+        parts.append(f"{field}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 def _camera(row: CameraRow) -> Camera:
