@@ -3,21 +3,37 @@
 from storage.database import open_engine
 from storage.index import SegmentIndex, SegmentRecord, now_us
 from storage.keyframes import Keyframe, pack_keyframes, unpack_keyframes
-from storage.objects import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreUnavailable
+from storage.local import LocalObjectStore
+from storage.objects import (
+    InvalidObjectKey,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreUnavailable,
+    check_key,
+)
 from storage.registry import Registry, RegistryError
+from storage.s3 import S3ObjectStore
+from storage.stores import open_object_store, segment_key
 
 __all__ = [
+    "InvalidObjectKey",
     "Keyframe",
+    "LocalObjectStore",
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
     "ObjectStoreUnavailable",
     "Registry",
     "RegistryError",
+    "S3ObjectStore",
     "SegmentIndex",
     "SegmentRecord",
+    "check_key",
     "now_us",
     "open_engine",
+    "open_object_store",
     "pack_keyframes",
+    "segment_key",
     "unpack_keyframes",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
@@ -62,9 +63,15 @@ class Registry:
             errors = []
             regions = set(s.scalars(select(RegionRow.code)))
             existing = set(s.scalars(select(CameraRow.id).where(CameraRow.id.in_([c.id for c in cameras]))))
+            batch: set[str] = set()
             for cam in cameras:
                 if cam.id in existing:
                     errors.append(f"camera {cam.id}: id already registered; use 'camera edit' to change it")
+                elif cam.id in batch:
+                    # Caught here, not by the primary key at commit, so the operator gets
+                    # a RegistryError naming the row instead of a database error.
+                    errors.append(f"camera {cam.id}: id appears more than once in this batch")
+                batch.add(cam.id)
                 if cam.region not in regions:
                     errors.append(f"camera {cam.id}: region {cam.region} does not exist; add it with 'region add'")
             if errors:
@@ -85,7 +92,12 @@ class Registry:
             current = _camera(row).model_dump()
             if "id" in changes and changes["id"] != camera_id:
                 raise RegistryError(f"camera {camera_id}: the id cannot be changed; remove and add instead")
-            updated = Camera.model_validate({**current, **changes})
+            try:
+                updated = Camera.model_validate({**current, **changes})
+            except ValidationError as exc:
+                # One error type for every refused change, so API and CLI callers
+                # need not know about pydantic.
+                raise RegistryError(f"camera {camera_id}: {_validation_message(exc)}") from None
             if updated.region != row.region and s.get(RegionRow, updated.region) is None:
                 raise RegistryError(f"camera {camera_id}: region {updated.region} does not exist")
             for key, value in updated.model_dump().items():
@@ -117,6 +129,14 @@ class Registry:
         with self._sessions() as s:
             count, newest = s.execute(select(func.count(), func.max(CameraRow.updated_us))).one()
             return int(count), int(newest or 0)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "camera"
+        parts.append(f"{field}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 def _camera(row: CameraRow) -> Camera:

@@ -1,0 +1,3 @@
+"""Shared pytest set-up: fixture plugins only. Add your plugin module to the list."""
+
+pytest_plugins = ["tests.support.s3server", "tests.support.databases"]
