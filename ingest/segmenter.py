@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -83,6 +84,11 @@ class _OpenSegment:
             self.file, "w", format="mp4",
             options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
         )
+        # The segment names its camera and start inside the file, so two segments
+        # with identical pictures never share a hash and a lone file says what it is.
+        self.container.metadata["title"] = f"{entry.camera_id}/{entry.stream}"
+        self.container.metadata["comment"] = f"sharpeyes start_us={entry.start_us}"
+        self.container.metadata["creation_time"] = _iso(entry.start_us)
         self.video = self.container.add_stream_from_template(video)
         if extradata:
             self.video.codec_context.extradata = extradata
@@ -325,6 +331,10 @@ class Segmenter:
     @property
     def recording(self) -> bool:
         return self._seg is not None
+
+
+def _iso(t_us: int) -> str:
+    return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _H264_PARAM_SETS = {7, 8}

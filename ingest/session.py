@@ -90,6 +90,7 @@ class CameraSession:
         connect_timeout: float = 10.0,
         stall_timeout: float = 10.0,
         initial_gap: tuple[int, str] | None = None,
+        adopt_gap: tuple[int, str] | None = None,
     ):
         url = camera.stream_url(stream)
         if url is None:
@@ -110,7 +111,10 @@ class CameraSession:
         self._gap_id: int | None = None
         self._gap_reason: str | None = None
         segmenter.on_started = self._on_recording_started
-        if initial_gap is not None:
+        if adopt_gap is not None:
+            # A gap a previous process left open (id, reason): this session ends it.
+            self._gap_id, self._gap_reason = adopt_gap
+        elif initial_gap is not None:
             # E.g. the span since the last recorded segment before this process started.
             self._open_gap(initial_gap[0], initial_gap[1], "")
 
@@ -120,15 +124,22 @@ class CameraSession:
         self._thread = threading.Thread(target=self._run, name=f"cam-{self.camera.id}-{self.stream}", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the pull loop to end; it returns at the next packet (or read timeout)."""
+        self._stop.set()
+
     def stop(self, gap_reason: str | None = None, timeout: float = 15.0) -> None:
         """Stop pulling and close the open segment. With ``gap_reason`` (e.g. "disabled"),
         a gap is opened from the end of the recording so the timeline says why it stops."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.segmenter.end_run()
-        if gap_reason is not None and self.segmenter.last_end_us is not None:
-            self._open_gap(self.segmenter.last_end_us, gap_reason, "")
+        if not self.alive:
+            # Only once the pull thread is gone may this thread touch the segmenter.
+            self.segmenter.end_run()
+        if gap_reason is not None and self._gap_id is None:
+            start = self.segmenter.last_end_us
+            self._open_gap(start if start is not None else self.clock(), gap_reason, "")
         self._set_state("disabled" if gap_reason == "disabled" else "stopped")
 
     @property

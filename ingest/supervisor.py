@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from config.cameras import STREAMS, Camera, StreamName
@@ -56,12 +57,10 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._started_us = 0
 
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        self._started_us = self.clock()
         recovered = self.spool.recover()
         if recovered:
             log.info("recovered %d segment(s) from the spool", len(recovered))
@@ -80,10 +79,11 @@ class Supervisor:
             sessions = list(self.sessions.values())
             self.sessions.clear()
         for s in sessions:
-            s._stop.set()  # signal all first so they wind down in parallel
+            s.request_stop()  # all at once, so they wind down in parallel
+        deadline = time.monotonic() + self.settings.shutdown_timeout_seconds / 2
         for s in sessions:
-            s.stop(gap_reason="worker_restart")
-        return self.uploader.close(self.settings.shutdown_timeout_seconds)
+            s.stop(gap_reason="worker_restart", timeout=max(0.1, deadline - time.monotonic()))
+        return self.uploader.close(max(1.0, self.settings.shutdown_timeout_seconds / 2))
 
     # -- reconciling with the registry ------------------------------------------------
 
@@ -131,13 +131,14 @@ class Supervisor:
             (t for t in (last.end_us if last else None, self.spool.last_end_us(camera.id, stream)) if t is not None),
             default=None,
         )
-        initial_gap = None
-        stale = self.index.open_gaps(camera.id, stream)
+        initial_gap, adopt_gap = None, None
+        stale = sorted(self.index.open_gaps(camera.id, stream), key=lambda g: g.start_us)
         if stale:
-            # Left open by a process that is gone: their cause held until this start at most.
-            for gap in stale:
-                self.index.close_gap(gap.id, max(gap.start_us, self._started_us))
-            initial_gap = (max(self._started_us, *(g.start_us for g in stale)), "worker_restart")
+            # Left open by a process that is gone. The newest one continues (it is why
+            # there is no recording now); any older ones end where the next began.
+            for older, newer in zip(stale, stale[1:]):
+                self.index.close_gap(older.id, newer.start_us)
+            adopt_gap = (stale[-1].id, stale[-1].reason)
         elif last_end is not None:
             initial_gap = (last_end, "worker_restart")
         segmenter = Segmenter(
@@ -160,6 +161,7 @@ class Supervisor:
             connect_timeout=self.settings.connect_timeout_seconds,
             stall_timeout=self.settings.stall_timeout_seconds,
             initial_gap=initial_gap,
+            adopt_gap=adopt_gap,
         )
 
     # -- what others ask ---------------------------------------------------------------

@@ -38,6 +38,8 @@ def setup_logging(verbose: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("libav").setLevel(logging.ERROR)
+    # Migrations are checked on every start; only their problems are news.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.callback()

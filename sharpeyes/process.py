@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from typing import Iterator
 
 import uvicorn
 
@@ -29,7 +32,7 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
     ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor)
     app = create_app(ctx)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
+    server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
     log.info("HTTP on http://%s", bind)
     try:
         server.run()
@@ -41,3 +44,23 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                 log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
             else:
                 log.info("spool drained; stopped cleanly")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its own shutdown, which would kill the process
+    before the open segments are closed and uploaded; here a signal only asks the
+    HTTP server to stop, and ``run_process`` does the rest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def ask_exit(signum: int, _frame: object) -> None:
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, ask_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
