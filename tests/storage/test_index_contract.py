@@ -12,7 +12,7 @@ from config.cameras import Camera, Region
 from storage import Keyframe, Registry, RegistryError, SegmentIndex, SegmentRecord, open_engine, pack_keyframes
 from storage.migrations import alembic_config
 
-TABLES = {"regions", "cameras", "init_segments", "segments", "gaps"}
+TABLES = {"regions", "cameras", "init_segments", "segments", "gaps", "registry_state"}
 CAM = "34020000001320000001"
 S = 1_000_000  # one second in microseconds
 
@@ -61,6 +61,18 @@ def test_migrations_from_empty_and_back(engine: Engine) -> None:
     # Running the upgrade again (every process start does) is a no-op.
     open_engine(engine.url.render_as_string(hide_password=False)).dispose()
     SegmentIndex(engine).add_segment(record(0, 60))
+
+
+def test_migrations_match_models(engine: Engine) -> None:
+    # A model changed without a migration (or the reverse) shows up here.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.schema import Base
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
 
 
 def test_index_fixture_engine(index_engine: Engine) -> None:
