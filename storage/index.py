@@ -53,46 +53,56 @@ class SegmentIndex:
 
     # -- segments -------------------------------------------------------------
 
-    def _insert_ignore(self, session: Session, table, values: dict) -> None:  # type: ignore[no-untyped-def]
+    def _insert_ignore(self, session: Session, table, values: dict, conflict: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+        """INSERT unless a row with the same ``conflict`` columns exists (atomically:
+        two writers racing on the same key both succeed, one row results)."""
         dialect = self.engine.dialect.name
         ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(ins(table).values(**values).on_conflict_do_nothing())
+        session.execute(ins(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict)))
 
     def add_segment(self, rec: SegmentRecord) -> SegmentRow:
         """Index a stored segment. Idempotent on (camera, stream, start): re-indexing after
-        a crash between the row and the spool delete returns the existing row."""
+        a crash between the row and the spool delete returns the existing row, and so
+        does a second worker indexing the same segment concurrently (lease takeover)."""
         with self.session() as s, s.begin():
-            self._insert_ignore(s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data})
-            existing = s.scalar(
+            self._insert_ignore(
+                s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data}, ["sha256"]
+            )
+            # Insert-or-nothing rather than select-then-insert: the latter raced into
+            # a unique violation when two workers indexed the same segment at once.
+            self._insert_ignore(
+                s,
+                SegmentRow.__table__,
+                {
+                    "camera_id": rec.camera_id,
+                    "stream": rec.stream,
+                    "start_us": rec.start_us,
+                    "end_us": rec.end_us,
+                    "object_key": rec.object_key,
+                    "bytes": rec.bytes,
+                    "codec": rec.codec,
+                    "width": rec.width,
+                    "height": rec.height,
+                    "audio_codec": rec.audio_codec,
+                    "sha256": rec.sha256,
+                    "prev_sha256": rec.prev_sha256,
+                    "init_sha256": rec.init_sha256,
+                    "keyframes": rec.keyframes,
+                    "drift_us": rec.drift_us,
+                    "worker_id": rec.worker_id,
+                    "created_us": now_us(),
+                },
+                ["camera_id", "stream", "start_us"],
+            )
+            row = s.scalar(
                 select(SegmentRow).where(
                     SegmentRow.camera_id == rec.camera_id,
                     SegmentRow.stream == rec.stream,
                     SegmentRow.start_us == rec.start_us,
                 )
             )
-            if existing is not None:
-                return existing
-            row = SegmentRow(
-                camera_id=rec.camera_id,
-                stream=rec.stream,
-                start_us=rec.start_us,
-                end_us=rec.end_us,
-                object_key=rec.object_key,
-                bytes=rec.bytes,
-                codec=rec.codec,
-                width=rec.width,
-                height=rec.height,
-                audio_codec=rec.audio_codec,
-                sha256=rec.sha256,
-                prev_sha256=rec.prev_sha256,
-                init_sha256=rec.init_sha256,
-                keyframes=rec.keyframes,
-                drift_us=rec.drift_us,
-                worker_id=rec.worker_id,
-                created_us=now_us(),
-            )
-            s.add(row)
-        return row
+            assert row is not None  # inserted above or already there
+            return row
 
     def last_segment(self, camera_id: str, stream: str) -> SegmentRow | None:
         with self.session() as s:

@@ -318,3 +318,31 @@ def test_version_changes_within_one_clock_tick(registry: Registry, monkeypatch: 
     registry.add_camera(camera("cam-c"))
     v4 = registry.version()
     assert len({v1, v2, v3, v4}) == 4
+
+
+def test_add_segment_concurrent_duplicates(engine: Engine) -> None:
+    # After a lease takeover two workers may index the same segment at once:
+    # both must get the one row, neither an IntegrityError.
+    import threading
+
+    idx = SegmentIndex(engine)
+    barrier = threading.Barrier(6)
+    results: list[object] = []
+
+    def add(start: int) -> None:
+        barrier.wait()
+        try:
+            results.append(idx.add_segment(record(start, start + 60)).id)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            results.append(exc)
+
+    for start in range(0, 600, 60):
+        results.clear()
+        threads = [threading.Thread(target=add, args=(start,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(results)) == 1, results
+    assert idx.segment_count() == 10
+
