@@ -346,3 +346,23 @@ def test_add_segment_concurrent_duplicates(engine: Engine) -> None:
         assert len(set(results)) == 1, results
     assert idx.segment_count() == 10
 
+
+def test_in_memory_sqlite_is_one_database() -> None:
+    # sqlite:// is handy in tools and tests; every thread must see the migrated schema.
+    import threading
+
+    engine = open_engine("sqlite://")
+    idx = SegmentIndex(engine)
+    idx.add_segment(record(0, 60))
+    counts: list[object] = []
+
+    def count() -> None:
+        try:
+            counts.append(idx.segment_count())
+        except Exception as exc:  # noqa: BLE001
+            counts.append(exc)
+
+    t = threading.Thread(target=count)
+    t.start()
+    t.join()
+    assert counts == [1]
