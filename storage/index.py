@@ -156,16 +156,30 @@ class SegmentIndex:
             return row.id
 
     def set_gap_reason(self, gap_id: int, reason: str, detail: str = "") -> None:
+        """Change why a gap happened (the cause is often known only after it started).
+        ``KeyError`` if there is no gap ``gap_id``."""
         _check_reason(reason)
         with self.session() as s, s.begin():
-            s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+            done = s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                raise KeyError(f"gap {gap_id} is not in the index")
 
     def close_gap(self, gap_id: int, end_us: int) -> None:
+        """End gap ``gap_id`` at ``end_us``. ``KeyError`` if there is no such gap,
+        ``ValueError`` if ``end_us`` is before its start."""
         with self.session() as s, s.begin():
-            s.execute(update(GapRow).where(GapRow.id == gap_id).values(end_us=end_us))
+            row = s.get(GapRow, gap_id)
+            if row is None:
+                raise KeyError(f"gap {gap_id} is not in the index")
+            if end_us < row.start_us:
+                raise ValueError(f"gap {gap_id}: end {end_us} is before its start {row.start_us}")
+            row.end_us = end_us
 
     def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> int:
+        """Record a finished gap ``[start_us, end_us)``; returns its id."""
         _check_reason(reason)
+        if end_us < start_us:
+            raise ValueError(f"gap end {end_us} is before its start {start_us}")
         with self.session() as s, s.begin():
             row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us, reason=reason, detail=detail)
             s.add(row)

@@ -366,3 +366,20 @@ def test_in_memory_sqlite_is_one_database() -> None:
     t.start()
     t.join()
     assert counts == [1]
+
+
+def test_gap_updates_checked(engine: Engine) -> None:
+    # A wrong id or a reversed span is a caller bug; updating nothing silently hid it.
+    idx = SegmentIndex(engine)
+    gap = idx.open_gap(CAM, "main", 100 * S, "offline")
+    with pytest.raises(KeyError):
+        idx.close_gap(gap + 1000, 200 * S)
+    with pytest.raises(KeyError):
+        idx.set_gap_reason(gap + 1000, "network")
+    with pytest.raises(ValueError):
+        idx.close_gap(gap, 99 * S)
+    with pytest.raises(ValueError):
+        idx.add_gap(CAM, "main", 10 * S, 5 * S, "network")
+    assert idx.open_gaps(CAM, "main")[0].id == gap
+    idx.close_gap(gap, 100 * S)  # zero length is allowed: the camera came straight back
+    assert idx.open_gaps(CAM, "main") == []
