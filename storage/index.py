@@ -53,46 +53,56 @@ class SegmentIndex:
 
     # -- segments -------------------------------------------------------------
 
-    def _insert_ignore(self, session: Session, table, values: dict) -> None:  # type: ignore[no-untyped-def]
+    def _insert_ignore(self, session: Session, table, values: dict, conflict: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+        """INSERT unless a row with the same ``conflict`` columns exists (atomically:
+        two writers racing on the same key both succeed, one row results)."""
         dialect = self.engine.dialect.name
         ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(ins(table).values(**values).on_conflict_do_nothing())
+        session.execute(ins(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict)))
 
     def add_segment(self, rec: SegmentRecord) -> SegmentRow:
         """Index a stored segment. Idempotent on (camera, stream, start): re-indexing after
-        a crash between the row and the spool delete returns the existing row."""
+        a crash between the row and the spool delete returns the existing row, and so
+        does a second worker indexing the same segment concurrently (lease takeover)."""
         with self.session() as s, s.begin():
-            self._insert_ignore(s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data})
-            existing = s.scalar(
+            self._insert_ignore(
+                s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data}, ["sha256"]
+            )
+            # Insert-or-nothing rather than select-then-insert: the latter raced into
+            # a unique violation when two workers indexed the same segment at once.
+            self._insert_ignore(
+                s,
+                SegmentRow.__table__,
+                {
+                    "camera_id": rec.camera_id,
+                    "stream": rec.stream,
+                    "start_us": rec.start_us,
+                    "end_us": rec.end_us,
+                    "object_key": rec.object_key,
+                    "bytes": rec.bytes,
+                    "codec": rec.codec,
+                    "width": rec.width,
+                    "height": rec.height,
+                    "audio_codec": rec.audio_codec,
+                    "sha256": rec.sha256,
+                    "prev_sha256": rec.prev_sha256,
+                    "init_sha256": rec.init_sha256,
+                    "keyframes": rec.keyframes,
+                    "drift_us": rec.drift_us,
+                    "worker_id": rec.worker_id,
+                    "created_us": now_us(),
+                },
+                ["camera_id", "stream", "start_us"],
+            )
+            row = s.scalar(
                 select(SegmentRow).where(
                     SegmentRow.camera_id == rec.camera_id,
                     SegmentRow.stream == rec.stream,
                     SegmentRow.start_us == rec.start_us,
                 )
             )
-            if existing is not None:
-                return existing
-            row = SegmentRow(
-                camera_id=rec.camera_id,
-                stream=rec.stream,
-                start_us=rec.start_us,
-                end_us=rec.end_us,
-                object_key=rec.object_key,
-                bytes=rec.bytes,
-                codec=rec.codec,
-                width=rec.width,
-                height=rec.height,
-                audio_codec=rec.audio_codec,
-                sha256=rec.sha256,
-                prev_sha256=rec.prev_sha256,
-                init_sha256=rec.init_sha256,
-                keyframes=rec.keyframes,
-                drift_us=rec.drift_us,
-                worker_id=rec.worker_id,
-                created_us=now_us(),
-            )
-            s.add(row)
-        return row
+            assert row is not None  # inserted above or already there
+            return row
 
     def last_segment(self, camera_id: str, stream: str) -> SegmentRow | None:
         with self.session() as s:
@@ -146,16 +156,30 @@ class SegmentIndex:
             return row.id
 
     def set_gap_reason(self, gap_id: int, reason: str, detail: str = "") -> None:
+        """Change why a gap happened (the cause is often known only after it started).
+        ``KeyError`` if there is no gap ``gap_id``."""
         _check_reason(reason)
         with self.session() as s, s.begin():
-            s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+            done = s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                raise KeyError(f"gap {gap_id} is not in the index")
 
     def close_gap(self, gap_id: int, end_us: int) -> None:
+        """End gap ``gap_id`` at ``end_us``. ``KeyError`` if there is no such gap,
+        ``ValueError`` if ``end_us`` is before its start."""
         with self.session() as s, s.begin():
-            s.execute(update(GapRow).where(GapRow.id == gap_id).values(end_us=end_us))
+            row = s.get(GapRow, gap_id)
+            if row is None:
+                raise KeyError(f"gap {gap_id} is not in the index")
+            if end_us < row.start_us:
+                raise ValueError(f"gap {gap_id}: end {end_us} is before its start {row.start_us}")
+            row.end_us = end_us
 
     def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> int:
+        """Record a finished gap ``[start_us, end_us)``; returns its id."""
         _check_reason(reason)
+        if end_us < start_us:
+            raise ValueError(f"gap end {end_us} is before its start {start_us}")
         with self.session() as s, s.begin():
             row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us, reason=reason, detail=detail)
             s.add(row)

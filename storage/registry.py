@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Iterable
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from config.cameras import Camera, Region
 from storage.index import now_us
-from storage.schema import CameraRow, RegionRow
+from storage.schema import CameraRow, RegionRow, RegistryStateRow
 
 
 class RegistryError(ValueError):
@@ -79,6 +79,7 @@ class Registry:
             stamp = now_us()
             for cam in cameras:
                 s.add(CameraRow(**cam.model_dump(), updated_us=stamp))
+            _count_change(s)
 
     def add_camera(self, camera: Camera) -> None:
         self.add_cameras([camera])
@@ -103,6 +104,7 @@ class Registry:
             for key, value in updated.model_dump().items():
                 setattr(row, key, value)
             row.updated_us = max(now_us(), row.updated_us + 1)
+            _count_change(s)
             return updated
 
     def remove_camera(self, camera_id: str) -> None:
@@ -111,6 +113,7 @@ class Registry:
             if row is None:
                 raise RegistryError(f"camera {camera_id} is not registered")
             s.delete(row)
+            _count_change(s)
 
     def camera(self, camera_id: str) -> Camera | None:
         with self._sessions() as s:
@@ -125,10 +128,20 @@ class Registry:
             return [_camera(r) for r in s.scalars(q)]
 
     def version(self) -> tuple[int, int]:
-        """Changes whenever a camera is added, edited or removed: (count, newest update)."""
+        """(camera count, change counter): differs after every committed camera add, edit
+        or removal, and never returns to an earlier value. Cheap enough to poll."""
         with self._sessions() as s:
-            count, newest = s.execute(select(func.count(), func.max(CameraRow.updated_us))).one()
-            return int(count), int(newest or 0)
+            count = s.scalar(select(func.count()).select_from(CameraRow)) or 0
+            changes = s.scalar(select(RegistryStateRow.changes).where(RegistryStateRow.id == 1)) or 0
+            return int(count), int(changes)
+
+
+def _count_change(s: Session) -> None:
+    """Bump the change counter inside the caller's transaction (the row lock also
+    orders concurrent registry writers on PostgreSQL)."""
+    bumped = s.execute(update(RegistryStateRow).where(RegistryStateRow.id == 1).values(changes=RegistryStateRow.changes + 1))
+    if bumped.rowcount == 0:  # type: ignore[attr-defined]
+        s.add(RegistryStateRow(id=1, changes=1))
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -41,6 +41,19 @@ class CameraRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class RegistryStateRow(Base):
+    """One row (id 1): ``changes`` counts every camera add, edit and removal.
+
+    ``Registry.version()`` reads it; unlike timestamps it never repeats, even when
+    the newest camera is removed or two edits fall in one clock tick.
+    """
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    changes: Mapped[int] = mapped_column(BigInteger)
+
+
 class InitSegmentRow(Base):
     """fMP4 init segments (ftyp+moov), shared by every segment with the same codec setup.
 

@@ -12,7 +12,7 @@ from config.cameras import Camera, Region
 from storage import Keyframe, Registry, RegistryError, SegmentIndex, SegmentRecord, open_engine, pack_keyframes
 from storage.migrations import alembic_config
 
-TABLES = {"regions", "cameras", "init_segments", "segments", "gaps"}
+TABLES = {"regions", "cameras", "init_segments", "segments", "gaps", "registry_state"}
 CAM = "34020000001320000001"
 S = 1_000_000  # one second in microseconds
 
@@ -61,6 +61,18 @@ def test_migrations_from_empty_and_back(engine: Engine) -> None:
     # Running the upgrade again (every process start does) is a no-op.
     open_engine(engine.url.render_as_string(hide_password=False)).dispose()
     SegmentIndex(engine).add_segment(record(0, 60))
+
+
+def test_migrations_match_models(engine: Engine) -> None:
+    # A model changed without a migration (or the reverse) shows up here.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.schema import Base
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
 
 
 def test_index_fixture_engine(index_engine: Engine) -> None:
@@ -306,3 +318,68 @@ def test_version_changes_within_one_clock_tick(registry: Registry, monkeypatch: 
     registry.add_camera(camera("cam-c"))
     v4 = registry.version()
     assert len({v1, v2, v3, v4}) == 4
+
+
+def test_add_segment_concurrent_duplicates(engine: Engine) -> None:
+    # After a lease takeover two workers may index the same segment at once:
+    # both must get the one row, neither an IntegrityError.
+    import threading
+
+    idx = SegmentIndex(engine)
+    barrier = threading.Barrier(6)
+    results: list[object] = []
+
+    def add(start: int) -> None:
+        barrier.wait()
+        try:
+            results.append(idx.add_segment(record(start, start + 60)).id)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            results.append(exc)
+
+    for start in range(0, 600, 60):
+        results.clear()
+        threads = [threading.Thread(target=add, args=(start,)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(results)) == 1, results
+    assert idx.segment_count() == 10
+
+
+def test_in_memory_sqlite_is_one_database() -> None:
+    # sqlite:// is handy in tools and tests; every thread must see the migrated schema.
+    import threading
+
+    engine = open_engine("sqlite://")
+    idx = SegmentIndex(engine)
+    idx.add_segment(record(0, 60))
+    counts: list[object] = []
+
+    def count() -> None:
+        try:
+            counts.append(idx.segment_count())
+        except Exception as exc:  # noqa: BLE001
+            counts.append(exc)
+
+    t = threading.Thread(target=count)
+    t.start()
+    t.join()
+    assert counts == [1]
+
+
+def test_gap_updates_checked(engine: Engine) -> None:
+    # A wrong id or a reversed span is a caller bug; updating nothing silently hid it.
+    idx = SegmentIndex(engine)
+    gap = idx.open_gap(CAM, "main", 100 * S, "offline")
+    with pytest.raises(KeyError):
+        idx.close_gap(gap + 1000, 200 * S)
+    with pytest.raises(KeyError):
+        idx.set_gap_reason(gap + 1000, "network")
+    with pytest.raises(ValueError):
+        idx.close_gap(gap, 99 * S)
+    with pytest.raises(ValueError):
+        idx.add_gap(CAM, "main", 10 * S, 5 * S, "network")
+    assert idx.open_gaps(CAM, "main")[0].id == gap
+    idx.close_gap(gap, 100 * S)  # zero length is allowed: the camera came straight back
+    assert idx.open_gaps(CAM, "main") == []
