@@ -18,10 +18,15 @@ class AccessUnitJoiner:
 
     def __init__(self) -> None:
         self._pending: list[av.Packet] = []
+        self._arrival_us = 0
         self.dropped_no_pts = 0
 
-    def push(self, packet: av.Packet) -> Iterator[av.Packet]:
-        """Yield the access unit that ``packet`` completes, if any."""
+    def push(self, packet: av.Packet, arrival_us: int = 0) -> Iterator[tuple[av.Packet, int]]:
+        """Yield ``(access unit, arrival time of its first packet)`` that ``packet`` completes, if any.
+
+        The arrival time travels with the unit because the unit itself leaves one
+        packet late: the time anchor must be when the frame came, not when the next did.
+        """
         if packet.pts is None:
             # Nothing can place it in time: RTSP gives this for the very first packet
             # of some cameras, before the first RTCP sender report.
@@ -30,13 +35,15 @@ class AccessUnitJoiner:
         if packet.size == 0:
             return
         if self._pending and self._pending[0].pts != packet.pts:
-            yield self._join()
+            yield self._join(), self._arrival_us
+        if not self._pending:
+            self._arrival_us = arrival_us
         self._pending.append(packet)
 
-    def flush(self) -> Iterator[av.Packet]:
+    def flush(self) -> Iterator[tuple[av.Packet, int]]:
         """Yield the last, held-back access unit (at end of stream)."""
         if self._pending:
-            yield self._join()
+            yield self._join(), self._arrival_us
 
     def _join(self) -> av.Packet:
         parts, self._pending = self._pending, []

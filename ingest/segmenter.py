@@ -82,7 +82,13 @@ class _OpenSegment:
         self.file = HashingFile(path)
         self.container = av.open(
             self.file, "w", format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
+            options={
+                "movflags": "frag_keyframe+empty_moov+default_base_moof",
+                # Packets arrive in order already. Without this a camera whose audio
+                # goes quiet would hold video in the muxer's interleaving queue for
+                # up to 10 s, past the one-GOP loss bound.
+                "max_interleave_delta": "200000",
+            },
         )
         # The segment names its camera and start inside the file, so two segments
         # with identical pictures never share a hash and a lone file says what it is.
@@ -130,10 +136,18 @@ class _OpenSegment:
         self.last_audio_dts = pts
 
     def _mux(self, packet: av.Packet, stream: av.stream.Stream, pts: int) -> None:
+        # The same packet goes on to live viewers: mux it with segment-relative
+        # times, then give it back exactly as it came (the muxer rescales in place).
+        saved = packet.pts, packet.dts, packet.time_base, packet.stream
         packet.pts = pts
         packet.dts = pts
         packet.stream = stream
-        self.container.mux(packet)
+        try:
+            self.container.mux(packet)
+        finally:
+            packet.time_base = saved[2]
+            packet.pts, packet.dts = saved[0], saved[1]
+            packet.stream = saved[3]
 
     def _us(self, pts: int) -> int:
         return int(pts * self.video_tb * 1_000_000)
@@ -223,12 +237,13 @@ class Segmenter:
 
     # -- packets ------------------------------------------------------------------
 
-    def push_video(self, packet: av.Packet) -> None:
-        """One whole access unit (see ``AccessUnitJoiner``)."""
+    def push_video(self, packet: av.Packet, arrival_us: int | None = None) -> None:
+        """One whole access unit (see ``AccessUnitJoiner``), with when it arrived
+        (default: now on the injected clock)."""
         assert self._video is not None, "start_input first"
         pts = packet.pts
         tb = self._video.time_base
-        now = self.clock()
+        now = self.clock() if arrival_us is None else arrival_us
         if self._anchor_pts is None:
             self._set_anchor(pts, now)
         elif self._last_pts is not None:
@@ -296,8 +311,12 @@ class Segmenter:
             audio_codec=self._audio.codec_context.name if self._audio is not None else None,
             worker_id=self.worker_id,
         )
-        if not ctx.extradata and self._extradata is None:
-            self._extradata = parameter_sets(bytes(packet), ctx.name)
+        # Prefer the parameter sets the camera sends in-band at this keyframe: they
+        # are what the frames really use (the SDP's may be stale or missing), and in
+        # Annex B, which tells the MP4 muxer to convert the Annex B frames.
+        in_band = parameter_sets(bytes(packet), ctx.name)
+        if in_band:
+            self._extradata = in_band
         path = self.spool.open(entry)
         self._seg = _OpenSegment(path, entry, self._video, self._audio, self._extradata)
         self._seg.base_pts = pts

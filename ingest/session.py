@@ -204,21 +204,20 @@ class CameraSession:
                         self.segmenter.push_audio(packet)
                         self._tap(packet)
                     continue
-                for au in joiner.push(packet):
-                    self._on_access_unit(au)
-            for au in joiner.flush():
-                self._on_access_unit(au)
+                for au, arrival in joiner.push(packet, self.clock()):
+                    self._on_access_unit(au, arrival)
+            for au, arrival in joiner.flush():
+                self._on_access_unit(au, arrival)
         finally:
             container.close()
 
-    def _on_access_unit(self, au: av.Packet) -> None:
-        now = self.clock()
-        self.status.last_packet_us = now
-        self._meter.add(now, au.size, au.is_keyframe)
+    def _on_access_unit(self, au: av.Packet, arrival_us: int) -> None:
+        self.status.last_packet_us = arrival_us
+        self._meter.add(arrival_us, au.size, au.is_keyframe)
         if au.is_corrupt:
             self.status.errors += 1
         try:
-            self.segmenter.push_video(au)
+            self.segmenter.push_video(au, arrival_us)
         except (av.error.FFmpegError, ValueError) as exc:
             # A packet the muxer refuses must not end the session: count it and go on,
             # the next keyframe starts a clean fragment.
