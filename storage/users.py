@@ -42,6 +42,14 @@ class UserError(ValueError):
     """A user or key change that was refused; nothing was written."""
 
 
+class UserNotFound(UserError):
+    """The named user or key does not exist."""
+
+
+class UserExists(UserError):
+    """The name is taken."""
+
+
 @dataclass(frozen=True)
 class User:
     """A user as the rest of the code sees it: never carries the password hash."""
@@ -133,7 +141,7 @@ class UserStore:
         with self._sessions() as s, s.begin():
             codes = self._check_scope(s, scope)
             if s.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-                raise UserError(f"user {name} already exists; use 'user passwd' to change the password")
+                raise UserExists(f"user {name} already exists; use 'user passwd' to change the password")
             row = UserRow(
                 name=name,
                 password_hash=self._hasher.hash(password),
@@ -147,13 +155,13 @@ class UserStore:
             try:
                 s.flush()
             except IntegrityError as exc:  # a concurrent add of the same name
-                raise UserError(f"user {name} already exists") from exc
+                raise UserExists(f"user {name} already exists") from exc
             return _user(row)
 
     def _row(self, session, name: str) -> UserRow:  # type: ignore[no-untyped-def]
         row = session.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
-            raise UserError(f"user {name} does not exist; see 'user list'")
+            raise UserNotFound(f"user {name} does not exist; see 'user list'")
         return row
 
     def passwd(self, name: str, password: str) -> None:
@@ -243,7 +251,7 @@ class UserStore:
         with self._sessions() as s, s.begin():
             row = s.get(ApiKeyRow, key_id)
             if row is None:
-                raise UserError(f"API key {key_id} does not exist; see GET /api/keys")
+                raise UserNotFound(f"API key {key_id} does not exist; see GET /api/keys")
             row.revoked = True
             return _api_key(row)
 
