@@ -76,6 +76,7 @@ __all__ = [
     "install_auth",
     "public",
     "route_rule",
+    "walk_routes",
     "router",
 ]
 
@@ -260,6 +261,20 @@ def public() -> Any:
 
     setattr(open_route, RULE_ATTR, Rule("public", None, False))
     return Depends(open_route)
+
+
+def walk_routes(app: FastAPI) -> list[Any]:
+    """Every route the app serves, with ``include_router`` prefixes and dependencies applied.
+
+    Newer FastAPI keeps included routers as one entry in ``app.routes``;
+    ``iter_route_contexts`` expands them. Each item has ``path``, ``methods``,
+    ``dependant`` and ``original_route`` (the ``APIRoute``/``Mount``/... object).
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes is already flat
+        return list(app.routes)
+    return list(iter_route_contexts(app.routes))
 
 
 def route_rule(route: Any) -> Rule | None:
