@@ -58,7 +58,7 @@ def _read_password(password_stdin: bool, prompt: str = "Password") -> str:
 
 
 def _fail(exc: Exception) -> None:
-    _err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    _err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -149,6 +149,7 @@ def audit_verify(ctx: typer.Context) -> None:
         f"audit chain BROKEN at row {result.bad_row_id}: {result.reason} "
         f"({result.rows_checked} rows before it are intact)",
         highlight=False,
+        soft_wrap=True,
     )
     raise typer.Exit(1)
 
