@@ -53,9 +53,16 @@ class SignInLimiter:
                     waits.append(q[len(q) - limit] + self.window_s - now)
         return max(waits) if waits else None
 
+    # Beyond this many tracked names and addresses, expired entries are swept
+    # so a flood of random user names cannot grow memory without bound.
+    max_keys = 100_000
+
     def failure(self, user: str, ip: str) -> None:
         now = self._clock()
         with self._lock:
+            if len(self._failures) > self.max_keys:
+                for key in list(self._failures):
+                    self._recent(key, now)
             for key in (f"u:{user}", f"ip:{ip}"):
                 self._failures.setdefault(key, deque()).append(now)
 
