@@ -12,6 +12,7 @@ from storage.database import open_engine
 from storage.index import SegmentIndex
 from storage.objects import ObjectStore
 from storage.registry import Registry
+from storage.secrets import SecretCipher, load_cipher
 
 
 @dataclass
@@ -27,8 +28,12 @@ class Services:
         return SegmentIndex(self.engine)
 
     @cached_property
+    def cipher(self) -> SecretCipher:
+        return load_cipher(self.settings.data_dir)
+
+    @cached_property
     def registry(self) -> Registry:
-        return Registry(self.engine)
+        return Registry(self.engine, self.cipher)
 
     @cached_property
     def store(self) -> ObjectStore:

@@ -1,5 +1,6 @@
 """Object stores, the segment index and registry (SQLAlchemy + Alembic), keyframe tables."""
 
+from storage.audit import AuditLog, VerifyResult
 from storage.database import open_engine
 from storage.index import SegmentIndex, SegmentRecord, now_us
 from storage.keyframes import Keyframe, pack_keyframes, unpack_keyframes
@@ -14,10 +15,24 @@ from storage.objects import (
 )
 from storage.registry import Registry, RegistryError
 from storage.s3 import S3ObjectStore
+from storage.secrets import SecretCipher, SecretKeyError, load_cipher, public_camera_dict
 from storage.stores import open_object_store, segment_key
+from storage.users import ROLES, ApiKey, User, UserError, UserStore, ensure_first_admin
 
 __all__ = [
     "InvalidObjectKey",
+    "ROLES",
+    "ApiKey",
+    "AuditLog",
+    "SecretCipher",
+    "SecretKeyError",
+    "User",
+    "UserError",
+    "UserStore",
+    "VerifyResult",
+    "ensure_first_admin",
+    "load_cipher",
+    "public_camera_dict",
     "Keyframe",
     "LocalObjectStore",
     "ObjectInfo",

@@ -7,7 +7,7 @@ a bad row or a bad batch writes nothing.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select, update
@@ -17,14 +17,33 @@ from config.cameras import Camera, Region
 from storage.index import now_us
 from storage.schema import CameraRow, RegionRow, RegistryStateRow
 
+if TYPE_CHECKING:
+    from storage.secrets import SecretCipher
+
 
 class RegistryError(ValueError):
     """A registry change that was refused; nothing was written."""
 
 
 class Registry:
-    def __init__(self, engine: Engine):
+    """Cameras and regions. With a ``cipher``, URLs that carry credentials are
+    stored encrypted and decrypted on read; callers always see plain ``Camera``s.
+    """
+
+    def __init__(self, engine: Engine, cipher: SecretCipher | None = None):
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._cipher = cipher
+
+    def _stored(self, camera: Camera) -> dict[str, object]:
+        """Column values for ``camera``, with URLs sealed when there is a cipher."""
+        values = camera.model_dump()
+        if self._cipher is not None:
+            values["main_url"] = self._cipher.seal_url(camera.main_url)
+            values["sub_url"] = self._cipher.seal_url(camera.sub_url)
+        return values
+
+    def _camera(self, row: CameraRow) -> Camera:
+        return _camera(row, self._cipher)
 
     # -- regions --------------------------------------------------------------
 
@@ -78,7 +97,7 @@ class Registry:
                 raise RegistryError("\n".join(errors))
             stamp = now_us()
             for cam in cameras:
-                s.add(CameraRow(**cam.model_dump(), updated_us=stamp))
+                s.add(CameraRow(**self._stored(cam), updated_us=stamp))
             _count_change(s)
 
     def add_camera(self, camera: Camera) -> None:
@@ -90,7 +109,7 @@ class Registry:
             row = s.get(CameraRow, camera_id)
             if row is None:
                 raise RegistryError(f"camera {camera_id} is not registered")
-            current = _camera(row).model_dump()
+            current = self._camera(row).model_dump()
             if "id" in changes and changes["id"] != camera_id:
                 raise RegistryError(f"camera {camera_id}: the id cannot be changed; remove and add instead")
             try:
@@ -101,7 +120,7 @@ class Registry:
                 raise RegistryError(f"camera {camera_id}: {_validation_message(exc)}") from None
             if updated.region != row.region and s.get(RegionRow, updated.region) is None:
                 raise RegistryError(f"camera {camera_id}: region {updated.region} does not exist")
-            for key, value in updated.model_dump().items():
+            for key, value in self._stored(updated).items():
                 setattr(row, key, value)
             row.updated_us = max(now_us(), row.updated_us + 1)
             _count_change(s)
@@ -118,14 +137,14 @@ class Registry:
     def camera(self, camera_id: str) -> Camera | None:
         with self._sessions() as s:
             row = s.get(CameraRow, camera_id)
-            return None if row is None else _camera(row)
+            return None if row is None else self._camera(row)
 
     def cameras(self, region: str | None = None) -> list[Camera]:
         with self._sessions() as s:
             q = select(CameraRow).order_by(CameraRow.id)
             if region is not None:
                 q = q.where(CameraRow.region.in_(self.region_subtree(region)))
-            return [_camera(r) for r in s.scalars(q)]
+            return [self._camera(r) for r in s.scalars(q)]
 
     def version(self) -> tuple[int, int]:
         """(camera count, change counter): differs after every committed camera add, edit
@@ -152,13 +171,17 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _camera(row: CameraRow) -> Camera:
+def _camera(row: CameraRow, cipher: SecretCipher | None = None) -> Camera:
+    main_url, sub_url = row.main_url, row.sub_url
+    if cipher is not None:
+        main_url = cipher.decrypt(main_url)
+        sub_url = None if sub_url is None else cipher.decrypt(sub_url)
     return Camera(
         id=row.id,
         name=row.name,
         region=row.region,
-        main_url=row.main_url,
-        sub_url=row.sub_url,
+        main_url=main_url,
+        sub_url=sub_url,
         enabled=row.enabled,
         retention_days=row.retention_days,
         transcode=row.transcode,  # type: ignore[arg-type]

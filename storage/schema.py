@@ -121,3 +121,69 @@ GAP_REASONS = (
     "unsupported",
     "retention",
 )
+
+
+# -- access control and audit (issue 6) ---------------------------------------
+
+
+class UserRow(Base):
+    """A person who signs in. ``scope`` is a JSON list of region codes; ``["*"]`` is the whole county."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # argon2id PHC string; never the password.
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(Text, default='["*"]')
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    # Tokens issued before this instant are refused: bumped by passwd and disable.
+    tokens_valid_after_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ApiKeyRow(Base):
+    """A long-lived key for a machine client. Only the key's SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the key, shown in listings so an admin can tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(Text, default='["*"]')
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditRow(Base):
+    """One access or change, append-only. ``hash`` covers the row and ``prev_hash`` (see storage.audit).
+
+    ``prev_hash`` is unique: two writers racing for the same predecessor cannot
+    both win, so the chain never forks.
+    """
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_time", "time_us"),
+        Index("ix_audit_user_time", "user", "time_us"),
+        Index("ix_audit_camera_time", "camera_id", "time_us"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time_us: Mapped[int] = mapped_column(BigInteger)
+    user: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    client_ip: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    range_start_us: Mapped[int | None] = mapped_column(BigInteger)
+    range_end_us: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from streams.auth import install_auth, public
 from streams.context import AppContext
 
 
@@ -11,8 +12,10 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="sharpeyes", version="0.1.0")
     app.state.ctx = ctx
 
-    @app.get("/api/ping")
+    @app.get("/api/ping", dependencies=[public()])
     def ping() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Every other route declares allow(...) or public(); see streams/auth.py.
+    install_auth(app, ctx)
     return app
