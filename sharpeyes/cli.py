@@ -17,7 +17,7 @@ from config.cameras import Camera, Region
 from config.fleet import FleetFileError, read_fleet_file
 from config.redact import RedactingFilter, redact_url
 from config.settings import Settings
-from sharpeyes.services import Services
+from sharpeyes.services import LazyServices, Services, from_context
 from storage.registry import RegistryError
 
 app = typer.Typer(help="sharpeyes: record, index and serve a county's security cameras.", no_args_is_help=True)
@@ -25,6 +25,16 @@ camera_app = typer.Typer(help="Register and inspect cameras.", no_args_is_help=T
 region_app = typer.Typer(help="The region tree: county -> township -> village.", no_args_is_help=True)
 app.add_typer(camera_app, name="camera")
 app.add_typer(region_app, name="region")
+
+
+def _mount_subcommands() -> None:
+    from sharpeyes.cli_users import audit_app, user_app
+
+    app.add_typer(user_app, name="user", help="Users, roles and region scopes.")
+    app.add_typer(audit_app, name="audit", help="Verify and export the audit trail.")
+
+
+_mount_subcommands()
 
 console = Console()
 err = Console(stderr=True)
@@ -57,22 +67,12 @@ def main_options(
     ctx.obj = LazyServices()
 
 
-class LazyServices:
-    """Settings are read when a command first needs them, so ``--help`` never fails on bad config."""
-
-    _services: Services | None = None
-
-    def get(self) -> Services:
-        if self._services is None:
-            try:
-                self._services = Services(Settings())
-            except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix
-                fail(f"settings: {exc}")
-        return self._services  # type: ignore[return-value]
-
-
 def services(ctx: typer.Context) -> Services:
-    return ctx.obj.get()
+    try:
+        return from_context(ctx)
+    except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix
+        fail(f"settings: {exc}")
+        raise
 
 
 def fail(message: str, code: int = 1) -> None:

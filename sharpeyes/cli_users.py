@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sharpeyes.services import Services
+from sharpeyes.services import Services, from_context
 from storage.audit import AuditLog
 from storage.users import ALL_REGIONS, ROLES, UserError, UserStore
 
@@ -30,10 +30,7 @@ _err = Console(stderr=True)
 
 
 def _services(ctx: typer.Context) -> Services:
-    obj = ctx.obj
-    if not isinstance(obj, Services):
-        raise RuntimeError("the sharpeyes CLI must put a Services instance in ctx.obj")
-    return obj
+    return from_context(ctx)
 
 
 def _actor() -> str:

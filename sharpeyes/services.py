@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import typer
 from sqlalchemy import Engine
 
 from config.settings import Settings
@@ -40,3 +41,26 @@ class Services:
         from storage.stores import open_object_store
 
         return open_object_store(self.settings)
+
+
+class LazyServices:
+    """What the CLI keeps in ``typer.Context.obj``: settings are read when a command
+    first needs them, so ``--help`` works even with a broken config."""
+
+    def __init__(self) -> None:
+        self._services: Services | None = None
+
+    def get(self) -> Services:
+        if self._services is None:
+            self._services = Services(Settings())
+        return self._services
+
+
+def from_context(ctx: typer.Context) -> Services:
+    """The process services of a CLI command (see ``sharpeyes.cli``)."""
+    obj = ctx.find_root().obj
+    if isinstance(obj, Services):
+        return obj
+    if isinstance(obj, LazyServices):
+        return obj.get()
+    raise RuntimeError("the sharpeyes CLI must put LazyServices or Services in ctx.obj")
