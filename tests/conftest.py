@@ -1,3 +1,7 @@
 """Shared pytest set-up: fixture plugins only. Add your plugin module to the list."""
 
-pytest_plugins = ["tests.support.s3server", "tests.support.databases"]
+pytest_plugins = [
+    "tests.support.cameras",
+    "tests.support.s3server",
+    "tests.support.databases",
+]
