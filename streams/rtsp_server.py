@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import secrets
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -186,8 +187,13 @@ class RtspServer:
         *,
         session_timeout: float = SESSION_TIMEOUT_S,
         enable_udp: bool = True,
+        send_buffer: int | None = None,
     ) -> None:
+        """``send_buffer`` sets SO_SNDBUF on client connections; None keeps the kernel's
+        autotuning. Loopback's 64 KiB MSS lets that grow past a megabyte, which hides a
+        stalled local client for tens of seconds; tests set it small."""
         self.host = host
+        self.send_buffer = send_buffer
         self._port = port
         self.session_timeout = session_timeout
         self.enable_udp = enable_udp
@@ -261,6 +267,9 @@ class RtspServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
         self._connections.add(conn)
+        sock = writer.get_extra_info("socket")
+        if self.send_buffer is not None and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         try:
             while True:
                 first = await reader.readexactly(1)

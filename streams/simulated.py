@@ -278,6 +278,7 @@ async def start_simulated_cameras(
     sub: StreamSpec | None = SUB_360P,
     prefix: str = "sim",
     max_queue: int | None = None,
+    send_buffer: int | None = None,
 ) -> SimulatedCameras:
     """Start ``count`` cameras at ``rtsp://host:port/{prefix}-N`` (and ``/{prefix}-N/sub``).
 
@@ -286,7 +287,7 @@ async def start_simulated_cameras(
     """
     names = [f"{prefix}-{n}" for n in range(1, count + 1)]
     loops = await asyncio.to_thread(prepare_loops, names, main, sub, Path(data_dir) / "simulated")
-    server = RtspServer(host, port)
+    server = RtspServer(host, port, send_buffer=send_buffer)
     sources: dict[str, LoopSource] = {}
     for path, loop in loops.items():
         source = LoopSource(loop, max_queue)
