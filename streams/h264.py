@@ -53,20 +53,24 @@ class AccessUnit:
     """One coded picture: its NAL units (no start codes), 90 kHz pts and whether it is a keyframe.
 
     A keyframe access unit must be decodable on its own: it carries SPS and PPS in-band
-    or the source's ``parameter_sets()`` describe it.
+    or the source's ``parameter_sets()`` describe it. ``wallclock`` is when the picture
+    was captured (UNIX seconds) if the source knows; RTCP sender reports use it.
     """
 
     nals: tuple[bytes, ...]
     pts_90k: int
     keyframe: bool
+    wallclock: float | None = None
 
     @classmethod
-    def from_annexb(cls, data: bytes, pts_90k: int, keyframe: bool | None = None) -> AccessUnit:
+    def from_annexb(
+        cls, data: bytes, pts_90k: int, keyframe: bool | None = None, wallclock: float | None = None
+    ) -> AccessUnit:
         """Build an access unit from Annex-B bytes; ``keyframe`` defaults to "has an IDR slice"."""
         nals = tuple(split_annexb(data))
         if keyframe is None:
             keyframe = any(nal_type(n) == NAL_IDR for n in nals)
-        return cls(nals, pts_90k, keyframe)
+        return cls(nals, pts_90k, keyframe, wallclock)
 
     @cached_property
     def rtp_payloads(self) -> tuple[bytes, ...]:

@@ -31,10 +31,15 @@ SESSION_TIMEOUT_S = 60.0
 PLAY_WAIT_S = 10.0
 # How long DESCRIBE waits for a live source to learn its SPS/PPS.
 DESCRIBE_WAIT_S = 5.0
+# RTCP sender report interval (RFC 3550 allows 5 s as a fixed minimum).
+RTCP_INTERVAL_S = 5.0
+# Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (UNIX epoch).
+NTP_UNIX_OFFSET = 2_208_988_800
 SUPPORTED_METHODS = ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "TEARDOWN", "GET_PARAMETER")
 
 _RTP_HEADER = struct.Struct("!BBHII")
 _INTERLEAVED = struct.Struct("!cBH")
+_RTCP_SR = struct.Struct("!BBHIIIIII")
 
 REASONS = {
     200: "OK",
@@ -127,6 +132,7 @@ class _Session:
     track_url: str
     channel: int = 0  # interleaved RTP channel (RTCP is channel + 1)
     client_rtp: tuple[str, int] | None = None
+    client_rtcp: tuple[str, int] | None = None
     udp_rtp: asyncio.DatagramTransport | None = None
     udp_rtcp: asyncio.DatagramTransport | None = None
     server_ports: tuple[int, int] = (0, 0)
@@ -138,6 +144,8 @@ class _Session:
     sender: asyncio.Task[None] | None = None
     packets_sent: int = 0
     bytes_sent: int = 0
+    payload_octets: int = 0  # for RTCP: RTP payload bytes, headers excluded
+    last_report: float = 0.0
 
     def rtp_timestamp(self, au: AccessUnit) -> int:
         return (self.ts_offset + au.pts_90k) & 0xFFFFFFFF
@@ -152,8 +160,31 @@ class _Session:
             marker = 0x80 if i == last else 0
             out.append(_RTP_HEADER.pack(0x80, marker | PAYLOAD_TYPE, self.seq, ts, self.ssrc) + payload)
             self.seq = (self.seq + 1) & 0xFFFF
+            self.payload_octets += len(payload)
         self.packets_sent += len(out)
         return out
+
+    def sender_report(self, au: AccessUnit, cname: str) -> bytes:
+        """An RTCP SR + SDES(CNAME) compound packet (RFC 3550 §6.4.1, §6.5), as of now.
+
+        The RTP timestamp for "now" is extrapolated from ``au``'s capture time, so it is
+        right even while a cached GOP is sent faster than real time.
+        """
+        now = time.time()
+        captured = au.wallclock if au.wallclock is not None else now
+        rtp_now = (self.rtp_timestamp(au) + round((now - captured) * 90000)) & 0xFFFFFFFF
+        ntp = now + NTP_UNIX_OFFSET
+        ntp_sec = int(ntp)
+        ntp_frac = int((ntp - ntp_sec) * (1 << 32)) & 0xFFFFFFFF
+        sr = _RTCP_SR.pack(
+            0x80, 200, 6, self.ssrc, ntp_sec & 0xFFFFFFFF, ntp_frac, rtp_now,
+            self.packets_sent & 0xFFFFFFFF, self.payload_octets & 0xFFFFFFFF,
+        )  # fmt: skip
+        item = b"\x01" + bytes((len(cname),)) + cname.encode()
+        chunk = struct.pack("!I", self.ssrc) + item + b"\x00"
+        chunk += b"\x00" * (-len(chunk) % 4)  # the END item, then padding to a 32-bit boundary
+        sdes = struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
+        return sr + sdes
 
     def info(self) -> SessionInfo:
         return SessionInfo(
@@ -414,6 +445,7 @@ class RtspServer:
             reply = f"RTP/AVP/TCP;unicast;interleaved={ports[0]}-{ports[0] + 1}"
         else:
             session.client_rtp = (conn.peer_host, ports[0])
+            session.client_rtcp = (conn.peer_host, ports[1])
             await self._open_udp(session)
             reply = (
                 f"RTP/AVP;unicast;client_port={ports[0]}-{ports[1]};"
@@ -480,12 +512,19 @@ class RtspServer:
         try:
             au: AccessUnit | None = first
             iterator = aiter(session.subscription)
+            cname = f"sharpeyes@{session.conn.local_host}"
             while au is not None:
                 packets = session.rtp_packets(au)
+                report = None
+                if time.monotonic() - session.last_report >= RTCP_INTERVAL_S:
+                    session.last_report = time.monotonic()
+                    report = session.sender_report(au, cname)
                 if session.transport == "tcp":
                     frames = b"".join(
                         _INTERLEAVED.pack(b"$", session.channel, len(p)) + p for p in packets
                     )
+                    if report is not None:
+                        frames += _INTERLEAVED.pack(b"$", session.channel + 1, len(report)) + report
                     session.bytes_sent += len(frames)
                     writer = session.conn.writer
                     if writer.is_closing():
@@ -499,6 +538,8 @@ class RtspServer:
                     for p in packets:
                         session.udp_rtp.sendto(p, session.client_rtp)
                         session.bytes_sent += len(p)
+                    if report is not None and session.udp_rtcp is not None and session.client_rtcp is not None:
+                        session.udp_rtcp.sendto(report, session.client_rtcp)
                 au = await anext(iterator, None)
         except (ConnectionError, asyncio.CancelledError):
             pass

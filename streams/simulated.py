@@ -235,7 +235,7 @@ class LoopSource:
                 # bursting the backlog (pts stay continuous; the stream just ran late).
                 start -= delay
             nals, key = frames[i % len(frames)]
-            self._fanout.publish(AccessUnit(nals, i * 90000 // spec.fps, key))
+            self._fanout.publish(AccessUnit(nals, i * 90000 // spec.fps, key, time.time()))
             self.published = i = i + 1
 
 

@@ -65,3 +65,24 @@ def test_fanout_overflow_skips_to_next_keyframe_and_never_blocks() -> None:
     got, overflows = asyncio.run(main())
     assert got == [10, 11, 12]
     assert overflows >= 1
+
+
+def test_rtcp_sender_report_layout() -> None:
+    import struct
+    import time
+
+    from streams.rtsp_server import NTP_UNIX_OFFSET, _Session
+
+    session = _Session(id="s", path="p", source=None, conn=None, transport="tcp", track_url="u")  # type: ignore[arg-type]
+    au = AccessUnit((b"\x65" + b"z" * 3000,), 90000, True, time.time() - 1.0)
+    session.rtp_packets(au)
+    report = session.sender_report(au, "sharpeyes@host")
+    v, pt, length, ssrc, ntp_sec, _, rtp_ts, packets, octets = struct.unpack("!BBHIIIIII", report[:28])
+    assert (v, pt, length, ssrc) == (0x80, 200, 6, session.ssrc)
+    assert abs(ntp_sec - NTP_UNIX_OFFSET - time.time()) < 2
+    # captured 1 s ago: "now" is about 90000 ticks past the access unit's timestamp
+    assert abs(((rtp_ts - session.rtp_timestamp(au)) & 0xFFFFFFFF) - 90000) < 900
+    assert (packets, octets) == (3, 3000 + 3 * 2)  # 3 FU-A packets: the NAL body plus 2 B of FU headers each
+    sdes = report[28:]
+    assert sdes[:2] == b"\x81\xca" and len(sdes) % 4 == 0
+    assert struct.unpack("!H", sdes[2:4])[0] == len(sdes) // 4 - 1
