@@ -31,6 +31,8 @@ SESSION_TIMEOUT_S = 60.0
 PLAY_WAIT_S = 10.0
 # How long DESCRIBE waits for a live source to learn its SPS/PPS.
 DESCRIBE_WAIT_S = 5.0
+# Request bodies (SET_PARAMETER, GET_PARAMETER) are tiny; refuse anything large.
+MAX_BODY = 64 * 1024
 # RTCP sender report interval (RFC 3550 allows 5 s as a fixed minimum).
 RTCP_INTERVAL_S = 5.0
 # Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (UNIX epoch).
@@ -100,6 +102,14 @@ class _Request:
     url: str
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
+
+    def content_length(self) -> int | None:
+        """The body length, or None if the header is malformed or too large to accept."""
+        try:
+            length = int(self.headers.get("content-length", "0") or 0)
+        except ValueError:
+            return None
+        return length if 0 <= length <= MAX_BODY else None
 
 
 @dataclass
@@ -319,7 +329,10 @@ class RtspServer:
                 if request is None:
                     writer.write(_format_response(_Response(400), "0"))
                     break
-                length = int(request.headers.get("content-length", "0") or 0)
+                length = request.content_length()
+                if length is None:
+                    writer.write(_format_response(_Response(400), request.headers.get("cseq", "0")))
+                    break
                 if length:
                     request.body = await reader.readexactly(length)
                 cseq = request.headers.get("cseq", "0")

@@ -218,6 +218,17 @@ def test_session_and_transport_errors(env: Env) -> None:
         client.close()
 
 
+def test_bad_request_is_400_and_closes(env: Env) -> None:
+    client = RawClient(env.server.port)
+    try:
+        client.sock.sendall(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: lots\r\n\r\n")
+        assert client.file.readline().startswith(b"RTSP/1.0 400")
+        while client.file.readline():
+            pass  # the server closes the connection
+    finally:
+        client.close()
+
+
 def test_idle_session_times_out(env: Env) -> None:
     server = RtspServer("127.0.0.1", 0, session_timeout=1.0)
     server.add_path("cam", env.cams.sources["sim-1"])
