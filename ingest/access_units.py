@@ -1,9 +1,15 @@
 """Turn demuxed packets into whole access units.
 
-FFmpeg's RTSP demuxer hands over one packet per RTP-depacketised slice group,
-so a camera that codes each frame as several slices gives several packets with
-the same pts. The MP4 muxer needs one sample per frame (two samples with the
-same dts fail with EINVAL), so packets with equal pts are joined here.
+FFmpeg's RTSP demuxer may hand over one packet per slice group, so a camera that
+codes each frame as several slices can give several packets with the same pts.
+The MP4 muxer needs one sample per frame (two samples with the same dts fail
+with EINVAL), so packets with equal pts are joined here.
+
+The first packet of an RTSP session often has no pts (seen with GStreamer's
+server and our own), and it is the IDR frame. Dropping it would delay the
+recording by a whole GOP after every reconnect, so packets without pts at the
+very start are held and given the pts one frame before the first real one.
+Later packets without pts cannot be placed in time and are dropped.
 """
 
 from __future__ import annotations
@@ -16,9 +22,15 @@ import av
 class AccessUnitJoiner:
     """Feed video packets in demux order; whole access units come out one packet late."""
 
-    def __init__(self) -> None:
+    def __init__(self, frame_ticks: int = 0) -> None:
+        """``frame_ticks``: one frame's duration in the stream's time base (0 if unknown),
+        used to place a leading packet that has no pts."""
         self._pending: list[av.Packet] = []
         self._arrival_us = 0
+        self._leading: list[av.Packet] = []
+        self._leading_arrival_us = 0
+        self._seen_pts = False
+        self.frame_ticks = frame_ticks
         self.dropped_no_pts = 0
 
     def push(self, packet: av.Packet, arrival_us: int = 0) -> Iterator[tuple[av.Packet, int]]:
@@ -27,15 +39,25 @@ class AccessUnitJoiner:
         The arrival time travels with the unit because the unit itself leaves one
         packet late: the time anchor must be when the frame came, not when the next did.
         """
-        if packet.pts is None:
-            # Nothing can place it in time: RTSP gives this for the very first packet
-            # of some cameras, before the first RTCP sender report.
-            self.dropped_no_pts += 1
-            return
         if packet.size == 0:
             return
+        if packet.pts is None:
+            if not self._seen_pts and self.frame_ticks > 0:
+                if not self._leading:
+                    self._leading_arrival_us = arrival_us
+                self._leading.append(packet)
+            else:
+                self.dropped_no_pts += 1
+            return
+        if not self._seen_pts:
+            self._seen_pts = True
+            if self._leading:
+                lead = self._join(self._leading, packet.pts - self.frame_ticks)
+                self._leading = []
+                yield lead, self._leading_arrival_us
         if self._pending and self._pending[0].pts != packet.pts:
-            yield self._join(), self._arrival_us
+            yield self._join(self._pending), self._arrival_us
+            self._pending = []
         if not self._pending:
             self._arrival_us = arrival_us
         self._pending.append(packet)
@@ -43,18 +65,26 @@ class AccessUnitJoiner:
     def flush(self) -> Iterator[tuple[av.Packet, int]]:
         """Yield the last, held-back access unit (at end of stream)."""
         if self._pending:
-            yield self._join(), self._arrival_us
+            yield self._join(self._pending), self._arrival_us
+            self._pending = []
 
-    def _join(self) -> av.Packet:
-        parts, self._pending = self._pending, []
+    @staticmethod
+    def _join(parts: list[av.Packet], pts: int | None = None) -> av.Packet:
         first = parts[0]
-        if len(parts) == 1:
+        if len(parts) == 1 and pts is None:
             return first
         joined = av.Packet(b"".join(bytes(p) for p in parts))
-        joined.pts = first.pts
-        joined.dts = first.dts if first.dts is not None else first.pts
+        joined.pts = first.pts if pts is None else pts
+        joined.dts = joined.pts
         joined.time_base = first.time_base
         joined.stream = first.stream
         joined.is_keyframe = any(p.is_keyframe for p in parts)
-        joined.duration = first.duration
         return joined
+
+
+def frame_ticks(stream: av.video.stream.VideoStream) -> int:
+    """One frame's duration in ``stream``'s time base, from its advertised rate (0 if unknown)."""
+    rate = stream.guessed_rate or stream.average_rate or stream.base_rate
+    if not rate or not stream.time_base:
+        return 0
+    return max(1, round(1 / (rate * stream.time_base)))

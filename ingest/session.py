@@ -18,7 +18,7 @@ import av
 
 from config.cameras import Camera, StreamName
 from config.redact import redact_text, redact_url
-from ingest.access_units import AccessUnitJoiner
+from ingest.access_units import AccessUnitJoiner, frame_ticks
 from ingest.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
 from ingest.segmenter import SUPPORTED_VIDEO, Clock, Segmenter
 from ingest.status import CameraStatus, RateMeter
@@ -194,7 +194,7 @@ class CameraSession:
             self.status.audio_codec = audio.codec_context.name if audio is not None else None
             self.segmenter.start_input(video, audio)
             self._meter.reset()
-            joiner = AccessUnitJoiner()
+            joiner = AccessUnitJoiner(frame_ticks(video))
             streams = [video] if audio is None else [video, audio]
             for packet in container.demux(streams):
                 if self._stop.is_set():

@@ -33,7 +33,7 @@ def run(encoded, target_s: float = 2.0, packets=None, tmp: Path | None = None, c
     seg = Segmenter("cam-1", "main", spool, target_us=int(target_s * 1e6), clock=clock,
                     on_closed=closed.append, **kw)
     seg.start_input(encoded.video, encoded.audio)
-    joiner = AccessUnitJoiner()
+    joiner = AccessUnitJoiner(frame_ticks=3600)
     for p in packets if packets is not None else encoded.video_packets:
         if p.pts is not None:
             clock.now = T0 + int((p.pts - encoded.video_packets[0].pts) * p.time_base * 1e6)
@@ -81,15 +81,23 @@ def test_cuts_at_keyframes_contiguous_and_decodable(tmp_path: Path) -> None:
     assert total == pytest.approx(8_000_000, abs=1)
 
 
-def test_first_packet_without_pts_is_dropped_and_recording_starts_at_keyframe(tmp_path: Path) -> None:
+def test_leading_idr_without_pts_is_recorded(tmp_path: Path) -> None:
     enc = encode(seconds=4.0, gop=25)
     pkts = list(enc.video_packets)
     no_pts = clone(pkts[0])
     no_pts.pts = None
     no_pts.dts = None
-    # Start mid-GOP (as a camera joined late would) after a packet with no pts.
-    spool, closed = run(enc, packets=[no_pts] + pkts[10:], tmp=tmp_path)
-    assert closed and closed[0].start_us == T0 + int((pkts[25].pts - pkts[0].pts) / 90000 * 1e6)
+    spool, closed = run(enc, packets=[no_pts] + pkts[1:], tmp=tmp_path)
+    assert closed[0].start_us == T0
+    assert sum(len(check_file(spool, e)) for e in closed) == len(pkts)
+
+
+def test_recording_starts_at_the_first_keyframe(tmp_path: Path) -> None:
+    enc = encode(seconds=4.0, gop=25)
+    pkts = list(enc.video_packets)
+    # A camera joined mid-GOP: frames before the next keyframe cannot be decoded alone.
+    spool, closed = run(enc, packets=pkts[10:], tmp=tmp_path)
+    assert closed[0].start_us == T0 + int((pkts[25].pts - pkts[0].pts) / 90000 * 1e6)
     frames = check_file(spool, closed[0])
     assert frames[0].key_frame
 
