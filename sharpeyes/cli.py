@@ -308,6 +308,40 @@ def serve_cmd(ctx: typer.Context,
     run_process(services(ctx), http_bind=http_bind, ingest=False, serve=True)
 
 
+@app.command("demo")
+def demo(ctx: typer.Context,
+         cameras: int = typer.Option(4, min=1, max=64, help="How many simulated cameras."),
+         sim_port: int = typer.Option(8560, help="Port of the simulated cameras' RTSP server (127.0.0.1)."),
+         http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console."),
+         ) -> None:
+    """Simulated cameras plus `run`: a first look with nothing else installed.
+
+    Starts N simulated 720p cameras (with 360p sub-streams) on 127.0.0.1, registers
+    them under a demo county, records them and serves the console.
+    """
+    from streams.background import BackgroundLoop
+    from streams.demo import register_demo
+    from streams.simulated import start_simulated_cameras
+    from sharpeyes.process import run_process
+
+    svc = services(ctx)
+    console.print(f"preparing {cameras} simulated camera(s) (first start encodes their loops, a few seconds each)...")
+    loop = BackgroundLoop("simulated-cameras")
+    try:
+        sim = loop.run(start_simulated_cameras(cameras, svc.settings.data_dir, "127.0.0.1", sim_port))
+    except OSError as exc:
+        loop.stop()
+        fail(f"cannot start the simulated cameras on 127.0.0.1:{sim_port}: {exc}; pick another --sim-port")
+    try:
+        registered = register_demo(svc.registry, sim.urls)
+        console.print(f"{len(registered)} simulated camera(s) at rtsp://127.0.0.1:{sim.server.port}/sim-N "
+                      f"(data in {svc.settings.data_dir})")
+        run_process(svc, http_bind=http_bind, ingest=True, serve=True)
+    finally:
+        loop.run(sim.close(), timeout=5)
+        loop.stop()
+
+
 def main() -> None:
     try:
         app()

@@ -10,6 +10,7 @@ from typing import Iterator
 import uvicorn
 
 from sharpeyes.services import Services
+from storage.users import UserStore, ensure_first_admin
 from streams.app import create_app
 from streams.context import AppContext
 
@@ -22,6 +23,12 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
     spool and is uploaded by the next start."""
     settings = svc.settings
     bind = http_bind or settings.http_bind
+    if serve:
+        password = ensure_first_admin(UserStore(svc.engine), "SHARPEYES_ADMIN_PASSWORD")
+        if password is not None:
+            # Printed once, never logged: only its hash is stored.
+            print(f"\nFirst admin created: user 'admin', password {password}\n"
+                  "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
     host, _, port = bind.rpartition(":")
     supervisor = None
     if ingest:

@@ -22,4 +22,5 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema of ``engine``'s database to the newest revision."""
-    command.upgrade(alembic_config(engine), "head")
+    # "heads": work branches may add migrations in parallel before they are chained.
+    command.upgrade(alembic_config(engine), "heads")
