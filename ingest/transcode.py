@@ -46,16 +46,18 @@ OUTPUT_TIME_BASE = Fraction(1, 90000)
 
 Output = Callable[[av.Packet], None]
 
-# CPU per camera, in % of one core, measured by tests/bench/transcode.py on this
-# project's 2-core build machine (see docs/media.md for the run): 1080p25 H.264
-# input (H.265 for live-h264). Used by ``sharpeyes camera probe`` for an estimate.
+# CPU per camera, in % of one core, measured by ``tests/bench/transcode.py`` on the
+# project's shared 2-core build machine (2026-11-27, libx264, 2 threads, 10 s clips,
+# input demuxed from MP4): 1080p25 H.264 input (H.265 for live-h264; 360p for motion).
+# ``archive-h264`` was not measured: extrapolated from live-h264 by output pixels
+# (1080p / 720p = 2.25). Used by ``sharpeyes camera probe`` for an estimate.
 MEASURED_CPU_PERCENT: dict[str, float] = {
     "none": 0.0,
-    "snapshots": 1.5,
-    "motion": 12.0,
-    "live-h264": 95.0,
-    "sub": 45.0,
-    "archive-h264": 140.0,
+    "snapshots": 1.3,
+    "motion": 2.1,
+    "live-h264": 38.8,
+    "sub": 9.7,
+    "archive-h264": 87.0,
 }
 MEASURED_AT_PIXELS = 1920 * 1080
 
@@ -153,7 +155,7 @@ def estimate_cpu_percent(profile: str, width: int, height: int, *, with_snapshot
                          with_motion: bool = True) -> dict[str, float]:
     """CPU (% of one core) per camera, scaled by pixels from the measured 1080p figures."""
     scale = (width * height) / MEASURED_AT_PIXELS if width and height else 1.0
-    out = {profile: MEASURED_CPU_PERCENT.get(profile, 0.0) * (scale if profile != "sub" else scale)}
+    out = {profile: MEASURED_CPU_PERCENT.get(profile, 0.0) * scale}
     if with_snapshots:
         out["snapshots"] = MEASURED_CPU_PERCENT["snapshots"] * scale
     if with_motion:
