@@ -60,14 +60,16 @@ def _range(start: str, end: str) -> tuple[int, int]:
 @router.get("/api/cameras/{id}/latest.jpg")
 def latest_jpeg(id: str, request: Request, width: int | None = None,
                 principal: Principal = allow("viewer")) -> Response:
-    """The camera's latest keyframe as JPEG (sub-stream preferred); ``width`` scales it down."""
+    """The camera's latest keyframe as JPEG (sub-stream preferred); ``width`` scales it down.
+    503 with the reason (and Retry-After) while there is no picture yet."""
     pipelines = _ctx(request).extras.get("media")
     snap = pipelines.snapshots.latest(id) if pipelines is not None else None
     if snap is None:
         reason = ("this process does not record cameras (no ingest here)" if pipelines is None
                   else f"camera {id}: no picture yet: the camera has not sent a keyframe since recording started; "
                        "check its status")
-        raise HTTPException(404, reason)
+        # Not 404: that answer is reserved for unknown/out-of-scope cameras (streams.auth).
+        raise HTTPException(503, reason, headers={"Retry-After": "2"})
     body = snap.jpeg
     if width is not None:
         if not 16 <= width <= 4096:
@@ -90,12 +92,14 @@ def thumbnails(id: str, request: Request, start: str, end: str,
 
 @router.get("/api/cameras/{id}/thumbnails/{t}.jpg")
 def thumbnail(id: str, t: int, request: Request, principal: Principal = allow("investigator")) -> Response:
-    """The thumbnail nearest ``t`` (µs), within one thumbnail interval."""
+    """The thumbnail nearest ``t`` (µs), within one thumbnail interval; 204 when there is none."""
     ctx = _ctx(request)
     tolerance = int(ctx.settings.thumbnail_interval_seconds * 1_000_000)
     thumb = media_index(ctx).thumbnail_near(id, t, tolerance)
     if thumb is None:
-        raise HTTPException(404, f"camera {id}: no thumbnail within {tolerance // 1_000_000} s of {t}")
+        # 204, not 404: 404 means an unknown camera (streams.auth).
+        return Response(status_code=204, headers={
+            "X-Reason": f"camera {id}: no thumbnail within {tolerance // 1_000_000} s of {t}"})
     return Response(thumb.jpeg, media_type="image/jpeg", headers={"X-Thumbnail-Time-Us": str(thumb.t_us)})
 
 

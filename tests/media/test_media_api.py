@@ -57,14 +57,14 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     ctx = world.app.state.ctx
     h = world.headers("investigator")
     r = world.client.get("/api/cameras/cam-in/latest.jpg", headers=h)
-    assert r.status_code == 404 and "no ingest" in r.json()["detail"]
+    assert r.status_code == 503 and "no ingest" in r.json()["detail"]
 
     class Pipelines:
         snapshots = SnapshotStore()
 
     ctx.extras["media"] = Pipelines()
     r = world.client.get("/api/cameras/cam-in/latest.jpg", headers=h)
-    assert r.status_code == 404 and "no picture yet" in r.json()["detail"]
+    assert r.status_code == 503 and "no picture yet" in r.json()["detail"]
     Pipelines.snapshots.put(Snapshot("cam-in", "main", T0 * 10**6, 640, 360, encode_jpeg(scene(640, 360))))
     r = world.client.get("/api/cameras/cam-in/latest.jpg?width=320", headers=h)
     import cv2
@@ -78,6 +78,8 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     assert [t["t_us"] for t in r.json()] == [T0 * 10**6]
     r = world.client.get(f"/api/cameras/cam-in/thumbnails/{T0 * 10**6 + 5}.jpg", headers=h)
     assert r.content == b"\xff\xd8jpeg"
+    r = world.client.get(f"/api/cameras/cam-in/thumbnails/{(T0 + 3600) * 10**6}.jpg", headers=h)
+    assert r.status_code == 204 and "no thumbnail" in r.headers["X-Reason"]
 
     media.add_motion("cam-in", "main", [(T0 + 1, 10), (T0 + 2, 200), (T0 + 3, 5), (T0 + 9, 30), (T0 + 61, 7)])
     r = world.client.get(f"/api/cameras/cam-in/motion?start={T0 * 10**6}&end={(T0 + 120) * 10**6}", headers=h)
