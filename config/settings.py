@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
     display_timezone: str = "Asia/Shanghai"
     worker_id: str = Field("", description="Name of this ingest worker; default the host name.")
+    # -- health, retention and storage faults (docs/reliability.md) --
+    health_online_target: float = Field(0.98, ge=0, le=1, description="Fleet online rate below which health is degraded.")
+    retention_interval_seconds: float = Field(300.0, gt=0, description="How often the retention cleaner runs inside run/ingest.")
+    retention_camera_quota_bytes: int = Field(0, ge=0, description="Per camera byte quota of recordings; 0 = none.")
+    retention_region_quota_bytes: dict[str, int] = Field(default_factory=dict, description="Byte quota per region code (cameras of the region and below).")
+    retention_min_free_bytes: int = Field(0, ge=0, description="Local store: delete the oldest non-held segments while free disk is below this; 0 = off.")
+    retention_index_only: bool = Field(False, description="Bucket lifecycle rules delete the objects: the cleaner only removes index rows.")
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

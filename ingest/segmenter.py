@@ -187,6 +187,8 @@ class Segmenter:
         max_jump_us: int = 5_000_000,
         max_drift_us: int = 2_000_000,
         last_end_us: int | None = None,
+        admit: Callable[[], bool] = lambda: True,
+        on_refused: Callable[[int], None] = lambda t_us: None,
     ):
         self.camera_id = camera_id
         self.stream = stream
@@ -200,6 +202,12 @@ class Segmenter:
         self.max_drift_us = max_drift_us
         # End of the last segment handed to the spool: a new segment never starts before it.
         self.last_end_us = last_end_us
+        # The stop-recording quota policy: asked at every keyframe; while it says no,
+        # no segment is open and on_refused(t) was called once at the first refusal.
+        self.admit = admit
+        self.on_refused = on_refused
+        self.refusals = 0
+        self._refusing = False
         self._video: av.video.stream.VideoStream | None = None
         self._audio: av.audio.stream.AudioStream | None = None
         self._extradata: bytes | None = None
@@ -283,7 +291,8 @@ class Segmenter:
 
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
-        if self._seg is not None and (t - self._seg.entry.start_us >= self.target_us or self._reanchor):
+        admitted = self.admit()
+        if self._seg is not None and (t - self._seg.entry.start_us >= self.target_us or self._reanchor or not admitted):
             self._close(t)
             if self._reanchor:
                 log.info("%s/%s: clock drift %d ms past the bound; new anchor",
@@ -292,7 +301,15 @@ class Segmenter:
                 self._reanchor = False
                 t = self._t_us(pts)
         if self._seg is None:
-            self._open(packet, pts, t)
+            if admitted:
+                self._refusing = False
+                self._open(packet, pts, t)
+            elif not self._refusing:
+                self._refusing = True
+                self.refusals += 1
+                log.error("%s/%s: spool over quota (stop-recording): not recording until it drains",
+                          self.camera_id, self.stream)
+                self.on_refused(t)
 
     def _open(self, packet: av.Packet, pts: int, t: int) -> None:
         assert self._video is not None

@@ -111,6 +111,7 @@ class CameraSession:
         self._gap_id: int | None = None
         self._gap_reason: str | None = None
         segmenter.on_started = self._on_recording_started
+        segmenter.on_refused = self._on_storage_refused
         if adopt_gap is not None:
             # A gap a previous process left open (id, reason): this session ends it.
             self._gap_id, self._gap_reason = adopt_gap
@@ -266,6 +267,15 @@ class CameraSession:
             self._gap_reason = reason
         except Exception:  # noqa: BLE001 - the index being down must not stop recording
             log.exception("camera %s: could not write a gap row", self.camera.id)
+
+    def _on_storage_refused(self, t_us: int) -> None:
+        """The spool is over quota under ``stop-recording``: the camera is up but not recorded."""
+        self.status.last_error = (f"camera {self.camera.id}: spool over quota; recording stopped until uploads "
+                                  "catch up (check the object store)")
+        log.error("%s", self.status.last_error)
+        if self._gap_id is None:
+            start = self.segmenter.last_end_us
+            self._open_gap(start if start is not None else t_us, "storage_unavailable", self.status.last_error)
 
     def _on_recording_started(self, start_us: int) -> None:
         self._set_state("recording")
