@@ -110,6 +110,7 @@ class CameraSession:
         self._thread: threading.Thread | None = None
         self._gap_id: int | None = None
         self._gap_reason: str | None = None
+        self._gap_start_us: int | None = None  # None for a gap adopted from a previous process
         segmenter.on_started = self._on_recording_started
         segmenter.on_refused = self._on_storage_refused
         if adopt_gap is not None:
@@ -165,7 +166,10 @@ class CameraSession:
             # A connection that recorded for a while earns a fresh schedule.
             if time.monotonic() - started > 60:
                 attempt = 0
-            self._fail(failure)
+            try:
+                self._fail(failure)
+            except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
+                log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
             steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
             delay = reconnect_delay(attempt, steps)
             attempt += 1
@@ -257,14 +261,21 @@ class CameraSession:
             self._open_gap(start if start is not None else now, failure.reason, message)
         elif self._gap_reason != failure.reason:
             # The cause changed (e.g. the restart gap became an outage): end one gap, start the next.
-            self.index.close_gap(self._gap_id, now)
+            # Media time may run a little ahead of the wall clock, so the open gap (which starts
+            # at the last segment's end) can start after "now": never end a gap before its start.
+            switch = max(now, self._gap_start_us or now)
+            try:
+                self.index.close_gap(self._gap_id, switch)
+            except Exception:  # noqa: BLE001 - the index being down must not stop recording
+                log.exception("camera %s: could not close a gap row", self.camera.id)
             self._gap_id = None
-            self._open_gap(now, failure.reason, message)
+            self._open_gap(switch, failure.reason, message)
 
     def _open_gap(self, start_us: int, reason: str, detail: str) -> None:
         try:
             self._gap_id = self.index.open_gap(self.camera.id, self.stream, start_us, reason, detail)
             self._gap_reason = reason
+            self._gap_start_us = start_us
         except Exception:  # noqa: BLE001 - the index being down must not stop recording
             log.exception("camera %s: could not write a gap row", self.camera.id)
 
@@ -281,7 +292,7 @@ class CameraSession:
         self._set_state("recording")
         if self._gap_id is not None:
             try:
-                self.index.close_gap(self._gap_id, start_us)
+                self.index.close_gap(self._gap_id, max(start_us, self._gap_start_us or start_us))
             except Exception:  # noqa: BLE001
                 log.exception("camera %s: could not close a gap row", self.camera.id)
             self._gap_id = None
