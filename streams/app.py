@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from streams import api_media, api_registry
 from streams.auth import install_auth, public
 from streams.context import AppContext
+from streams.metrics import install_metrics
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -21,4 +22,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     install_auth(app, ctx)
     app.include_router(api_registry.router)
     app.include_router(api_media.router)
+    install_metrics(app, ctx)
     return app
