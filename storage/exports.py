@@ -10,7 +10,8 @@ thread (the API). A run:
    clip and listed in the manifest as ``missing`` or ``corrupt``. Altered video
    is never handed out silently;
 2. builds the clip with the clip builder (``storage.clips.plan_clip``: range
-   GETs, no re-encode) from the verified segments, hashing it as it is written;
+   GETs, no re-encode, edit list) from the verified segments, hashing it as it
+   is written;
 3. builds the manifest (``storage.manifest``), signs it with the site key, and
    stores both under ``exports/{id}/`` in the object store.
 
@@ -22,22 +23,25 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
+from storage.clips import ClipGap, NoRecordings, plan_clip
 from storage.index import SegmentIndex, now_us
-from storage.manifest import Gap, SourceSegment, build_manifest, manifest_json, sign_manifest
+from storage.manifest import SourceSegment, build_manifest, manifest_json, sign_manifest
 from storage.objects import ObjectNotFound, ObjectStore
 from storage.registry import Registry
 from storage.schema import ExportRow, SegmentRow
 from storage.signing import key_id, load_signing_key
 from storage.timefmt import iso_utc
+from storage.timeline import recorded_gaps
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +57,6 @@ class ExportError(ValueError):
 
 class CameraUnknown(ExportError):
     """No such camera (callers answer as for any unknown camera)."""
-
-
-class NoRecordings(ExportError):
-    """Nothing recorded in the range; ``gaps`` explain why."""
-
-    def __init__(self, message: str, gaps: list[Gap]):
-        super().__init__(message)
-        self.gaps = gaps
 
 
 class SegmentUnusable(RuntimeError):
@@ -204,7 +200,7 @@ class ExportService:
         allow_gaps: bool = False,
     ) -> ExportJob:
         """Check the request and record a queued job. Raises ``CameraUnknown``,
-        ``NoRecordings`` (with the gaps) or ``ExportError`` for a bad range."""
+        ``storage.clips.NoRecordings`` (with the gaps) or ``ExportError`` for a bad range."""
         if self.registry.camera(camera_id) is None:
             raise CameraUnknown(f"camera {camera_id} is not registered")
         if stream not in STREAMS:
@@ -219,10 +215,11 @@ class ExportService:
         if not reason.strip():
             raise ExportError(f"camera {camera_id}: give a reason for the export (case number, request)")
         if not self.index.segments(camera_id, stream, start_us, end_us):
-            gaps = [_gap_of(g, start_us, end_us) for g in self.index.gaps(camera_id, stream, start_us, end_us)]
-            why = "; ".join(f"{g.reason} {g.start_us}..{g.end_us}" for g in gaps) or "nothing was recorded"
+            gaps = recorded_gaps(self.index, camera_id, stream, start_us, end_us, [], now=max(self._clock(), end_us))
+            why = "; ".join(f"{g.reason} from {iso_utc(g.start_us)} to {iso_utc(g.end_us)}" for g in gaps)
             raise NoRecordings(
-                f"camera {camera_id} has no {stream} recordings between {iso_utc(start_us)} and {iso_utc(end_us)} ({why})",
+                f"camera {camera_id} has no {stream} recordings between {iso_utc(start_us)} and {iso_utc(end_us)}"
+                f" ({why or 'nothing indexed'}); see GET /api/cameras/{camera_id}/recordings for what exists",
                 gaps,
             )
         job_id = uuid.uuid4().hex
@@ -356,30 +353,34 @@ class ExportService:
         if len(skipped) == len(rows):
             raise SegmentUnusable(f"camera {job.camera_id}: every source segment in the range is missing or corrupt")
 
-        from storage.clips import plan_clip  # the clip builder (issue 3, archive)
-
-        plan = plan_clip(_IndexWithout(self.index, skipped), job.camera_id, job.stream, job.start_us, job.end_us)
-        size = _plan_size(plan)
-        progress.set_expected(progress.done + size)
+        # Sources are verified above, so the plan reads only what the index says (verify="none").
+        plan = plan_clip(_IndexWithout(self.index, skipped), job.camera_id, job.stream, job.start_us, job.end_us,
+                         verify="none")
+        progress.set_expected(progress.done + plan.size)
         clip_path.parent.mkdir(parents=True, exist_ok=True)
-        sha = hashlib.sha256()
-        written = 0
+        written = [0]
+
+        def wrote(total: int) -> None:
+            progress.add(total - written[0])
+            written[0] = total
+
         with open(clip_path, "wb") as out:
-            for chunk in _plan_chunks(plan):
-                out.write(chunk)
-                sha.update(chunk)
-                written += len(chunk)
-                progress.add(len(chunk))
-        clip_sha = sha.hexdigest()
+            clip_sha = plan.write_to(self.store, out, wrote)
+            out.flush()
+            os.fsync(out.fileno())
+        written_bytes = written[0]
 
         camera = self.registry.camera(job.camera_id)
-        used = [s for s in sources if s.status == "used"]
-        covered = _plan_covered(plan) or (max(job.start_us, used[0].start_us), min(job.end_us, used[-1].end_us))
-        gaps = _plan_gaps(plan, job.start_us, job.end_us) + [
-            Gap(max(s.start_us, job.start_us), min(s.end_us, job.end_us), f"{s.status}_object", s.detail)
-            for s in sources if s.status != "used"
-        ]
-        gaps.sort(key=lambda g: (g.start_us, g.end_us))
+        covered = (plan.first_us, plan.last_us)
+        bad_rows = [r for r in rows if r.id in skipped]
+        corrupt = {(max(s.start_us, job.start_us), min(s.end_us, job.end_us)): s.detail for s in sources if s.status == "corrupt"}
+        gaps = []
+        for g in recorded_gaps(self.index, job.camera_id, job.stream, job.start_us, job.end_us,
+                               [r for r in rows if r.id not in skipped], bad_rows, now=max(self._clock(), job.end_us)):
+            if g.reason == "storage_missing" and (g.start_us, g.end_us) in corrupt:
+                gaps.append(ClipGap(g.start_us, g.end_us, "storage_corrupt", corrupt[(g.start_us, g.end_us)]))
+            else:
+                gaps.append(g)
         key = load_signing_key(self.data_dir)
         clip_name = clip_file_name(job.camera_id, job.start_us, job.end_us)
         manifest = sign_manifest(
@@ -387,7 +388,7 @@ class ExportService:
                 export_id=job.id,
                 clip_name=clip_name,
                 clip_sha256=clip_sha,
-                clip_bytes=written,
+                clip_bytes=written_bytes,
                 camera_id=job.camera_id,
                 camera_name=camera.name if camera else "",
                 stream=job.stream,
@@ -410,7 +411,7 @@ class ExportService:
         manifest_key = f"exports/{job.id}/{manifest_file_name(clip_name)}"
         self.store.put_file(clip_key, clip_path, clip_sha)
         self.store.put_bytes(manifest_key, data, hashlib.sha256(data).hexdigest())
-        return {"bytes": written, "clip_key": clip_key, "manifest_key": manifest_key, "clip_sha256": clip_sha}
+        return {"bytes": written_bytes, "clip_key": clip_key, "manifest_key": manifest_key, "clip_sha256": clip_sha}
 
     def _check_segment(self, row: SegmentRow, progress: _Progress) -> tuple[str, str] | None:
         """None when the object's bytes hash to the indexed sha256, else (status, what is wrong)."""
@@ -438,45 +439,3 @@ class ExportService:
             raise ExportError(f"export {job.id} is {job.status}, not done: nothing to download yet")
         info = self.store.stat(key)
         return key.rsplit("/", 1)[-1], info.size, self.store.iter_range(key, 0, info.size)
-
-
-def _gap_of(row: Any, start_us: int, end_us: int) -> Gap:
-    """An index gap row, cut to the requested range (an open gap runs to the range's end)."""
-    gap_end = row.end_us if row.end_us is not None else end_us
-    return Gap(max(row.start_us, start_us), min(gap_end, end_us), row.reason, getattr(row, "detail", "") or "")
-
-
-# -- adapters to the clip builder's plan ---------------------------------------------
-
-
-def _plan_size(plan: Any) -> int:
-    for name in ("size", "total_size", "total_bytes", "bytes"):
-        value = getattr(plan, name, None)
-        if isinstance(value, int):
-            return value
-    return 0
-
-
-def _plan_chunks(plan: Any) -> Iterable[bytes]:
-    for name in ("iter_bytes", "chunks", "body", "stream"):
-        fn = getattr(plan, name, None)
-        if callable(fn):
-            return fn()  # type: ignore[no-any-return]
-    raise TypeError(f"clip plan {type(plan).__name__} has no byte generator")
-
-
-def _plan_covered(plan: Any) -> tuple[int, int] | None:
-    for a, b in (("covered_start_us", "covered_end_us"), ("first_us", "last_us"), ("start_us", "end_us")):
-        if isinstance(getattr(plan, a, None), int) and isinstance(getattr(plan, b, None), int):
-            return getattr(plan, a), getattr(plan, b)
-    return None
-
-
-def _plan_gaps(plan: Any, start_us: int, end_us: int) -> list[Gap]:
-    out = []
-    for g in getattr(plan, "gaps", None) or []:
-        if isinstance(g, dict):
-            out.append(Gap(g["start_us"], g["end_us"], g.get("reason", "unknown"), g.get("detail", "")))
-        else:
-            out.append(_gap_of(g, start_us, end_us))
-    return out

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Sequence
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from storage.clips import ClipGap
 from storage.signing import ALGORITHM, key_id
 from storage.timefmt import iso_utc
 
@@ -78,24 +79,16 @@ class SourceSegment:
         }
 
 
-@dataclass(frozen=True)
-class Gap:
-    """A span of the requested range with no video in the clip, and why."""
-
-    start_us: int
-    end_us: int
-    reason: str
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "start": iso_utc(self.start_us),
-            "end": iso_utc(self.end_us),
-            "start_us": self.start_us,
-            "end_us": self.end_us,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
+def gap_dict(gap: ClipGap) -> dict[str, Any]:
+    """A gap as the manifest lists it: µs and ISO times, reason, detail."""
+    return {
+        "start": iso_utc(gap.start_us),
+        "end": iso_utc(gap.end_us),
+        "start_us": gap.start_us,
+        "end_us": gap.end_us,
+        "reason": gap.reason,
+        "detail": gap.detail,
+    }
 
 
 def chain_check(segments: Sequence[SourceSegment]) -> dict[str, Any]:
@@ -145,7 +138,7 @@ def build_manifest(
     requested: tuple[int, int],
     covered: tuple[int, int] | None,
     segments: Sequence[SourceSegment],
-    gaps: Iterable[Gap],
+    gaps: Iterable[ClipGap],
     exported_by: str,
     reason: str,
     exported_us: int,
@@ -176,7 +169,7 @@ def build_manifest(
         "skipped_segments": sum(1 for s in segments if s.status != "used"),
         "allow_gaps": allow_gaps,
         "chain": chain_check(segments),
-        "gaps": [g.as_dict() for g in gaps],
+        "gaps": [gap_dict(g) for g in gaps],
         "exported_by": exported_by,
         "reason": reason,
         "exported_at": iso_utc(exported_us),
