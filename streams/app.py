@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_holds, api_registry
+from streams import api_exports, api_holds, api_registry
 from streams.auth import install_auth, public
 from streams.context import AppContext
 
@@ -21,4 +21,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     install_auth(app, ctx)
     app.include_router(api_registry.router)
     app.include_router(api_holds.router)
+    app.include_router(api_exports.router)
     return app

@@ -174,3 +174,12 @@ def test_chain_check_reports_breaks() -> None:
     result = chain_check([a, b, c, d])
     assert result["ok"] is False and result["linked"] == 1 and result["unlinked_across_gaps"] == 1
     assert result["breaks"] == [{"key": "k/c", "prev_key": "k/b", "expected_prev_sha256": "bb", "found_prev_sha256": "XX"}]
+
+
+def test_progress_rises_to_one_and_is_kept_in_the_row(local_site: Site, tmp_path: Path) -> None:
+    svc = service(local_site)
+    job = svc.create(CAMERA, T0, T0 + 8_000_000, "case", "zhang")
+    seen: list[float] = []
+    svc.run(job.id, tmp_path / "clip.mp4", on_progress=seen.append)
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 1.0 and seen[-2] < 1.0
+    assert svc.get(job.id).progress == 1.0
