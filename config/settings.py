@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     max_clock_drift_seconds: float = Field(2.0, gt=0, description="Re-anchor media time to the wall clock past this drift.")
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
     display_timezone: str = "Asia/Shanghai"
+    clip_max_seconds: float = Field(86400.0, gt=0, description="Longest range GET clip.mp4/vod.m3u8 serves; longer ranges go through export jobs.")
     worker_id: str = Field("", description="Name of this ingest worker; default the host name.")
 
     @field_validator("http_bind", "rtsp_bind")

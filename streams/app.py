@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_registry
+from streams import api_archive, api_registry
 from streams.auth import install_auth, public
 from streams.context import AppContext
 
@@ -20,4 +20,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     # Every other route declares allow(...) or public(); see streams/auth.py.
     install_auth(app, ctx)
     app.include_router(api_registry.router)
+    app.include_router(api_archive.router)
     return app
