@@ -40,7 +40,7 @@ from storage.objects import ObjectNotFound, ObjectStore
 from storage.registry import Registry
 from storage.schema import ExportRow, SegmentRow
 from storage.signing import key_id, load_signing_key
-from storage.timefmt import iso_utc
+from config.times import iso_utc
 from storage.timeline import recorded_gaps
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def clip_file_name(camera_id: str, start_us: int, end_us: int) -> str:
     """``{camera}_{start}_{end}.mp4`` with compact UTC times: readable, sortable, no colons."""
 
     def compact(us: int) -> str:
-        return iso_utc(us).replace("-", "").replace(":", "").replace(".000000", "")
+        return iso_utc(us).replace("-", "").replace(":", "").replace(".000", "")
 
     return f"{camera_id}_{compact(start_us)}_{compact(end_us)}.mp4"
 

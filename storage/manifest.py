@@ -6,7 +6,8 @@ covered range; every source segment (object key, sha256, the chain link
 ``prev_sha256``, times, and whether it was used or skipped as missing/corrupt);
 the hash-chain check over those segments; the gaps; who exported it and why;
 when; the software version; and the signing key id. Times are integers in µs
-since the epoch (UTC) with the same instant beside them as ISO 8601 UTC text.
+since the epoch (UTC, exact) with the same instant beside them as ISO 8601 UTC
+text (millisecond precision, ``config.times.iso_utc``).
 
 The signature is Ed25519 over the *canonical JSON* of every field except
 ``signature``: keys sorted, no whitespace (``separators=(",", ":")``), UTF-8,
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from storage.clips import ClipGap
 from storage.signing import ALGORITHM, key_id
-from storage.timefmt import iso_utc
+from config.times import iso_utc
 
 FORMAT = "sharpeyes.export.manifest"
 FORMAT_VERSION = 1

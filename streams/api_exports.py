@@ -20,7 +20,7 @@ from storage.clips import NoRecordings
 from storage.exports import ExportError, ExportJob, ExportService
 from storage.manifest import gap_dict
 from storage.signing import ALGORITHM, key_id, load_signing_key, public_key_pem
-from storage.timefmt import parse_time
+from config.times import parse_time
 from streams.auth import Principal, allow, audit, camera_not_found, public
 from streams.context import AppContext
 
@@ -78,8 +78,8 @@ def start_export(body: NewExport, request: Request, principal: Principal = allow
         raise camera_not_found(body.camera)
     service = exports(request)
     try:
-        start_us = parse_time(body.start, "start")
-        end_us = parse_time(body.end, "end")
+        start_us = parse_time(str(body.start), "start")
+        end_us = parse_time(str(body.end), "end")
         job = service.create(camera.id, start_us, end_us, body.reason, principal.name,
                              stream=body.stream, allow_gaps=body.allow_gaps)
     except NoRecordings as exc:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from storage.holds import HoldError, HoldNotFound, HoldStore
 from storage.objects import ObjectStoreUnavailable
-from storage.timefmt import iso_utc, parse_time
+from config.times import iso_utc, parse_time
 from streams.auth import Principal, allow, audit
 from streams.context import AppContext
 
@@ -60,8 +60,8 @@ def _sync(request: Request, hold: Any) -> int | str:
 def place_hold(id: str, body: NewHold, request: Request, principal: Principal = allow("investigator")) -> dict[str, Any]:
     """Keep this camera's recordings in ``[start, end)`` from retention until released."""
     try:
-        start_us = parse_time(body.start, "start")
-        end_us = parse_time(body.end, "end")
+        start_us = parse_time(str(body.start), "start")
+        end_us = parse_time(str(body.end), "end")
         hold = holds(request).place(id, start_us, end_us, body.reason, principal.name, stream=body.stream)
     except (ValueError, HoldError) as exc:
         raise HTTPException(422, detail=str(exc)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_exports, api_holds, api_registry
+from streams import api_archive, api_exports, api_holds, api_registry
 from streams.auth import install_auth, public
 from streams.context import AppContext
 
@@ -20,6 +20,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     # Every other route declares allow(...) or public(); see streams/auth.py.
     install_auth(app, ctx)
     app.include_router(api_registry.router)
+    app.include_router(api_archive.router)
     app.include_router(api_holds.router)
     app.include_router(api_exports.router)
     return app

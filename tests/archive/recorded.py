@@ -23,7 +23,7 @@ from storage.index import SegmentIndex
 from storage.objects import ObjectStore
 from tests.support.clips import make_clip
 
-T0 = 1_800_000_000_000_000  # 2027-01-15T08:00:00Z, microseconds
+T0 = 1_749_974_400_000_000  # 2025-06-15T08:00:00Z (in the past: "now" bounds the gaps), microseconds
 FPS = 25
 FRAME_US = 1_000_000 // FPS
 TICKS = 90000 // FPS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from storage.manifest import verify_clip
 from storage.signing import load_public_key
-from storage.timefmt import iso_utc
+from config.times import iso_utc
 from tests.auth.conftest import PASSWORD
 from tests.exports.conftest import CAMERA, T0, Site
 

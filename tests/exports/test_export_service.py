@@ -48,7 +48,7 @@ def test_export_round_trip_local(local_site: Site, tmp_path: Path) -> None:
     assert report.ok, report.problems
     assert manifest["camera"] == {"id": CAMERA, "name": "Gate A"}
     assert manifest["requested"]["start_us"] == T0 + 500_000
-    assert manifest["requested"]["start"] == "2027-01-15T08:00:00.500000Z"
+    assert manifest["requested"]["start"] == "2027-01-15T08:00:00.500Z"
     assert manifest["covered"] == manifest["requested"]
     assert [s["status"] for s in manifest["segments"]] == ["used"] * 4
     assert [s["sha256"] for s in manifest["segments"]] == [s.sha256 for s in local_site.segments]
