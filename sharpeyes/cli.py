@@ -29,11 +29,14 @@ app.add_typer(region_app, name="region")
 
 def _mount_subcommands() -> None:
     from sharpeyes.cli_archive import recordings
+    from sharpeyes.cli_export import export, verify
     from sharpeyes.cli_users import audit_app, user_app
 
     app.add_typer(user_app, name="user", help="Users, roles and region scopes.")
     app.add_typer(audit_app, name="audit", help="Verify and export the audit trail.")
     app.command("recordings")(recordings)
+    app.command("export")(export)
+    app.command("verify")(verify)
 
 
 _mount_subcommands()

@@ -345,7 +345,7 @@ class ExportService:
                 raise SegmentUnusable(
                     f"camera {job.camera_id}: source segment {row.object_key} ({iso_utc(row.start_us)} to "
                     f"{iso_utc(row.end_us)}) {detail}; the export stopped. Restore the object, or export with "
-                    "allow_gaps=true to leave it out (the manifest will list it)"
+                    "allow_gaps=true (sharpeyes export --allow-gaps) to leave it out; the manifest will list it"
                 )
             skipped.add(row.id)
             sources.append(SourceSegment.from_row(row, status, detail))
