@@ -9,13 +9,17 @@ offset given separately. Internally: integer microseconds since the epoch.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["TimeError", "display_offset", "iso_utc", "parse_time", "time_fields"]
 
-WHAT_TO_SEND = ("send ISO 8601 with an offset (2027-01-15T16:00:00+08:00 or 2027-01-15T08:00:00Z) "
-                "or epoch milliseconds (1800000000000)")
+WHAT_TO_SEND = ("send ISO 8601 with an offset (2025-06-15T16:00:00+08:00 or 2025-06-15T08:00:00Z) "
+                "or epoch milliseconds (1749974400000)")
+
+
+_SPACED_OFFSET = re.compile(r"^(\d{4}-\d\d-\d\dT[\d:.]+) (\d\d:?\d\d)$")
 
 
 class TimeError(ValueError):
@@ -29,6 +33,11 @@ def parse_time(value: str, name: str = "time") -> int:
         raise TimeError(f"{name} is empty: {WHAT_TO_SEND}")
     if text.lstrip("-").isdigit():
         return int(text) * 1000
+    # An unencoded "+" in a URL query arrives as a space: "...T16:00:00 08:00".
+    # A space before a trailing HH:MM can only be that, so read it as the "+" it was.
+    m = _SPACED_OFFSET.match(text)
+    if m:
+        text = f"{m.group(1)}+{m.group(2)}"
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:

@@ -292,7 +292,8 @@ class ClipPlan:
         else:
             raise ClipError(f"camera {seg.camera_id}: clip too long for 32-bit fragment times; ask for a shorter range")
         if frag.end_us > self.last_us:
-            _trim_truns(data, traf, new_t, _ticks(self.last_us - self.origin_us, ts))
+            # Ceiling: a sample starting before ``last_us`` by less than a tick is still before it.
+            _trim_truns(data, traf, new_t, -(-(self.last_us - self.origin_us) * ts // 1_000_000))
 
 
 def _ticks(us: int, timescale: int) -> int:
