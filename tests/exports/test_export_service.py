@@ -183,3 +183,36 @@ def test_progress_rises_to_one_and_is_kept_in_the_row(local_site: Site, tmp_path
     svc.run(job.id, tmp_path / "clip.mp4", on_progress=seen.append)
     assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 1.0 and seen[-2] < 1.0
     assert svc.get(job.id).progress == 1.0
+
+
+def test_gaps_and_chain_breaks_are_in_the_manifest(local_site: Site, tmp_path: Path) -> None:
+    """A second camera recorded in two runs with an offline gap between them, then one index
+    row's chain link altered: the manifest lists the gap and names the break."""
+    from sqlalchemy import update
+
+    from config.cameras import Camera
+    from storage.schema import SegmentRow
+    from tests.exports.conftest import record
+
+    site = local_site
+    site.registry.add_camera(Camera(id="cam-b", name="Gate B", region="t1", main_url="rtsp://10.0.0.7/main"))
+    record(site.store, site.index, tmp_path / "spool-b1", camera_id="cam-b", seconds=4.0, start_us=T0)
+    record(site.store, site.index, tmp_path / "spool-b2", camera_id="cam-b", seconds=4.0, start_us=T0 + 8_000_000)
+    site.index.add_gap("cam-b", "main", T0 + 4_000_000, T0 + 8_000_000, "offline", "camera unreachable")
+    svc = service(site)
+    job = svc.create("cam-b", T0, T0 + 12_000_000, "case", "zhang")
+    svc.run(job.id, tmp_path / "b.mp4")
+    manifest = json.loads((tmp_path / "b.manifest.json").read_text())
+    assert [(g["reason"], g["start_us"] - T0, g["end_us"] - T0) for g in manifest["gaps"]] == [("offline", 4_000_000, 8_000_000)]
+    # The uploader links the first segment after the gap to the last before it.
+    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3, "unlinked_across_gaps": 0, "breaks": []}
+
+    rows = site.index.segments("cam-b", "main")
+    with site.index.session() as s, s.begin():
+        s.execute(update(SegmentRow).where(SegmentRow.id == rows[1].id).values(prev_sha256="0" * 64))
+    job = svc.create("cam-b", T0, T0 + 12_000_000, "case", "zhang")
+    svc.run(job.id, tmp_path / "b2.mp4")
+    chain = json.loads((tmp_path / "b2.manifest.json").read_text())["chain"]
+    assert not chain["ok"]
+    assert chain["breaks"] == [{"key": rows[1].object_key, "prev_key": rows[0].object_key,
+                                "expected_prev_sha256": rows[0].sha256, "found_prev_sha256": "0" * 64}]
