@@ -384,7 +384,7 @@ def plan_clip(
             seg = missing[0]
             raise SegmentMissing(
                 f"segment {seg.object_key} of camera {camera_id} ({_iso(seg.start_us)}) is missing from the "
-                "object store or has the wrong size; ask again with allow_gaps=true to skip it", seg)
+                "object store, or its size or recorded sha256 differs from the index; ask again with allow_gaps=true to skip it", seg)
         rows = [r for r in rows if r not in missing]
     # Imported here so the timeline module can use this one's constants.
     from storage.timeline import recorded_gaps
@@ -443,9 +443,11 @@ def plan_clip(
 def _missing_objects(store: _StatStore, rows: list[SegmentRow]) -> list[SegmentRow]:
     def bad(row: SegmentRow) -> bool:
         try:
-            return store.stat(row.object_key).size != row.bytes
+            info = store.stat(row.object_key)
         except ObjectNotFound:
             return True
+        # The sha256 the store recorded at upload, where it kept one: a replaced object shows here.
+        return info.size != row.bytes or (info.sha256 is not None and info.sha256 != row.sha256)
 
     with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:
         flags = list(pool.map(bad, rows))
