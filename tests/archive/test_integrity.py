@@ -65,9 +65,13 @@ def test_a_fragment_that_is_not_a_fragment_is_refused(damaged: Archive) -> None:
     off = unpack_keyframes(seg.keyframes)[1].byte_offset
     data[off + 4:off + 8] = b"junk"  # the second GOP's moof header
     path.write_bytes(bytes(data))
-    plan = plan_clip(damaged.index, "cam-1", "main", T0 + 9_100_000, T0 + 9_500_000, store=damaged.store)
-    with pytest.raises(SegmentCorrupt, match="not a moof"):
+    with pytest.raises(SegmentCorrupt, match="not a moof"):  # the clip's first GOP: found while planning
+        plan_clip(damaged.index, "cam-1", "main", T0 + 9_100_000, T0 + 9_500_000, store=damaged.store)
+    plan = plan_clip(damaged.index, "cam-1", "main", T0 + 8_100_000, T0 + 9_500_000, store=damaged.store)
+    with pytest.raises(SegmentCorrupt, match="not a moof"):  # a later GOP: found while streaming
         b"".join(plan.iter_bytes(damaged.store))
+    r = damaged.get(f"/api/cameras/cam-1/clip.mp4?start={(T0 + 9_100_000) // 1000}&end={(T0 + 9_500_000) // 1000}")
+    assert r.status_code == 409 and seg.object_key in r.json()["detail"]
 
 
 def test_a_truncated_object_is_refused_before_streaming(damaged: Archive) -> None:
