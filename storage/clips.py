@@ -40,7 +40,7 @@ from typing import BinaryIO, Callable, Iterator, Literal, Protocol
 
 from storage.index import SegmentIndex
 from storage.keyframes import unpack_keyframes
-from storage.mp4 import Box, find_box, find_boxes, iter_boxes, parse_init
+from storage.mp4 import Box, TrackInfo, find_box, find_boxes, iter_boxes, parse_init, parse_moof
 from storage.objects import ObjectNotFound, ObjectStore
 from storage.schema import SegmentRow
 
@@ -128,9 +128,10 @@ class ClipFragment:
     end_us: int  # wall time of the next fragment (or the segment end)
     clip_offset: int  # where its first byte lands in the clip file
     sequence: int  # its new mfhd sequence number
+    size: int  # bytes in the clip: the source size, except for a rebuilt first fragment
 
     @property
-    def size(self) -> int:
+    def source_size(self) -> int:
         return self.byte_end - self.byte_start
 
 
@@ -144,12 +145,13 @@ class ClipPlan:
     end_us: int
     first_us: int  # what the clip shows: max(start, first recorded), min(end, last recorded)
     last_us: int
-    origin_us: int  # wall time of clip media time 0 (the first fragment's keyframe)
+    origin_us: int  # wall time of the first fragment's keyframe
     header: bytes  # ftyp + moov
     fragments: list[ClipFragment]
     gaps: list[ClipGap]
     segments: list[SegmentRow]  # the source segments, in order
     timescales: dict[int, int] = field(default_factory=dict)  # track id -> media timescale
+    first_frame_us: int = 0  # wall time of the frame on screen at first_us (its own start)
 
     @property
     def size(self) -> int:
@@ -163,9 +165,15 @@ class ClipPlan:
     def duration_us(self) -> int:
         return self.last_us - self.first_us
 
+    @property
+    def zero_us(self) -> int:
+        """Wall time of clip media time 0: ``first_us`` when the first GOP's pre-roll is
+        folded (a store was given to ``plan_clip``), else the first keyframe's."""
+        return self.first_us if self._first_raw is not None else self.origin_us
+
     def source_bytes(self) -> int:
         """Bytes the clip reads from the object store (all of its fragments)."""
-        return sum(f.size for f in self.fragments)
+        return sum(f.source_size for f in self.fragments)
 
     def write_to(self, store: ObjectStore, out: BinaryIO, progress: Callable[[int], None] | None = None) -> str:
         """Write the whole clip to ``out``; returns its sha256 (hex). ``progress`` gets
@@ -208,22 +216,29 @@ class ClipPlan:
                  and end >= frags[-1].clip_offset + frags[-1].size)
         digest = hashlib.sha256(self._init_of(seg)) if whole else None
         try:
-            source = store.iter_range(seg.object_key, frags[0].byte_start, frags[-1].byte_end, chunk)
+            cached = self._first_raw if frags[0].sequence == 1 else None
+            read_from = frags[1].byte_start if cached is not None and len(frags) > 1 else frags[0].byte_start
+            source: Iterator[bytes] = iter(())
+            if cached is None or len(frags) > 1:
+                source = store.iter_range(seg.object_key, read_from, frags[-1].byte_end, chunk)
             buf = bytearray()
             for frag in frags:
-                while len(buf) < frag.size:
-                    piece = next(source, None)
-                    if piece is None:
-                        raise SegmentCorrupt(
-                            f"segment {seg.object_key} of camera {seg.camera_id} is shorter than indexed "
-                            f"({seg.bytes} bytes); restore it from a replica or export with allow_gaps=true",
-                            seg)
-                    buf += piece
-                data = bytearray(buf[:frag.size])
-                del buf[:frag.size]
+                if frag.sequence == 1 and cached is not None:
+                    raw = bytearray(cached)
+                else:
+                    while len(buf) < frag.source_size:
+                        piece = next(source, None)
+                        if piece is None:
+                            raise SegmentCorrupt(
+                                f"segment {seg.object_key} of camera {seg.camera_id} is shorter than indexed "
+                                f"({seg.bytes} bytes); restore it from a replica or export with allow_gaps=true",
+                                seg)
+                        buf += piece
+                    raw = bytearray(buf[:frag.source_size])
+                    del buf[:frag.source_size]
                 if digest is not None:
-                    digest.update(data)
-                self._patch(frag, data)
+                    digest.update(raw)
+                data = self._first_out if frag.sequence == 1 and self._first_out is not None else self._patched(frag, raw)
                 lo = max(first - frag.clip_offset, 0)
                 hi = min(end - frag.clip_offset, frag.size)
                 if hi > lo:
@@ -238,33 +253,21 @@ class ClipPlan:
                 f"match the index ({seg.sha256}); the object was altered or damaged", seg)
 
     _inits: dict[str, bytes] = field(default_factory=dict)
+    _first_raw: bytes | None = None  # the first fragment as stored (fetched while planning)
+    _first_out: bytes | None = None  # ... and as the clip has it (pre-roll folded)
 
     def _init_of(self, seg: SegmentRow) -> bytes:
         return self._inits[seg.init_sha256]
 
-    def _patch(self, frag: ClipFragment, data: bytearray) -> None:
-        seg = frag.segment
-        boxes = list(iter_boxes(data))
-        if (len(boxes) < 2 or boxes[0].type != "moof" or boxes[1].type != "mdat"
-                or boxes[0].offset != 0):
-            raise SegmentCorrupt(
-                f"segment {seg.object_key} of camera {seg.camera_id}: bytes {frag.byte_start}-{frag.byte_end} "
-                "are not a moof+mdat fragment; the object does not match its index row", seg)
-        tail = boxes[1].end
-        if tail != len(data):
-            # The last fragment of a segment carries the muxer's trailer (mfra), whose
-            # offsets are the source file's: turn it into padding of the same size.
-            if len(data) - tail < 8 or any(b.type in ("moof", "mdat") for b in boxes[2:]):
-                raise SegmentCorrupt(
-                    f"segment {seg.object_key} of camera {seg.camera_id}: fragment at {frag.byte_start} "
-                    "does not fill its indexed span", seg)
-            struct.pack_into(">I4s", data, tail, len(data) - tail, b"free")
-        moof = boxes[0]
+    def _patched(self, frag: ClipFragment, data: bytearray) -> bytearray:
+        _check_fragment(frag, data)
+        moof = next(iter_boxes(data))
         mfhd = find_box(data, "mfhd", moof.payload_offset, moof.end)
         if mfhd is not None:
             struct.pack_into(">I", data, mfhd.payload_offset + 4, frag.sequence)
         for traf in find_boxes(data, "traf", moof.payload_offset, moof.end):
             self._patch_traf(frag, data, traf)
+        return data
 
     def _patch_traf(self, frag: ClipFragment, data: bytearray, traf: Box) -> None:
         seg = frag.segment
@@ -284,7 +287,7 @@ class ClipPlan:
         q = tfdt.payload_offset
         version = data[q]
         old_t = struct.unpack_from(">Q" if version == 1 else ">I", data, q + 4)[0]
-        new_t = max(0, old_t + _ticks(seg.start_us - self.origin_us, ts))
+        new_t = max(0, old_t + _ticks(seg.start_us - self.zero_us, ts))
         if version == 1:
             struct.pack_into(">Q", data, q + 4, new_t)
         elif new_t < 1 << 32:
@@ -293,7 +296,29 @@ class ClipPlan:
             raise ClipError(f"camera {seg.camera_id}: clip too long for 32-bit fragment times; ask for a shorter range")
         if frag.end_us > self.last_us:
             # Ceiling: a sample starting before ``last_us`` by less than a tick is still before it.
-            _trim_truns(data, traf, new_t, -(-(self.last_us - self.origin_us) * ts // 1_000_000))
+            _trim_truns(data, traf, new_t, -(-(self.last_us - self.zero_us) * ts // 1_000_000))
+
+
+def _check_fragment(frag: ClipFragment, data: bytearray) -> None:
+    """``data`` must be one moof+mdat filling the fragment's indexed span (the last of a
+    segment may carry the muxer's trailer, which becomes padding)."""
+    seg = frag.segment
+    boxes = list(iter_boxes(data))
+    if (len(boxes) < 2 or boxes[0].type != "moof" or boxes[1].type != "mdat"
+            or boxes[0].offset != 0):
+        raise SegmentCorrupt(
+            f"segment {seg.object_key} of camera {seg.camera_id}: bytes {frag.byte_start}-{frag.byte_end} "
+            "are not a moof+mdat fragment; the object does not match its index row", seg)
+    tail = boxes[1].end
+    if tail != len(data):
+        # The last fragment of a segment carries the muxer's trailer (mfra), whose
+        # offsets are the source file's: turn it into padding of the same size.
+        if len(data) - tail < 8 or any(b.type in ("moof", "mdat") for b in boxes[2:]):
+            raise SegmentCorrupt(
+                f"segment {seg.object_key} of camera {seg.camera_id}: fragment at {frag.byte_start} "
+                "does not fill its indexed span", seg)
+        struct.pack_into(">I4s", data, tail, len(data) - tail, b"free")
+
 
 
 def _ticks(us: int, timescale: int) -> int:
@@ -348,6 +373,94 @@ def _trim_truns(data: bytearray, traf: Box, base_time: int, end_ticks: int) -> N
             struct.pack_into(">I4s", data, used, spare, b"free")
 
 
+# -- the first fragment: pre-roll folded ---------------------------------------------
+
+_SYNC_FLAGS = 0x02000000  # depends on no other sample
+_NON_SYNC_FLAGS = 0x01010000  # depends on others; not a sync sample
+
+
+def fold_preroll(frag: ClipFragment, data: bytearray, tracks: dict[int, TrackInfo], zero_us: int,
+                 last_us: int) -> tuple[bytes, dict[int, int], int]:
+    """The clip's first fragment, rebuilt so that clip media time 0 is ``zero_us``.
+
+    The GOP's frames before ``zero_us`` must stay (the frame on screen at ``zero_us``
+    decodes from the keyframe) but must not be shown: they are folded to one tick each
+    at media time 0, 1, 2... and the edit list starts after them. Players that honor
+    edit lists skip them; those that do not in fragmented MP4 (FFmpeg, Chromium) show
+    them for a tick each, i.e. not at all. Other tracks (audio) lose their samples
+    before ``zero_us``. Samples at or after ``last_us`` are dropped. The mdat is copied
+    unchanged; only the moof is new (its sample table explicit per sample).
+
+    Returns the fragment's bytes, each track's edit-list media time, and the wall time
+    of the video frame on screen at ``zero_us``.
+    """
+    _check_fragment(frag, data)
+    boxes = list(iter_boxes(data))
+    moof, mdat = boxes[0], boxes[1]
+    _seq, runs = parse_moof(data, moof, tracks)
+    shift_us = frag.segment.start_us - zero_us
+    media_times: dict[int, int] = {}
+    zero_frame_us = zero_us
+    trafs: list[tuple[int, int, list[tuple[int, int, int, int, int]]]] = []  # track, base, [(dts, dur, size, flags, cto, off)]
+    for track_id, run in runs.items():
+        info = tracks.get(track_id)
+        if info is None or not run.samples:
+            continue
+        ts = info.timescale
+        shift = _ticks(shift_us, ts)
+        end_ticks = -(-(last_us - zero_us) * ts // 1_000_000)
+        kept: list[tuple[int, int, int, int, int, int]] = []
+        if info.handler == "vide":
+            prev = -1
+            dts = []
+            for smp in run.samples:
+                prev = max(smp.decode_time + shift, prev + 1, 0)
+                dts.append(prev)
+            media_times[track_id] = 0
+            for i, smp in enumerate(run.samples):
+                if smp.decode_time + shift + smp.composition_offset <= 0:
+                    media_times[track_id] = dts[i] + smp.composition_offset  # on screen at zero_us
+                    zero_frame_us = frag.segment.start_us + (smp.decode_time + smp.composition_offset) * 1_000_000 // ts
+                nxt = dts[i + 1] if i + 1 < len(dts) else max(dts[i] + 1, smp.decode_time + smp.duration + shift)
+                if dts[i] + smp.composition_offset >= max(end_ticks, media_times[track_id] + 1):
+                    break
+                flags = _SYNC_FLAGS if smp.keyframe else _NON_SYNC_FLAGS
+                kept.append((dts[i], nxt - dts[i], smp.size, flags, smp.composition_offset, smp.data_offset))
+        else:
+            media_times[track_id] = 0
+            for smp in run.samples:
+                t = smp.decode_time + shift
+                if t >= 0 and t < end_ticks:
+                    flags = _SYNC_FLAGS if smp.keyframe else _NON_SYNC_FLAGS
+                    kept.append((t, smp.duration, smp.size, flags, smp.composition_offset, smp.data_offset))
+        if kept:
+            trafs.append((track_id, kept[0][0], kept))  # type: ignore[arg-type]
+
+    def build(delta: int) -> bytes:
+        out = bytearray(_box(b"mfhd", struct.pack(">II", 0, frag.sequence)))
+        for track_id, base, kept in trafs:
+            body = bytearray(_box(b"tfhd", struct.pack(">II", 0x020000, track_id)))
+            body += _full_v1(b"tfdt", b"\x00\x00\x00" + struct.pack(">Q", base))
+            groups: list[list[tuple[int, int, int, int, int, int]]] = []
+            for smp in kept:  # one trun per run of contiguous sample data
+                if groups and groups[-1][-1][5] + groups[-1][-1][2] == smp[5]:
+                    groups[-1].append(smp)
+                else:
+                    groups.append([smp])
+            for g in groups:
+                cto = any(x[4] for x in g)
+                tflags = 0x001 | 0x100 | 0x200 | 0x400 | (0x800 if cto else 0)
+                entries = b"".join(struct.pack(">IIIi", x[1], x[2], x[3], x[4]) if cto else
+                                   struct.pack(">III", x[1], x[2], x[3]) for x in g)
+                body += _full_v1(b"trun", struct.pack(">3sIi", tflags.to_bytes(3, "big"), len(g), g[0][5] + delta) + entries)
+            out += _box(b"traf", bytes(body))
+        return _box(b"moof", bytes(out))
+
+    size = len(build(0))
+    new_moof = build(size - moof.size)
+    return new_moof + bytes(data[mdat.offset:]), media_times, zero_frame_us
+
+
 # -- planning ------------------------------------------------------------------------
 
 
@@ -384,7 +497,7 @@ def plan_clip(
             seg = missing[0]
             raise SegmentMissing(
                 f"segment {seg.object_key} of camera {camera_id} ({_iso(seg.start_us)}) is missing from the "
-                "object store or has the wrong size; ask again with allow_gaps=true to skip it", seg)
+                "object store, or its size or recorded sha256 differs from the index; ask again with allow_gaps=true to skip it", seg)
         rows = [r for r in rows if r not in missing]
     # Imported here so the timeline module can use this one's constants.
     from storage.timeline import recorded_gaps
@@ -421,13 +534,32 @@ def plan_clip(
     origin = spans[0][3]
     first = max(start_us, origin)
     last = min(end_us, spans[-1][4])
-    tracks = parse_init(inits[rows[0].init_sha256])
-    header = build_header(inits[rows[0].init_sha256], first - origin, last - first)
+    init0 = inits[rows[0].init_sha256]
+    tracks = parse_init(init0)
+    # Without a store: the clip starts at the keyframe, with only the edit list to hide
+    # the pre-roll. With one: the first GOP is fetched now and its pre-roll folded.
+    media_times = {t.track_id: _ticks(first - origin, t.timescale) for t in tracks.values()}
+    first_raw = first_out = None
+    first_frame_us = origin
+    if store is not None:
+        row, b0, b1, t0, t1 = spans[0]
+        probe = ClipFragment(row, b0, b1, t0, t1, 0, 1, b1 - b0)
+        try:
+            first_raw = store.get_range(row.object_key, b0, b1)
+        except ObjectNotFound as exc:
+            raise SegmentMissing(
+                f"segment {row.object_key} of camera {camera_id} is missing from the object store; "
+                "ask again with allow_gaps=true to skip it", row) from exc
+        if len(first_raw) != b1 - b0:
+            raise SegmentCorrupt(f"segment {row.object_key} of camera {camera_id} is shorter than indexed", row)
+        first_out, media_times, first_frame_us = fold_preroll(probe, bytearray(first_raw), tracks, first, last)
+    header = build_header(init0, media_times, last - first)
     fragments: list[ClipFragment] = []
     offset = len(header)
     for n, (row, b0, b1, t0, t1) in enumerate(spans, start=1):
-        fragments.append(ClipFragment(row, b0, b1, t0, t1, offset, n))
-        offset += b1 - b0
+        size = len(first_out) if n == 1 and first_out is not None else b1 - b0
+        fragments.append(ClipFragment(row, b0, b1, t0, t1, offset, n, size))
+        offset += size
     used = list(dict.fromkeys(f.segment.id for f in fragments))
     by_id = {r.id: r for r in rows}
     gaps = recorded_gaps(index, camera_id, stream, first, last, [by_id[i] for i in used], missing)
@@ -437,15 +569,19 @@ def plan_clip(
         segments=[by_id[i] for i in used], timescales={t.track_id: t.timescale for t in tracks.values()},
     )
     plan._inits = inits
+    plan._first_raw, plan._first_out = first_raw, first_out
+    plan.first_frame_us = first_frame_us
     return plan
 
 
 def _missing_objects(store: _StatStore, rows: list[SegmentRow]) -> list[SegmentRow]:
     def bad(row: SegmentRow) -> bool:
         try:
-            return store.stat(row.object_key).size != row.bytes
+            info = store.stat(row.object_key)
         except ObjectNotFound:
             return True
+        # The sha256 the store recorded at upload, where it kept one: a replaced object shows here.
+        return info.size != row.bytes or (info.sha256 is not None and info.sha256 != row.sha256)
 
     with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:
         flags = list(pool.map(bad, rows))
@@ -477,10 +613,10 @@ def _full_v1(kind: bytes, payload: bytes) -> bytes:
     return _box(kind, b"\x01" + payload)
 
 
-def build_header(init: bytes, media_start_us: int, duration_us: int) -> bytes:
+def build_header(init: bytes, media_times: dict[int, int], duration_us: int) -> bytes:
     """A clip's ``ftyp``+``moov`` from a segment's init: durations set to the clip's,
-    an edit list per track starting presentation ``media_start_us`` after the first
-    keyframe and lasting ``duration_us``, ``mehd`` with the fragment duration, and
+    an edit list per track starting presentation at ``media_times[track_id]`` (ticks
+    of the track's timescale) and lasting ``duration_us``, ``mehd`` with the fragment duration, and
     the segment's own metadata (``udta``: its start time) left out."""
     out = bytearray()
     movie_ts = 1000
@@ -497,7 +633,7 @@ def build_header(init: bytes, media_start_us: int, duration_us: int) -> bytes:
             if box.type == "mvhd":
                 children += _with_duration(init, box, b"mvhd", _ticks(duration_us, movie_ts))
             elif box.type == "trak":
-                children += _trak(init, box, movie_ts, media_start_us, duration_us)
+                children += _trak(init, box, movie_ts, media_times, duration_us)
             elif box.type == "mvex":
                 children += _mvex(init, box, _ticks(duration_us, movie_ts))
             elif box.type == "udta":
@@ -531,12 +667,14 @@ def _with_duration(data: bytes, box: Box, kind: bytes, duration: int) -> bytes:
     return _box(kind, b"\x01" + flags + new)
 
 
-def _trak(init: bytes, trak: Box, movie_ts: int, media_start_us: int, duration_us: int) -> bytes:
+def _trak(init: bytes, trak: Box, movie_ts: int, media_times: dict[int, int], duration_us: int) -> bytes:
     mdhd = find_box(init, "mdia/mdhd", trak.payload_offset, trak.end)
-    assert mdhd is not None
+    tkhd = find_box(init, "tkhd", trak.payload_offset, trak.end)
+    assert mdhd is not None and tkhd is not None
     ts = struct.unpack_from(">I", init, mdhd.payload_offset + (20 if init[mdhd.payload_offset] else 12))[0]
+    track_id = struct.unpack_from(">I", init, tkhd.payload_offset + (20 if init[tkhd.payload_offset] else 12))[0]
     elst = _full_v1(b"elst", b"\x00\x00\x00" + struct.pack(
-        ">IQqhh", 1, _ticks(duration_us, movie_ts), _ticks(media_start_us, ts), 1, 0))
+        ">IQqhh", 1, _ticks(duration_us, movie_ts), media_times.get(track_id, 0), 1, 0))
     out = bytearray()
     for box in iter_boxes(init, trak.payload_offset, trak.end):
         if box.type == "tkhd":

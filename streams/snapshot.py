@@ -43,6 +43,7 @@ def snapshot_jpeg(plan: ClipPlan, store: ObjectStore, width: int | None = None, 
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError(f"camera {plan.camera_id}: JPEG encoding failed")
-    # Frame times are relative to the edit list's start, which is the plan's first instant.
-    frame_us = plan.first_us + int(round(float(last.time or 0) * 1_000_000))
+    # The plan covers [at, at + 1 us): its last frame is the one on screen at ``at``,
+    # whose own start time the plan knows (it may be up to a frame before ``at``).
+    frame_us = plan.first_frame_us
     return Snapshot(buf.tobytes(), frame_us, image.shape[1], image.shape[0])

@@ -31,10 +31,14 @@ def decode(data: bytes | str) -> list[Decoded]:
 
 
 def presented(frames: list[Decoded]) -> list[Decoded]:
-    """Frames a player honoring the edit list shows: those still on screen at or after
-    clip time 0 (frames before it are the GOP's pre-roll, decoded but not shown)."""
-    step = FRAME_US / 1e6
-    return [f for f in frames if f.time + step > 1e-6]
+    """Frames a player shows: those still on screen after clip time 0, a frame lasting
+    until the next one's time. The GOP's pre-roll (decoded, folded before 0) is not."""
+    out = []
+    for i, f in enumerate(frames):
+        until = frames[i + 1].time if i + 1 < len(frames) else float("inf")
+        if until > 1e-6:
+            out.append(f)
+    return out
 
 
 def code_at(t_us: int) -> int:

@@ -17,6 +17,10 @@ def ms(t_us: int) -> int:
     return t_us // 1000
 
 
+def shown_from(frames: list, shown: list) -> int:
+    return frames.index(shown[0])
+
+
 def clip_url(start_us: int, end_us: int, cam: str = "cam-1", **extra: str) -> str:
     q = "&".join(f"{k}={v}" for k, v in extra.items())
     return f"/api/cameras/{cam}/clip.mp4?start={ms(start_us)}&end={ms(end_us)}" + (f"&{q}" if q else "")
@@ -36,8 +40,9 @@ def test_frame_exact_start_and_end_across_a_segment_boundary(archive: Archive, t
     codes = [f.code for f in frames]
     assert codes == list(range(codes[0], codes[-1] + 1)), "every frame once, in order, across segment boundaries"
     assert frames[0].code == 75, "decoding starts at the keyframe at or before start (GOP = 25 frames)"
+    assert all(-0.001 < f.time < 0 for f in frames[:shown_from(frames, shown)]), "pre-roll folded before 0"
     # The presentation timeline is wall time minus start.
-    for f in shown:
+    for f in shown[1:]:
         assert f.time == pytest.approx((f.wall_us - start) / 1e6, abs=FRAME_US / 1e6)
 
 
@@ -48,12 +53,10 @@ def test_ffprobe_sees_the_requested_span(archive: Archive, tmp_path: Path) -> No
     info = ffprobe(path)
     assert info["streams"][0]["codec_name"] == "h264" and info["streams"][0]["width"] == 640
     fmt = info["format"]
-    preroll = float(fmt["start_time"])
-    # FFmpeg shifts fragmented MP4 by the edit list's media_time but still demuxes the
-    # GOP's pre-roll (negative times): its duration counts from the keyframe. The span
-    # presented, from clip time 0 to the end, is the requested one.
-    assert preroll == pytest.approx(-0.5, abs=FRAME_US / 1e6)
-    assert float(fmt["duration"]) + preroll == pytest.approx((end - start) / 1e6, abs=FRAME_US / 1e6)
+    assert float(fmt["duration"]) == pytest.approx((end - start) / 1e6, abs=FRAME_US / 1e6)
+    # The GOP's pre-roll is folded to a tick per frame before 0: FFmpeg sees it as
+    # starting a fraction of a millisecond early, not half a second.
+    assert -0.001 < float(fmt["start_time"]) <= 0
 
 
 def test_a_gap_inside_the_range_is_jumped_over_and_listed(archive: Archive) -> None:
