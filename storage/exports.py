@@ -353,9 +353,10 @@ class ExportService:
         if len(skipped) == len(rows):
             raise SegmentUnusable(f"camera {job.camera_id}: every source segment in the range is missing or corrupt")
 
-        # Sources are verified above, so the plan reads only what the index says (verify="none").
+        # Sources are verified above (verify="none" skips the builder's stat checks); the store
+        # is still given, so the builder folds the first GOP's pre-roll as GET clip.mp4 does.
         plan = plan_clip(_IndexWithout(self.index, skipped), job.camera_id, job.stream, job.start_us, job.end_us,
-                         verify="none")
+                         store=self.store, verify="none")
         progress.set_expected(progress.done + plan.size)
         clip_path.parent.mkdir(parents=True, exist_ok=True)
         written = [0]

@@ -31,6 +31,10 @@ def test_export_job_over_http_verifies(local_site: Site, tmp_path: Path) -> None
     assert int(clip.headers["content-length"]) == job["bytes"] == len(clip.content)
     assert "cam-a_20270115T080001Z_20270115T080006Z.mp4" in clip.headers["content-disposition"]
     (tmp_path / "clip.mp4").write_bytes(clip.content)
+    # The same builder as GET clip.mp4 (frame-exact, tested in tests/archive): the very same bytes.
+    body = _body()
+    live = c.get(f"/api/cameras/{CAMERA}/clip.mp4", params={"start": body["start"], "end": body["end"]}, headers=inv)
+    assert live.status_code == 200 and live.content == clip.content
     (tmp_path / "clip.manifest.json").write_bytes(manifest.content)
 
     key = c.get("/api/keys/export")  # public: no credentials
@@ -43,6 +47,7 @@ def test_export_job_over_http_verifies(local_site: Site, tmp_path: Path) -> None
 
     actions = [(e.action, e.detail.split(" ")[1]) for e in local_site.audit.query(action="export", newest_first=False)]
     assert actions == [("export", "stream=main"), ("export", "download=clip"), ("export", "download=manifest")]
+    assert [e.action for e in local_site.audit.query(newest_first=False)][-1] == "playback"
 
 
 def test_exports_are_scoped_and_owned(local_site: Site) -> None:
