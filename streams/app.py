@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_media, api_registry
+from streams import api_archive, api_exports, api_holds, api_media, api_registry
 from streams.auth import install_auth, public
 from streams.context import AppContext
 from streams.metrics import install_metrics
@@ -23,4 +23,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_registry.router)
     app.include_router(api_media.router)
     install_metrics(app, ctx)
+    app.include_router(api_archive.router)
+    app.include_router(api_holds.router)
+    app.include_router(api_exports.router)
     return app
