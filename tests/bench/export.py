@@ -80,7 +80,7 @@ def make_segment(work: Path) -> tuple[bytes, object]:
     return data, row
 
 
-def fill(index: SegmentIndex, store: ObjectStore, data: bytes, row: object, count: int, files: Path | None) -> list[str]:
+def fill(index: SegmentIndex, store: ObjectStore, data: bytes, row: object, count: int) -> list[str]:
     """``count`` copies of the segment, contiguous, each with its own start in its metadata."""
     stamp = re.search(rb"sharpeyes start_us=(\d+)", data)
     assert stamp is not None
@@ -199,7 +199,7 @@ def main() -> None:
         local_dir.mkdir()
         index = SegmentIndex(open_engine(f"sqlite:///{local_dir / 'index.db'}"))
         store = LocalObjectStore(local_dir / "objects")
-        keys = fill(index, store, data, row, 60, None)
+        keys = fill(index, store, data, row, 60)
         files = [local_dir / "objects" / k for k in keys]
         out_dir = work / "out"
         out_dir.mkdir()
@@ -221,7 +221,7 @@ def main() -> None:
                 s3_dir = work / "s3"
                 s3_dir.mkdir()
                 s3_index = SegmentIndex(open_engine(f"sqlite:///{s3_dir / 'index.db'}"))
-                fill(s3_index, s3, data, row, 11, None)
+                fill(s3_index, s3, data, row, 11)
                 bench_store("moto S3 (11 segments)", s3_index, s3, s3_dir, [10], None, out_dir)
                 s3_index.engine.dispose()
             finally:
