@@ -7,20 +7,21 @@ init segment, with an edit list per track). Every size is known from the index, 
 the plan knows the whole file's size and byte layout before a byte of video is read.
 
 ``ClipPlan.iter_bytes(store, first, end)`` then yields the file (or any byte range of
-it, for HTTP Range): the header, then each source fragment fetched with one ranged
+it, for HTTP Range): the header, the first fragment (fetched while planning, its moof
+rebuilt by ``fold_preroll``), then each later source fragment fetched with one ranged
 read per segment and patched in place (size-neutral) so that
 
 * ``mfhd`` sequence numbers run 1, 2, 3... over the clip,
-* every ``tfdt`` is on the clip's timeline (0 = the first keyframe's time), and
+* every ``tfdt`` is on the clip's timeline, and
 * in the fragment holding ``end``, each ``trun`` keeps only the samples before
   ``end`` (the dropped samples' bytes stay in the ``mdat``, unreferenced).
 
-Time model of a clip (docs/archive.md): the clip's media timeline is wall time minus
-the time of its first keyframe ``origin_us``. The edit list starts presentation at
-``start`` (``media_time = start - origin``) and lasts ``end - start``. A gap inside
-the range is *not* collapsed: the timeline jumps over it, so clip time ``t`` always
-shows wall time ``start + t``. Segments whose encoding differs (codec, resolution,
-tracks) cannot share one header: ``plan_clip`` refuses with ``EncodingChanged``.
+Time model of a clip (docs/archive.md): clip media time ``t`` is wall time
+``first_us + t``. The first GOP's frames before the one on screen at ``first_us`` are
+folded to one tick each just before 0 and the edit list starts after them, so every
+player starts at ``start`` exactly. A gap inside the range is *not* collapsed: the
+timeline jumps over it. Segments whose encoding differs (codec, resolution, tracks)
+cannot share one header: ``plan_clip`` refuses with ``EncodingChanged``.
 
 Integrity: before planning, each segment object is checked to exist with the
 indexed size (``verify="stat"``). While streaming, every fragment must parse as

@@ -37,8 +37,9 @@ class Recording:
     frames: int  # frames per loop of the clip (codes run 0..frames-1)
 
 
-def clip_packets(size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seconds: int = 1) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, list[av.Packet]]:
-    clip = make_clip("h264", size=size, seconds=seconds, gop_seconds=gop_seconds, label="arch")
+def clip_packets(size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seconds: int = 1,
+                 label: str = "arch") -> tuple[av.container.InputContainer, av.video.stream.VideoStream, list[av.Packet]]:
+    clip = make_clip("h264", size=size, seconds=seconds, gop_seconds=gop_seconds, label=label)
     c = av.open(str(clip.video), format="h264")
     v = c.streams.video[0]
     packets = [p for p in c.demux(v) if p.size]
@@ -56,11 +57,13 @@ def record(
     t0: int = T0,
     target_s: float = 4.0,
     size: tuple[int, int] = (640, 360),
+    gop_seconds: int = 1,
+    label: str = "arch",
 ) -> Recording:
     """Record ``runs`` of the frame-coded clip (looping it) into ``store`` and ``index``.
     A run starting at frame ``f`` has its first frame at ``t0 + f*40 ms``; frames between
     runs are a hole (the caller may add gap rows for it)."""
-    _c, v, packets = clip_packets(size)
+    _c, v, packets = clip_packets(size, gop_seconds=gop_seconds, label=label)
     v.time_base = Fraction(1, 90000)
     spool = Spool(spool_dir, 1 << 32)
     uploader = Uploader(spool, store, index)

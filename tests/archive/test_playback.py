@@ -12,7 +12,7 @@ import pytest
 
 from tests.archive.conftest import GAP, Archive
 from tests.archive.helpers import code_at
-from tests.archive.recorded import FRAME_US, T0
+from tests.archive.recorded import T0
 from tests.archive.server import serve
 from tests.support.clips import read_frame_code
 
@@ -79,14 +79,14 @@ def test_snapshot_is_the_frame_on_screen_and_scales(archive: Archive) -> None:
     assert img.shape == (360, 640)
     assert read_frame_code(img) == code_at(at)
     assert r.headers["x-sharpeyes-frame-time"] == "2025-06-15T08:00:06.520Z"
-    small = archive.get(f"/api/cameras/cam-1/snapshot.jpg?at=2025-06-15T16:00:06.530%2B08:00&width=320")
+    small = archive.get("/api/cameras/cam-1/snapshot.jpg?at=2025-06-15T16:00:06.530%2B08:00&width=320")
     assert small.status_code == 200
     img = cv2.imdecode(np.frombuffer(small.content, np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (180, 320, 3)
 
 
 def test_snapshot_bad_input(archive: Archive) -> None:
-    assert archive.get(f"/api/cameras/cam-1/snapshot.jpg?at=2025-06-15T08:00:06").status_code == 422
+    assert archive.get("/api/cameras/cam-1/snapshot.jpg?at=2025-06-15T08:00:06").status_code == 422
     assert archive.get(f"/api/cameras/cam-1/snapshot.jpg?at={ms(T0)}&width=3").status_code == 422
     r = archive.get(f"/api/cameras/cam-1/snapshot.jpg?at={ms(GAP[0] + 1_000_000)}")
     assert r.status_code == 404 and r.json()["detail"]["gaps"][0]["reason"] == "offline"
