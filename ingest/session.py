@@ -235,10 +235,11 @@ class CameraSession:
             log.warning("%s", self.status.last_error)
             self.segmenter.end_run()
         self._tap(au)
-        fps, bps = self._meter.rates()
-        self.status.fps, self.status.bitrate_bps = fps, bps
-        self.status.keyframe_interval_s = self._meter.keyframe_interval_s
-        self.status.segments = self.segmenter.segments_closed
+        if au.is_keyframe:
+            # Once a GOP is often enough for a status, and keeps the per-frame path short.
+            self.status.fps, self.status.bitrate_bps = self._meter.rates()
+            self.status.keyframe_interval_s = self._meter.keyframe_interval_s
+            self.status.segments = self.segmenter.segments_closed
 
     def _tap(self, packet: av.Packet) -> None:
         for tap in self.taps:
