@@ -31,11 +31,20 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                   "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
     host, _, port = bind.rpartition(":")
     supervisor = None
+    keeper = None
     if ingest:
         from ingest.supervisor import Supervisor
 
-        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store)
+        if settings.use_leases:
+            keeper = svc.lease_keeper()
+            supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, owns=keeper.owns, fence=keeper.fence)
+            keeper.attach(supervisor)
+        else:
+            supervisor = Supervisor(settings, svc.registry, svc.index, svc.store)
         supervisor.start()
+        if keeper is not None:
+            keeper.start()
+            log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
     ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor)
     app = create_app(ctx)
@@ -44,6 +53,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
     try:
         server.run()
     finally:
+        if keeper is not None:
+            keeper.drain()  # keep the leases valid while the last segments are indexed
         if supervisor is not None:
             log.info("stopping: closing open segments and uploading (up to %.0f s)", settings.shutdown_timeout_seconds)
             left = supervisor.close()
@@ -51,6 +62,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                 log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
             else:
                 log.info("spool drained; stopped cleanly")
+        if keeper is not None:
+            keeper.stop()
 
 
 class _Server(uvicorn.Server):
