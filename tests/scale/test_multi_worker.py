@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from storage import CameraStatusTable
 from tests.scale.cluster import S, Cluster, covered, merged
 from tests.support.cameras import Mount
 
@@ -94,6 +95,12 @@ def run_scenario(cluster: Cluster, camera_server, n_cameras: int, steady_s: floa
     per_worker = {w: sum(1 for o in owners.values() if o == w) for w in ("w1", "w2", "w3")}
     share = -(-n_cameras // 3)
     assert all(0 < k <= share + 1 for k in per_worker.values()), per_worker
+    # API nodes see each camera's status as its owner published it, and where to redirect.
+    published = cluster.wait_for("statuses published", lambda: (st := CameraStatusTable(cluster.engine).statuses(
+        now_us=now_us(), stale_us=int(2 * TTL * S))) and len(st) == n_cameras and st)
+    assert {c: st["worker_id"] for (c, _), st in published.items()} == owners
+    for c, w in owners.items():
+        assert cluster.leases.owner_url(c, now_us=now_us()) == f"http://127.0.0.1:{cluster.workers[w].http_port}"
     steady_from = now_us()
     time.sleep(steady_s)
 
@@ -153,7 +160,7 @@ def run_scenario(cluster: Cluster, camera_server, n_cameras: int, steady_s: floa
 
 
 def test_three_workers_share_take_over_and_rebalance(cluster: Cluster, camera_server) -> None:  # type: ignore[no-untyped-def]
-    result = run_scenario(cluster, camera_server, n_cameras=9, steady_s=8)
+    result = run_scenario(cluster, camera_server, n_cameras=9, steady_s=14)
     print(result)
 
 
