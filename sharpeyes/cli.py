@@ -32,6 +32,10 @@ def _mount_subcommands() -> None:
 
     app.add_typer(user_app, name="user", help="Users, roles and region scopes.")
     app.add_typer(audit_app, name="audit", help="Verify and export the audit trail.")
+    from sharpeyes.cli_scale import db_app, workers_app
+
+    app.add_typer(db_app, name="db", help="The index database (migrations).")
+    app.add_typer(workers_app, name="workers", help="Live ingest workers and their cameras.")
 
 
 _mount_subcommands()
