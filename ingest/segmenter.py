@@ -183,6 +183,7 @@ class Segmenter:
         clock: Clock,
         on_closed: Callable[[SpoolEntry], None],
         on_started: Callable[[int], None] = lambda start_us: None,
+        on_run_started: Callable[[int], None] = lambda start_us: None,
         worker_id: str = "",
         max_jump_us: int = 5_000_000,
         max_drift_us: int = 2_000_000,
@@ -195,6 +196,7 @@ class Segmenter:
         self.clock = clock
         self.on_closed = on_closed
         self.on_started = on_started
+        self.on_run_started = on_run_started
         self.worker_id = worker_id
         self.max_jump_us = max_jump_us
         self.max_drift_us = max_drift_us
@@ -211,6 +213,9 @@ class Segmenter:
         self._frame_us = 40_000
         self._drift_us = 0
         self._reanchor = False
+        # Until the first segment of a run is closed its start may still move earlier
+        # (see _clamp_to_arrival); after that every time in the run is fixed.
+        self._run_settled = False
         self.segments_closed = 0
         self.discontinuities = 0
 
@@ -229,11 +234,12 @@ class Segmenter:
         """The run of continuous media time ended (disconnect, pts jump, stop):
         close the open segment after its last frame and forget the anchor."""
         if self._seg is not None and self._last_pts is not None:
-            self._close(self._t_us(self._last_pts) + self._frame_us)
+            self._close(self._last_pts, self._frame_us)
         elif self._seg is not None:
             self._abort()
         self._anchor_pts = None
         self._last_pts = None
+        self._run_settled = False
 
     # -- packets ------------------------------------------------------------------
 
@@ -256,6 +262,8 @@ class Segmenter:
                 self._set_anchor(pts, now)
             elif step_us < 1_000_000:
                 self._frame_us = step_us
+        if not self._run_settled:
+            self._clamp_to_arrival(pts, now)
         if packet.is_keyframe:
             self._drift_us = now - self._t_us(pts)
             if abs(self._drift_us - self._anchor_drift) > self.max_drift_us:
@@ -277,14 +285,23 @@ class Segmenter:
         self._anchor_drift = 0
         self._drift_us = 0
 
+    def _clamp_to_arrival(self, pts: int, now: int) -> None:
+        """A frame cannot arrive before it was captured. Right after connecting, a
+        camera or relay often sends buffered frames in a burst, so the first
+        arrival is late relative to the frames after it: move the anchor earlier
+        until no frame of the run's first segment seems to come from the future."""
+        ahead = self._t_us(pts) - now
+        if ahead > 0:
+            self._anchor_us -= ahead
+
     def _t_us(self, pts: int) -> int:
         assert self._video is not None and self._anchor_pts is not None
         return self._anchor_us + int((pts - self._anchor_pts) * self._video.time_base * 1_000_000)
 
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
-        if self._seg is not None and (t - self._seg.entry.start_us >= self.target_us or self._reanchor):
-            self._close(t)
+        if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor):
+            self._close(pts)
             if self._reanchor:
                 log.info("%s/%s: clock drift %d ms past the bound; new anchor",
                          self.camera_id, self.stream, self._drift_us // 1000)
@@ -310,6 +327,7 @@ class Segmenter:
             height=ctx.height,
             audio_codec=self._audio.codec_context.name if self._audio is not None else None,
             worker_id=self.worker_id,
+            name=str(t),
         )
         # Prefer the parameter sets the camera sends in-band at this keyframe: they
         # are what the frames really use (the SDP's may be stale or missing), and in
@@ -322,16 +340,27 @@ class Segmenter:
         self._seg.base_pts = pts
         self.on_started(t)
 
-    def _close(self, end_us: int) -> None:
+    def _close(self, end_pts: int, extra_us: int = 0) -> None:
+        """Close the open segment where ``end_pts`` (+ ``extra_us``) begins.
+
+        Start and end are computed now, from the anchor as it stands at the end:
+        for the first segment of a run the anchor may have moved since it opened.
+        """
         seg, self._seg = self._seg, None
         assert seg is not None
+        start = self._t_us(seg.base_pts)
+        if self.last_end_us is not None and start < self.last_end_us:
+            self._anchor_us += self.last_end_us - start
+            start = self.last_end_us
+        end = self._t_us(end_pts) + extra_us
         try:
             seg.finish()
         except (av.error.FFmpegError, OSError) as exc:
             log.error("%s/%s: could not finish segment at %d: %s; keeping what was written",
-                      self.camera_id, self.stream, seg.entry.start_us, exc)
+                      self.camera_id, self.stream, start, exc)
             seg.file.close()
-        seg.entry.end_us = max(end_us, seg.entry.start_us + 1)
+        seg.entry.start_us = start
+        seg.entry.end_us = max(end, start + 1)
         seg.entry.drift_us = self._drift_us
         if not seg.entry.keyframes:
             self.spool.discard(seg.entry)
@@ -339,6 +368,10 @@ class Segmenter:
         self.spool.close(seg.entry)
         self.last_end_us = seg.entry.end_us
         self.segments_closed += 1
+        first_of_run = not self._run_settled
+        self._run_settled = True
+        if first_of_run:
+            self.on_run_started(start)
         self.on_closed(seg.entry)
 
     def _abort(self) -> None:

@@ -110,7 +110,9 @@ class CameraSession:
         self._thread: threading.Thread | None = None
         self._gap_id: int | None = None
         self._gap_reason: str | None = None
+        self._gap_start_us = 0
         segmenter.on_started = self._on_recording_started
+        segmenter.on_run_started = self._close_gap
         if adopt_gap is not None:
             # A gap a previous process left open (id, reason): this session ends it.
             self._gap_id, self._gap_reason = adopt_gap
@@ -256,7 +258,7 @@ class CameraSession:
             self._open_gap(start if start is not None else now, failure.reason, message)
         elif self._gap_reason != failure.reason:
             # The cause changed (e.g. the restart gap became an outage): end one gap, start the next.
-            self.index.close_gap(self._gap_id, now)
+            self.index.close_gap(self._gap_id, max(now, self._gap_start_us))
             self._gap_id = None
             self._open_gap(now, failure.reason, message)
 
@@ -264,14 +266,18 @@ class CameraSession:
         try:
             self._gap_id = self.index.open_gap(self.camera.id, self.stream, start_us, reason, detail)
             self._gap_reason = reason
+            self._gap_start_us = start_us
         except Exception:  # noqa: BLE001 - the index being down must not stop recording
             log.exception("camera %s: could not write a gap row", self.camera.id)
 
     def _on_recording_started(self, start_us: int) -> None:
         self._set_state("recording")
+
+    def _close_gap(self, start_us: int) -> None:
+        """The first segment after a break is closed: the gap ends where it starts."""
         if self._gap_id is not None:
             try:
-                self.index.close_gap(self._gap_id, start_us)
+                self.index.close_gap(self._gap_id, max(start_us, self._gap_start_us))
             except Exception:  # noqa: BLE001
                 log.exception("camera %s: could not close a gap row", self.camera.id)
             self._gap_id = None

@@ -40,6 +40,13 @@ class SpoolEntry:
     sha256: str | None = None
     drift_us: int = 0
     worker_id: str = ""
+    # File name stem, fixed when the segment opens (its start may still be refined
+    # before it closes).
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = str(self.start_us)
 
     @property
     def closed(self) -> bool:
@@ -61,13 +68,13 @@ class Spool:
         return self.root / camera_id / stream
 
     def part_path(self, e: SpoolEntry) -> Path:
-        return self._dir(e.camera_id, e.stream) / f"{e.start_us}.part"
+        return self._dir(e.camera_id, e.stream) / f"{e.name}.part"
 
     def media_path(self, e: SpoolEntry) -> Path:
-        return self._dir(e.camera_id, e.stream) / f"{e.start_us}.mp4"
+        return self._dir(e.camera_id, e.stream) / f"{e.name}.mp4"
 
     def meta_path(self, e: SpoolEntry) -> Path:
-        return self._dir(e.camera_id, e.stream) / f"{e.start_us}.json"
+        return self._dir(e.camera_id, e.stream) / f"{e.name}.json"
 
     # -- writing --------------------------------------------------------------
 

@@ -186,3 +186,24 @@ def test_segment_names_its_camera_and_start(tmp_path: Path) -> None:
     with av.open(str(spool.media_path(closed[0]))) as c:
         assert c.metadata["title"] == "cam-1/main"
         assert c.metadata["comment"] == f"sharpeyes start_us={closed[0].start_us}"
+
+
+def test_a_burst_of_buffered_frames_at_connect_does_not_put_times_in_the_future(tmp_path: Path) -> None:
+    enc = encode(seconds=6.0, gop=25)
+    spool = Spool(tmp_path, 1 << 30)
+    closed: list[SpoolEntry] = []
+    seg = Segmenter("cam-1", "main", spool, target_us=2_000_000, clock=FakeClock(), on_closed=closed.append)
+    seg.start_input(enc.video, None)
+    latency = 10_000
+    arrivals = []
+    for k, p in enumerate(enc.video_packets):
+        # The first second was buffered by the camera and arrives at once, one second late.
+        arrival = T0 + 1_000_000 + latency if k < 25 else T0 + k * 40_000 + latency
+        arrivals.append(arrival)
+        seg.push_video(p, arrival)
+    seg.end_run()
+    assert closed[0].start_us == T0 + latency, "the anchor settles on the earliest consistent capture time"
+    for e in closed:
+        assert e.end_us <= arrivals[-1] + 40_000, "no segment ends after its frames arrived"
+    for a, b in zip(closed, closed[1:]):
+        assert a.end_us == b.start_us
