@@ -9,8 +9,9 @@ camera another worker released is picked up within one reconnect.
 Share: ``ceil(enabled cameras / live workers)``, at most ``worker_max_cameras``.
 A worker takes up to its share at once; up to ``lease_slack`` more only of
 cameras nobody picked up for a whole TTL (every other worker is full or capped).
-It releases down to its share only when some live worker holds less than the
-share's floor, so a balanced fleet does not churn.
+When some live worker holds less than ``floor(cameras / workers)`` (it just
+joined), the others give back down to that floor and take nothing beyond it, so
+the released cameras go to the short worker; a balanced fleet does not churn.
 
 A release is clean: the camera's session stops first (closing its segment),
 the uploader indexes what is left of it under the still-valid lease, and only
@@ -85,6 +86,7 @@ class LeaseKeeper:
         self._enabled: list[str] = []
         self._registry_version: object = None
         self._fair = 0
+        self._others_short = True  # until the first round has looked
         self._draining = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,20 +181,26 @@ class LeaseKeeper:
         workers = self.leases.live_workers(now, self.ttl_us)
         n_workers = max(1, len(workers))
         fair = math.ceil(len(self._enabled) / n_workers)
+        floor = len(self._enabled) // n_workers
         if self.max_cameras:
-            fair = min(fair, self.max_cameras)
-        self._fair = fair
-        # Cameras disabled or removed: the supervisor stops them; give their leases back.
-        gone = [c for c in self._held if c not in set(self._enabled)]
+            fair, floor = min(fair, self.max_cameras), min(floor, self.max_cameras)
+        # Someone (not capped) holds less than the floor: e.g. a worker that just joined.
         short_elsewhere = any(
-            w.worker_id != self.worker_id and w.held < len(self._enabled) // n_workers
-            and (w.capacity == 0 or w.held < w.capacity)
+            w.worker_id != self.worker_id and w.held < floor and (w.capacity == 0 or w.held < w.capacity)
             for w in workers
         )
-        extra = len(self._held) - fair if (short_elsewhere or len(self._held) > fair + self.slack) else 0
-        if gone or extra > 0:
-            keep = sorted(c for c in self._held if c not in gone)
-            self._release(gone + keep[len(keep) - max(0, extra):] if extra > 0 else gone)
+        # While someone is short, stay at the floor (give back down to it, take nothing
+        # beyond it) so the short worker gets the released cameras, not a neighbour.
+        self._fair = floor if short_elsewhere else fair
+        self._others_short = short_elsewhere
+        # Cameras disabled or removed: the supervisor stops them; give their leases back.
+        enabled = set(self._enabled)
+        gone = [c for c in self._held if c not in enabled]
+        keep = sorted(c for c in self._held if c in enabled)
+        limit = self._fair if short_elsewhere else self._fair + self.slack
+        extra = max(0, len(keep) - limit) if short_elsewhere or len(keep) > limit else 0
+        if gone or extra:
+            self._release(gone + (keep[len(keep) - extra:] if extra else []))
             changed = True
         if not self._draining:
             changed |= self._take_free(reconcile=False)
@@ -232,7 +240,8 @@ class LeaseKeeper:
         won = self.leases.acquire(self.worker_id, candidates, min(self._fair, cap) - len(self._held),
                                   now_us=now, ttl_us=self.ttl_us)
         room = min(self._fair + self.slack, cap) - len(self._held) - len(won)
-        if room > 0:
+        # The slack is for cameras nobody else can take: not while another worker is short.
+        if room > 0 and not self._others_short:
             rest = [c for c in candidates if c not in won]
             won.update(self.leases.acquire(self.worker_id, rest, room, now_us=now, ttl_us=self.ttl_us,
                                            free_before_us=now - self.ttl_us))

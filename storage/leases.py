@@ -168,7 +168,8 @@ class LeaseTable:
         return won
 
     def release(self, worker_id: str, camera_ids: Iterable[str], *, now_us: int) -> None:
-        """Give up leases now (owner and epoch stay, so taking one back is no owner change)."""
+        """Give up leases now: free to anyone from ``now_us`` on (owner and epoch stay,
+        so taking one back is no owner change)."""
         ids = list(camera_ids)
         if not ids:
             return
@@ -176,7 +177,7 @@ class LeaseTable:
             s.execute(
                 update(CameraLeaseRow)
                 .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))
-                .values(expires_us=now_us)
+                .values(expires_us=now_us - 1)
             )
 
     def owner_url(self, camera_id: str, *, now_us: int) -> str | None:

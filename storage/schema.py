@@ -71,6 +71,9 @@ class SegmentRow(Base):
     __table_args__ = (
         Index("ix_segments_camera_time", "camera_id", "stream", "start_us", unique=True),
         Index("ix_segments_start", "start_us"),
+        # Covers a timeline (start and end only) so it reads the index alone, not ~1,440
+        # heap pages scattered among every other camera's rows (migration 0007).
+        Index("ix_segments_timeline", "camera_id", "stream", "start_us", "end_us"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
