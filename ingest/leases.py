@@ -198,7 +198,7 @@ class LeaseKeeper:
         gone = [c for c in self._held if c not in enabled]
         keep = sorted(c for c in self._held if c in enabled)
         limit = self._fair if short_elsewhere else self._fair + self.slack
-        extra = max(0, len(keep) - limit) if short_elsewhere or len(keep) > limit else 0
+        extra = max(0, len(keep) - limit)
         if gone or extra:
             self._release(gone + (keep[len(keep) - extra:] if extra else []))
             changed = True
