@@ -194,7 +194,15 @@ class Supervisor:
             max_drift_us=int(self.settings.max_clock_drift_seconds * 1_000_000),
             last_end_us=last_end_us,
             admit=self._admit,
+            on_open=self._stamp_lease_epoch,
         )
+
+    def _stamp_lease_epoch(self, entry: SpoolEntry) -> None:
+        """Record the epoch the camera is recorded under in the segment itself."""
+        if self.uploader.fence is not None:
+            fence = self.uploader.fence(entry)
+            if fence is not None:
+                entry.lease_epoch = fence[1]
 
     def _detach_session(self, key: SessionKey) -> None:
         detach = self._detach.pop(key, None)

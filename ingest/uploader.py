@@ -212,8 +212,19 @@ class Uploader:
                 drift_us=entry.drift_us,
                 worker_id=entry.worker_id,
             ),
-            fence=self.fence(entry) if self.fence is not None else None,
+            fence=self._fence_for(entry),
         )
+
+    def _fence_for(self, entry: SpoolEntry) -> Fence | None:
+        """The epoch the segment was recorded under, if it says; else the current one.
+        A segment recovered after a crash is indexed if no other worker has taken the
+        camera since (same epoch), whether or not this worker holds it again yet."""
+        if self.fence is None:
+            return None
+        current = self.fence(entry)
+        if entry.lease_epoch is None or current is None:
+            return current
+        return (current[0], entry.lease_epoch)
 
     def _drop_fenced(self, entry: SpoolEntry, key: str, exc: FencedOut) -> None:
         """Another worker owns the camera now and records it: this segment would
