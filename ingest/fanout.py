@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from streams.h264 import AccessUnit
+from ingest.h264 import AccessUnit
 
 # 6 s at 25 fps: more than one 2 s GOP, so a new subscriber gets the whole cached GOP.
 DEFAULT_MAX_QUEUE = 150
