@@ -15,6 +15,7 @@ from typing import Callable
 
 from config.cameras import STREAMS, Camera, StreamName
 from config.settings import Settings
+from ingest.live_hub import LiveHubs
 from ingest.segmenter import Clock, Segmenter
 from ingest.session import CameraSession
 from ingest.spool import Spool, SpoolEntry
@@ -52,6 +53,8 @@ class Supervisor:
             self.spool, store, index, on_dropped=self._record_dropped, quota_policy=settings.spool_policy
         )
         self.sessions: dict[SessionKey, CameraSession] = {}
+        # One live hub per camera stream; it outlives restarts of the session that feeds it.
+        self.live = LiveHubs()
         self._cameras: dict[str, Camera] = {}
         self._version: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -119,9 +122,12 @@ class Supervisor:
                     log.info("camera %s/%s: %s", key[0], key[1],
                              "disabled" if reason else ("changed, restarting" if cam else "removed"))
                     session.stop(gap_reason=reason)
+                    if cam is None:
+                        self.live.remove(*key)
             for key, cam in wanted.items():
                 if key not in self.sessions:
                     self.sessions[key] = self._new_session(cam, key[1])
+                    self.live.attach(self.sessions[key])
                     self.sessions[key].start()
             self._cameras = cameras
 
