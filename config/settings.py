@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
     display_timezone: str = "Asia/Shanghai"
     worker_id: str = Field("", description="Name of this ingest worker; default the host name.")
+    ice_servers: list[str] = Field(
+        default_factory=list,
+        description="STUN/TURN URLs for WebRTC (stun:host:3478, turn:user:pass@host:3478); empty: host candidates only.",
+    )
+    webrtc_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Local addresses WebRTC offers as ICE host candidates; empty: every address but loopback "
+        "(aioice's choice). Set [127.0.0.1] for loopback-only tests and single-host set-ups.",
+    )
+    live_max_viewers: int = Field(100, ge=1, description="Live viewers per camera stream (WebRTC + MSE); more get 429.")
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

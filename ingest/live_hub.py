@@ -128,13 +128,14 @@ class LiveHub:
         self.camera_id = camera_id
         self.stream = stream
         self._hubs = hubs
-        self.fanout = AccessUnitFanout()
+        self.fanout: AccessUnitFanout[AccessUnit] = AccessUnitFanout()
         self.session: CameraSession | None = None
         self.params: StreamParams | None = None
         # Called on the event loop with the new StreamParams whenever they change.
         self.on_params: list[Callable[[StreamParams], None]] = []
         self.last_au_monotonic: float | None = None
         self.access_units = 0
+        self.viewers = 0
         # Session-thread state: the stream being read and the pts rebasing.
         self._source_stream: object | None = None
         self._offset_90k = 0
@@ -220,13 +221,16 @@ class LiveHub:
     def parameter_sets(self) -> tuple[bytes, ...]:
         return self.params.parameter_sets if self.params is not None else ()
 
-    def subscribe(self, max_queue: int | None = None) -> AccessUnitSubscription:
+    def subscribe(self, max_queue: int | None = None) -> AccessUnitSubscription[AccessUnit]:
         """Access units from the last keyframe on (the cached GOP first). Close it when done."""
         return self.fanout.subscribe(max_queue)
 
     @property
     def viewer_count(self) -> int:
-        return self.fanout.subscriber_count
+        """Live viewers (WebRTC and MSE) watching now; the routes count them in and out.
+
+        Not the fan-out's subscriber count: MSE viewers share one subscription (one muxer)."""
+        return self.viewers
 
     @property
     def online(self) -> bool:

@@ -39,6 +39,11 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
     ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor)
     app = create_app(ctx)
+    if supervisor is not None:
+        from streams.live_rtsp import install_restream
+
+        install_restream(app, supervisor.live, settings.rtsp_bind)
+        log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)
     server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
     log.info("HTTP on http://%s", bind)
     try:

@@ -68,9 +68,9 @@ def test_a_new_viewer_starts_at_the_last_keyframe_with_parameter_sets():
         assert got[0].keyframe and len(got) == len(packets) - 50  # the GOP since frame 50
         assert nal_type(got[0].nals[0]) == NAL_SPS  # parameter sets put back in front
         assert len(decode(got)) == len(got)
-        assert hub.viewer_count == 1
+        assert hub.fanout.subscriber_count == 1
         sub.close()
-        assert hub.viewer_count == 0
+        assert hub.fanout.subscriber_count == 0
 
     run(main())
 
