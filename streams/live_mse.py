@@ -8,8 +8,9 @@ non-browser clients.
 Messages, server to client: a text message ``{"type": "init", "mime": ..., "width": ...,
 "height": ...}`` then a binary init segment (ftyp+moov), then one binary fragment
 (moof+mdat) per frame, for the lowest delay. A new text+init pair comes whenever the
-camera's parameters change (a reconnect in another mode). Refusals close the socket
-before any data with code ``4000 + HTTP status`` (4404, 4409, 4429, 4503) and the reason.
+camera's parameters change (a reconnect in another mode). Refusals are HTTP answers to
+the upgrade request, as for every other route: 401, 404, 409, 429 or 503 with a JSON
+``detail`` (browsers only see that the socket failed; other clients read the reason).
 
 Muxing happens once per camera stream (``MseMuxer``), whatever the number of viewers:
 they share the fragment bytes through an ``AccessUnitFanout``, so a new viewer starts at
@@ -25,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 
 from ingest.fanout import AccessUnitFanout, AccessUnitSubscription
 from ingest.h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_type
@@ -141,12 +142,9 @@ async def live_mp4(
 ) -> None:
     """fMP4 live stream: JSON init description, init segment, then one fragment per frame."""
     assert principal.camera is not None
-    try:
-        hub = hub_for_viewer(websocket, principal.camera, stream)
-    except HTTPException as exc:
-        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        await websocket.close(code=4000 + exc.status_code, reason=detail[:120])
-        return
+    # A refusal raised here (or by ``allow``) is answered before the upgrade as a plain HTTP
+    # response with its JSON body (the WebSocket Denial Response extension, which uvicorn has).
+    hub = hub_for_viewer(websocket, principal.camera, stream)
     await websocket.accept()
     muxer = muxer_for(websocket.app, hub)
     subscription = muxer.join()

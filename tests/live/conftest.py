@@ -1,6 +1,6 @@
 """A live world: GStreamer cameras, a real Supervisor recording them, and the app on a real uvicorn.
 
-Module-scoped and shared by the live tests, because cameras and sessions take seconds to
+Package-scoped and shared by the live tests, because cameras and sessions take seconds to
 start. WebRTC host candidates are pinned to 127.0.0.1 (``webrtc_host_addresses``), the
 loopback work-around documented in docs/live.md.
 """
@@ -87,8 +87,15 @@ class LiveWorld:
         raise AssertionError(f"camera {camera_id}/{stream} did not come online")
 
 
-@pytest.fixture(scope="module")
-def live(camera_server, tmp_path_factory) -> Iterator[LiveWorld]:
+@pytest.fixture
+def live(live_world: LiveWorld) -> LiveWorld:
+    """The shared world, with cam1 online (a test before may have restarted the cameras)."""
+    live_world.wait_online("cam1")
+    return live_world
+
+
+@pytest.fixture(scope="package")
+def live_world(camera_server, tmp_path_factory) -> Iterator[LiveWorld]:
     tmp: Path = tmp_path_factory.mktemp("live")
     cams = camera_server({
         "/cam1": Mount("h264", size=(640, 360), label="cam1", gop_seconds=1),
