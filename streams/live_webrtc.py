@@ -211,10 +211,13 @@ async def whep_offer(
 
 @router.delete("/api/cameras/{id}/whep/{session_id}", status_code=200)
 async def whep_delete(id: str, session_id: str, request: Request, principal: Principal = allow("viewer")) -> dict[str, str]:
-    """End a WHEP session (the ``Location`` the POST returned)."""
+    """End a WHEP session (the ``Location`` the POST returned).
+
+    An unknown or already ended session is 410 Gone, so that 404 keeps meaning "no such
+    camera (for you)" on every camera route."""
     session = _sessions(request).get(session_id)
     if session is None or session.camera_id != id:
-        raise HTTPException(404, detail=f"camera {id}: no live WebRTC session {session_id} (already ended?)")
+        raise HTTPException(410, detail=f"camera {id}: no live WebRTC session {session_id} (already ended?)")
     await _close(session, f"deleted by {principal.name}")
     return {"status": "ended"}
 

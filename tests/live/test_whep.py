@@ -39,7 +39,7 @@ def test_whep_plays_decoded_frames_and_delete_ends_the_session(live: LiveWorld):
             resp = await client.delete(r.location, headers=live.headers())
             assert resp.status_code == 200
             assert live.hub("cam1").viewer_count == 0
-            assert (await client.delete(r.location, headers=live.headers())).status_code == 404
+            assert (await client.delete(r.location, headers=live.headers())).status_code == 410
             await close(r)
         actions = [e.action for e in live.audit.query(camera_id="cam1", limit=10)]
         assert "live_start" in actions and "live_stop" in actions
