@@ -1,4 +1,4 @@
-"""Mounts the live-view routes (WHEP, MSE, stream index) and ties the live hubs to the app's loop.
+"""Mounts the live-view routes (WHEP, MSE, LL-HLS, stream index) and ties the live hubs to the app's loop.
 
 ``install_live(app, ctx)`` is the one call ``create_app`` makes. At start-up it binds the
 process's ``LiveHubs`` (``ctx.supervisor.live``) to the app's event loop, so hubs keep
@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
-from streams import live_index, live_mse, live_webrtc
+from streams import live_hls, live_index, live_mse, live_webrtc
 from streams.context import AppContext
 
 
@@ -22,6 +22,7 @@ def install_live(app: FastAPI, ctx: AppContext) -> None:
     live_webrtc.use_host_addresses(ctx.settings.webrtc_host_addresses)
     app.state.whep_sessions = {}
     app.state.mse_muxers = {}
+    app.state.hls_packagers = {}
     previous = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -32,9 +33,11 @@ def install_live(app: FastAPI, ctx: AppContext) -> None:
         async with previous(a) as state:
             yield state
         await live_webrtc.close_all(a)
+        live_hls.close_all(a)
         live_mse.close_all(a)
 
     app.router.lifespan_context = lifespan
     app.include_router(live_webrtc.router)
     app.include_router(live_mse.router)
+    app.include_router(live_hls.router)
     app.include_router(live_index.router)

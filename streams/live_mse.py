@@ -53,6 +53,8 @@ class Fragment:
     mime: str
     width: int
     height: int
+    decode_time: int = 0  # 90 kHz, on the hub's timeline
+    duration: int = 3600  # 90 kHz
 
 
 class MseMuxer:
@@ -67,6 +69,7 @@ class MseMuxer:
         self._init = b""
         self._mime = ""
         self._params: tuple[bytes, bytes] | None = None
+        self._size = (0, 0)
         self._last_pts: int | None = None
         self._duration = 3600
         self._sequence = 0
@@ -99,7 +102,7 @@ class MseMuxer:
         self._last_pts = au.pts_90k
         self._sequence += 1
         data = fragment(self._sequence, [Sample(au.nals, au.pts_90k, self._duration, au.keyframe)])
-        return Fragment(data, au.keyframe, self._init, self._mime, *self._size)
+        return Fragment(data, au.keyframe, self._init, self._mime, *self._size, au.pts_90k, self._duration)
 
     def join(self) -> AccessUnitSubscription[Fragment]:
         self.viewers += 1
