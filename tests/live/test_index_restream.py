@@ -56,6 +56,16 @@ def test_rtsp_restream_is_read_by_ffprobe_and_pyav(live: LiveWorld):
     assert live.cameras.client_count("/cam1") == 1  # the restream did not pull the camera again
 
 
+def test_rtsp_restream_is_read_by_gstreamer_rtspsrc_over_tcp_and_udp(live: LiveWorld):
+    url = f"rtsp://127.0.0.1:{live.rtsp_port}/cam1"
+    for protocol in ("tcp", "udp"):
+        out = subprocess.run(
+            ["gst-launch-1.0", "-q", "rtspsrc", f"location={url}", f"protocols={protocol}", "latency=0", "!",
+             "rtph264depay", "!", "h264parse", "!", "avdec_h264", "!", "fakesink", "num-buffers=25"],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (protocol, out.stderr[-2000:])
+
+
 def test_a_webrtc_viewer_gets_picture_again_after_the_camera_restarts(live: LiveWorld):
     hub = live.hub("cam1")
 
