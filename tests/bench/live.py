@@ -12,6 +12,10 @@ process (this script with ``--receive``), so their decoding is not charged to th
 - First frame: time from the WHEP POST (or WebSocket connect) to the first decoded frame,
   ``--trials`` times, p50/p95; the baseline is the same with the GOP cache bypassed (each
   new viewer waits for the next keyframe), measured in the same run.
+- Delay: from the access unit's arrival at the hub (the camera's RTSP packets demuxed; on
+  loopback the camera is < 1 ms before that) to the frame decoded at a receiver in this
+  process, matched by the camera's burned-in frame code. It is the delay this server adds
+  (plus the receiver's jitter buffer), not the camera's encode delay.
 - CPU per viewer: the server process's CPU seconds per wall second with N viewers, minus
   the same with none (pulling + recording only), divided by N.
 """
@@ -122,6 +126,91 @@ async def hold_viewers(mode: str, n: int, seconds: float, base: str, auth: str) 
         await asyncio.wait(tasks, timeout=5)
 
 
+# -- delay ---------------------------------------------------------------------------
+
+
+class ArrivalClock:
+    """A session tap that decodes each access unit as it reaches the hub and notes when, by frame code."""
+
+    def __init__(self) -> None:
+        self.decoder = av.CodecContext.create("h264", "r")
+        self.arrival: dict[int, float] = {}
+
+    def __call__(self, packet: av.Packet) -> None:
+        from tests.support.clips import read_frame_code
+
+        if packet.stream is None or packet.stream.type != "video":
+            return
+        now = time.time()
+        try:
+            for frame in self.decoder.decode(av.Packet(bytes(packet))):
+                self.arrival[read_frame_code(frame.to_ndarray(format="gray"))] = now
+        except (ValueError, av.error.FFmpegError):
+            pass
+
+
+async def delays_webrtc(base: str, headers: dict[str, str], clock: ArrivalClock, samples: int) -> list[float]:
+    from tests.live.whep_client import close, wait_frames, whep_connect
+    from tests.support.clips import read_frame_code
+
+    async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+        r = await whep_connect(client, "/api/cameras/cam1/whep", headers)
+        assert not isinstance(r, httpx.Response), r.text
+        await wait_frames(r, 1)
+        await asyncio.sleep(3)  # past the GOP-cache burst: measure the steady state
+        r.frames.clear()
+        out: list[float] = []
+        while len(out) < samples:
+            r.got.clear()
+            await asyncio.wait_for(r.got.wait(), 10)
+            now = time.time()
+            frames, r.frames[:] = list(r.frames), []
+            for frame in frames[-1:]:
+                try:
+                    code = read_frame_code(frame.to_ndarray(format="gray"))
+                except ValueError:
+                    continue
+                if code in clock.arrival:
+                    out.append(now - clock.arrival[code])
+        await client.delete(r.location, headers=headers)
+        await close(r)
+        return out
+
+
+async def delays_mse(ws_base: str, token: str, clock: ArrivalClock, samples: int) -> list[float]:
+    import struct
+
+    import websockets
+
+    from tests.support.clips import read_frame_code
+
+    decoder = av.CodecContext.create("h264", "r")
+    out: list[float] = []
+    async with websockets.connect(f"{ws_base}/api/cameras/cam1/live.mp4?token={token}") as ws:
+        await ws.recv()
+        await ws.recv()
+        start = time.monotonic()
+        while len(out) < samples:
+            data = await ws.recv()
+            now = time.time()
+            mdat = data[struct.unpack(">I", data[:4])[0] + 8:]  # moof, then the mdat payload
+            annexb, pos = b"", 0
+            while pos < len(mdat):
+                n = struct.unpack(">I", mdat[pos:pos + 4])[0]
+                annexb += b"\x00\x00\x00\x01" + mdat[pos + 4:pos + 4 + n]
+                pos += 4 + n
+            for frame in decoder.decode(av.Packet(annexb)):
+                if time.monotonic() - start < 3:
+                    continue  # past the GOP-cache burst
+                try:
+                    code = read_frame_code(frame.to_ndarray(format="gray"))
+                except ValueError:
+                    continue
+                if code in clock.arrival:
+                    out.append(now - clock.arrival[code])
+    return out
+
+
 # -- the server side -----------------------------------------------------------------
 
 
@@ -219,6 +308,20 @@ def run_bench(args: argparse.Namespace) -> None:
             print(f"{mode:6s} first frame: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms ({len(cached)} trials); "
                   f"without GOP cache p50 {b50 * 1000:.0f} ms ({len(uncached)} trials): {b50 / p50:.1f}x slower")
             report[f"{mode}_first_frame_ms"] = {"p50": p50 * 1000, "p95": p95 * 1000, "no_cache_p50": b50 * 1000}
+        clock = ArrivalClock()
+        hub.session.taps.append(clock)  # type: ignore[union-attr]
+        try:
+            for mode in ("webrtc", "mse"):
+                if mode == "webrtc":
+                    delays = asyncio.run(delays_webrtc(base, headers, clock, 100))
+                else:
+                    token = httpx.post(f"{base}/api/cameras/cam1/stream-token", headers=headers).json()["token"]
+                    delays = asyncio.run(delays_mse(base.replace("http://", "ws://"), token, clock, 100))
+                print(f"{mode:6s} delay hub arrival -> decoded at the receiver: p50 {pct(delays, 0.5) * 1000:.0f} ms, "
+                      f"p95 {pct(delays, 0.95) * 1000:.0f} ms ({len(delays)} frames)")
+                report[f"{mode}_delay_ms"] = {"p50": pct(delays, 0.5) * 1000, "p95": pct(delays, 0.95) * 1000}
+        finally:
+            hub.session.taps.remove(clock)  # type: ignore[union-attr]
         idle = cpu_rate(None, 0, args.seconds, base, auth)
         print(f"server CPU with no viewers (pull + record): {idle * 100:.1f} % of a core")
         for mode in ("webrtc", "mse"):
