@@ -155,7 +155,6 @@ class LiveHub:
         stream = packet.stream
         if stream is None or stream.type != "video" or packet.pts is None:
             return  # audio is not served live yet
-        loop = self._hubs.loop
         if stream is not self._source_stream:
             self._new_source(stream)
         params = self.params
@@ -183,8 +182,7 @@ class LiveHub:
         au = AccessUnit(nals, out, keyframe, wallclock=time.time())
         self.last_au_monotonic = time.monotonic()
         self.access_units += 1
-        if loop is not None:
-            loop.call_soon_threadsafe(self.fanout.publish, au)
+        self._hubs.post(self.fanout.publish, au)
 
     def _new_source(self, stream: av.video.stream.VideoStream) -> None:
         self._source_stream = stream
@@ -201,9 +199,7 @@ class LiveHub:
 
     def _set_params(self, params: StreamParams) -> None:
         self.params = params
-        loop = self._hubs.loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._announce, params)
+        self._hubs.post(self._announce, params)
 
     def _announce(self, params: StreamParams) -> None:
         for callback in list(self.on_params):
@@ -254,9 +250,20 @@ class LiveHubs:
         # Called with each hub that ``remove`` ends.
         self.on_removed_hub: list[Callable[[LiveHub], None]] = []
 
-    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The event loop viewers run on; hubs publish there from now on."""
+    def bind_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """The event loop viewers run on; hubs publish there from now on (None: nowhere)."""
         self.loop = loop
+
+    def post(self, callback: Callable[..., object], *args: object) -> None:
+        """Run ``callback(*args)`` on the viewers' loop, from any thread; dropped when there is
+        no loop (nobody can watch), e.g. while the process stops and sessions still run."""
+        loop = self.loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop closed under us
+            self.loop = None
 
     def attach(self, session: CameraSession) -> LiveHub:
         """The hub for ``session``'s camera stream (made on first use), now fed by ``session``."""
@@ -282,9 +289,8 @@ class LiveHubs:
         if hub is not None:
             for callback in self.on_removed_hub:
                 callback(hub)
-            loop = self.loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(hub.close)
+            if self.loop is not None:
+                self.post(hub.close)
             else:
                 hub.close()
 

@@ -32,6 +32,8 @@ def install_live(app: FastAPI, ctx: AppContext) -> None:
             hubs.bind_loop(asyncio.get_running_loop())
         async with previous(a) as state:
             yield state
+        if hubs is not None:
+            hubs.bind_loop(None)  # sessions outlive the loop while the supervisor stops
         await live_webrtc.close_all(a)
         live_hls.close_all(a)
         live_mse.close_all(a)

@@ -7,6 +7,7 @@ them the same way, so the answers live here.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import HTTPException
@@ -35,6 +36,9 @@ def hub_for_viewer(conn: HTTPConnection, camera: Camera, stream: str, *, browser
                                         "ask the worker named in GET /api/streams")
     if camera.stream_url(stream) is None:  # type: ignore[arg-type]
         raise HTTPException(404, detail=f"camera {camera.id} has no {stream} stream; use stream=main")
+    if hubs.loop is None:
+        # An app run without its lifespan (tests with a bare ASGI client): bind on first use.
+        hubs.bind_loop(asyncio.get_running_loop())
     hub = hubs.get(camera.id, stream)
     if hub is None or not hub.online or hub.params is None:
         session = hub.session if hub is not None else None

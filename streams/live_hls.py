@@ -15,6 +15,7 @@ request and stops ``IDLE_S`` after the last request.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -29,6 +30,8 @@ from ingest.live_hub import LiveHub
 from streams.auth import Principal, allow, audit
 from streams.live_access import StreamParam, hub_for_viewer
 from streams.live_mse import Fragment, MseMuxer, muxer_for
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -64,8 +67,9 @@ class Segment:
 class HlsPackager:
     """Cuts one camera stream's fMP4 fragments into LL-HLS segments and parts."""
 
-    def __init__(self, muxer: MseMuxer, on_idle: Any) -> None:
+    def __init__(self, muxer: MseMuxer, on_idle: Any, request: Request | None = None) -> None:
         self.muxer = muxer
+        self.request = request  # the first playlist request: it signs live_start and live_stop
         self.hub: LiveHub = muxer.hub
         self._on_idle = on_idle
         self._subscription: AccessUnitSubscription[Fragment] = muxer.join()
@@ -207,6 +211,11 @@ class HlsPackager:
         self._task.cancel()
         self._reaper.cancel()
         self._on_idle(self)
+        if self.request is not None:
+            try:
+                audit(self.request, "live_stop", detail=f"hls stream={self.hub.stream} (idle or ended)")
+            except Exception:  # noqa: BLE001 - the audit store being down must not stop the cleanup
+                log.exception("could not audit live_stop for camera %s", self.hub.camera_id)
 
 
 def _seconds(frags: list[Fragment]) -> float:
@@ -227,7 +236,7 @@ def _packager(request: Request, hub: LiveHub) -> HlsPackager:
             if packagers.get(key) is p:
                 packagers.pop(key, None)
 
-        packager = packagers[key] = HlsPackager(muxer_for(request.app, hub), forget)
+        packager = packagers[key] = HlsPackager(muxer_for(request.app, hub), forget, request)
     packager.last_request = time.monotonic()
     return packager
 
