@@ -52,14 +52,21 @@ def install_restream(app: FastAPI, hubs: LiveHubs, bind: str) -> None:
 
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        server = RtspServer(host, int(port))
+        server: RtspServer | None = RtspServer(host, int(port))
+        assert server is not None
         serve_hubs(server, hubs)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            # Recording and the API matter more than the restream: run without it.
+            log.error("RTSP restream not started on %s: %s; set rtsp_bind to a free host:port", bind, exc)
+            server = None
         a.state.rtsp_server = server
         try:
             async with previous(a) as state:
                 yield state
         finally:
-            await server.close()
+            if server is not None:
+                await server.close()
 
     app.router.lifespan_context = lifespan
