@@ -142,3 +142,40 @@ def test_parameter_sets_from_avcc_extradata():
     sps, pps = parameter_sets_from_extradata("h264", enc.video.codec_context.extradata)
     avcc = bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps + b"\x01" + len(pps).to_bytes(2, "big") + pps
     assert parameter_sets_from_extradata("h264", avcc) == (sps, pps)
+
+
+def test_removing_a_camera_ends_its_viewers_and_tells_the_restream():
+    enc = encode(seconds=0.4)
+
+    async def main():
+        hubs = LiveHubs()
+        hubs.bind_loop(asyncio.get_running_loop())
+        removed = []
+        hubs.on_removed_hub.append(removed.append)
+        session = _Session()
+        hub = hubs.attach(session)
+        sub = hub.subscribe()
+        for p in enc.video_packets:
+            session.taps[0](p)
+        hubs.remove("cam-1", "main")
+        await asyncio.sleep(0)
+        got = [au async for au in sub]  # drains what was queued, then ends
+        assert len(got) == len(enc.video_packets)
+        assert removed == [hub] and hubs.get("cam-1", "main") is None
+
+    run(main())
+
+
+def test_a_hub_without_a_loop_drops_quietly():
+    enc = encode(seconds=0.2)
+    hubs = LiveHubs()  # never bound: nobody can watch yet
+    session = _Session()
+    hub = hubs.attach(session)
+    for p in enc.video_packets:
+        session.taps[0](p)  # must not raise (a raising tap would be logged on every packet)
+    assert hub.params is not None and hub.access_units == len(enc.video_packets)
+    loop = asyncio.new_event_loop()
+    hubs.bind_loop(loop)
+    loop.close()
+    session.taps[0](enc.video_packets[0])  # the loop closed at shutdown: still quiet
+    assert hubs.loop is None
