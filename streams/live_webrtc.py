@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from aiortc.mediastreams import MediaStreamError
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ingest.fanout import AccessUnitSubscription
-from ingest.h264 import AccessUnit
+from ingest.h264 import NAL_AUD, AccessUnit, fu_a_payloads, nal_type
 from ingest.live_hub import TIME_BASE_90K, LiveHub, annexb
 from streams.auth import Principal, allow, audit
 from streams.live_access import StreamParam, hub_for_viewer
@@ -44,6 +45,58 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_OFFER_BYTES = 64 * 1024
+# aiortc's own limit (aiortc.codecs.h264.PACKET_MAX): room for SRTP, header extensions and TURN.
+WEBRTC_MAX_PAYLOAD = 1300
+# Packetise each access unit once per camera and share the payloads among viewers (True),
+# or let aiortc packetise it again for every viewer (False: the benchmark's baseline).
+PACKETISE_ONCE = True
+_payloads: weakref.WeakKeyDictionary[AccessUnit, list[bytes]] = weakref.WeakKeyDictionary()
+
+
+def webrtc_payloads(au: AccessUnit) -> list[bytes]:
+    """The RFC 6184 payloads (single NAL units and FU-A) of an access unit, computed once."""
+    payloads = _payloads.get(au)
+    if payloads is None:
+        payloads = []
+        for nal in au.nals:
+            if nal_type(nal) == NAL_AUD:
+                continue  # the RTP marker bit does the AUD's job
+            payloads.extend(fu_a_payloads(nal, WEBRTC_MAX_PAYLOAD) if len(nal) > WEBRTC_MAX_PAYLOAD else (nal,))
+        _payloads[au] = payloads
+    return payloads
+
+
+class SharedPayloads:
+    """Takes the place of aiortc's H.264 encoder on a passthrough sender.
+
+    aiortc's sender asks its encoder to ``pack`` each packet the track returns; the stock
+    ``H264Encoder.pack`` splits and packetises it again for every viewer. This returns the
+    payloads made once per access unit instead, so a viewer costs only RTP headers, SRTP
+    and the send. It relies on the sender calling ``pack`` right after ``recv`` (aiortc
+    1.x ``RTCRtpSender._next_encoded_frame``), and on the sender's private encoder slot;
+    if a later aiortc changes either, ``install`` does nothing and aiortc packetises.
+    """
+
+    target_bitrate = 0  # aiortc sets it from REMB; passthrough cannot change the bitrate
+
+    def __init__(self, track: HubTrack) -> None:
+        self._track = track
+
+    @classmethod
+    def install(cls, sender: RTCRtpSender, track: HubTrack) -> bool:
+        slot = "_RTCRtpSender__encoder"
+        if getattr(sender, slot, "missing") is not None:
+            return False
+        setattr(sender, slot, cls(track))
+        return True
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        au = self._track.last
+        assert au is not None and au.pts_90k == packet.pts, "pack() must follow recv()"
+        return webrtc_payloads(au), au.pts_90k
+
+    def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise TypeError("a passthrough track yields packets, not frames")
 _H264_RTPMAP = re.compile(r"^a=rtpmap:\d+ H264/90000", re.IGNORECASE | re.MULTILINE)
 
 
@@ -55,6 +108,9 @@ class HubTrack(MediaStreamTrack):
     def __init__(self, subscription: AccessUnitSubscription[AccessUnit]) -> None:
         super().__init__()
         self._subscription = subscription
+        self.last: AccessUnit | None = None  # the access unit recv() returned last
+        # True once SharedPayloads packs for this track: recv() then skips building the bytes.
+        self.shared_payloads = False
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
@@ -64,7 +120,8 @@ class HubTrack(MediaStreamTrack):
         except StopAsyncIteration:
             self.stop()
             raise MediaStreamError from None
-        packet = av.Packet(annexb(au))
+        self.last = au
+        packet = av.Packet(b"" if self.shared_payloads else annexb(au))
         packet.pts = au.pts_90k
         packet.dts = au.pts_90k
         packet.time_base = TIME_BASE_90K
@@ -185,6 +242,8 @@ async def whep_offer(
     track = HubTrack(subscription)
     try:
         transceiver = pc.addTransceiver(track, direction="sendonly")
+        if PACKETISE_ONCE:
+            track.shared_payloads = SharedPayloads.install(transceiver.sender, track)
         # Before setRemoteDescription: the offer's video m-line binds to this transceiver,
         # and the codecs are negotiated there from these preferences.
         transceiver.setCodecPreferences(h264_preferences())

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from streams import live_webrtc
 from tests.live.conftest import MAX_VIEWERS, LiveWorld
 from tests.live.whep_client import close, wait_frames, whep_connect
 from tests.support.clips import read_frame_code
@@ -36,6 +37,7 @@ def test_whep_plays_decoded_frames_and_delete_ends_the_session(live: LiveWorld):
             codes = [read_frame_code(f.to_ndarray(format="rgb24")) for f in r.frames[:10]]
             assert all(c is not None for c in codes)
             assert live.hub("cam1").viewer_count == 1
+            assert len(live_webrtc._payloads) > 0  # packetised once per access unit, shared
             resp = await client.delete(r.location, headers=live.headers())
             assert resp.status_code == 200
             assert live.hub("cam1").viewer_count == 0
@@ -117,3 +119,26 @@ def test_ten_viewers_cost_the_camera_one_pull_and_the_next_one_gets_429(live: Li
         assert live.hub("cam1", "sub").viewer_count == 0
 
     run(main())
+
+
+def test_shared_payloads_are_rfc6184_and_fit_the_webrtc_mtu():
+    from ingest.h264 import AccessUnit, split_annexb
+    from tests.support.packets import encode
+
+    enc = encode(seconds=0.2, size=(640, 360))
+    for p in enc.video_packets:
+        au = AccessUnit(tuple(split_annexb(bytes(p))), p.pts, p.is_keyframe)
+        payloads = live_webrtc.webrtc_payloads(au)
+        assert payloads is live_webrtc.webrtc_payloads(au)  # computed once
+        assert all(len(x) <= live_webrtc.WEBRTC_MAX_PAYLOAD for x in payloads)
+        nals, fu = [], b""
+        for x in payloads:  # depacketise: single NAL units and FU-A
+            if x[0] & 0x1F == 28:
+                if x[1] & 0x80:
+                    fu = bytes([(x[0] & 0xE0) | (x[1] & 0x1F)])
+                fu += x[2:]
+                if x[1] & 0x40:
+                    nals.append(fu)
+            else:
+                nals.append(x)
+        assert nals == [n for n in au.nals if n[0] & 0x1F != 9]
