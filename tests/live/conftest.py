@@ -44,7 +44,10 @@ class UvicornThread:
 
     def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
         self.port = port
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        # No permessage-deflate, as run_process.
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                ws_per_message_deflate=False)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
 
     def start(self) -> "UvicornThread":
