@@ -148,10 +148,15 @@ async def live_mp4(
     # A refusal raised here (or by ``allow``) is answered before the upgrade as a plain HTTP
     # response with its JSON body (the WebSocket Denial Response extension, which uvicorn has).
     hub = hub_for_viewer(websocket, principal.camera, stream)
-    await websocket.accept()
+    hub.viewers += 1  # before any await, so concurrent connects cannot all pass the limit
     muxer = muxer_for(websocket.app, hub)
     subscription = muxer.join()
-    hub.viewers += 1
+    try:
+        await websocket.accept()
+    except Exception:
+        muxer.leave(subscription)
+        hub.viewers -= 1
+        raise
     audit(websocket, "live_start", detail=f"mse stream={stream}")
     reader = asyncio.get_running_loop().create_task(_read_until_closed(websocket))
     skipped = 0

@@ -236,6 +236,7 @@ async def whep_offer(
     if not _H264_RTPMAP.search(offer):
         raise HTTPException(400, detail="the offer has no H.264 codec; live video is H.264 only (enable H.264 in the client)")
     hub = hub_for_viewer(request, principal.camera, stream)
+    hub.viewers += 1  # counted now, so concurrent offers cannot all pass the limit
     settings = request.app.state.ctx.settings
     pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(settings.ice_servers)))
     subscription = hub.subscribe()
@@ -250,11 +251,11 @@ async def whep_offer(
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on a bad offer
+        hub.viewers -= 1
         track.stop()
         await pc.close()
         raise HTTPException(400, detail=f"the SDP offer cannot be answered: {type(exc).__name__}: {exc}") from None
     session = WhepSession(secrets.token_urlsafe(16), id, stream, hub, pc, track, request)
-    hub.viewers += 1
     _sessions(request)[session.id] = session
 
     @pc.on("connectionstatechange")

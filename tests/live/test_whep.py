@@ -77,6 +77,7 @@ def test_bad_offers_are_400_with_the_reason(live: LiveWorld):
     # Looks like SDP, offers H.264, but aiortc cannot answer it (no ICE/DTLS attributes).
     r = post_offer(live, "cam1", OFFER_NO_H264.replace("VP8", "H264"))
     assert r.status_code == 400 and "cannot be answered" in r.json()["detail"]
+    assert live.hub("cam1").viewer_count == 0  # a refused offer is not counted as a viewer
 
 
 def test_unknown_offline_h265_and_out_of_scope_cameras(live: LiveWorld):
