@@ -8,6 +8,7 @@ from streams import api_archive, api_exports, api_holds, api_media, api_registry
 from streams.auth import install_auth, public
 from streams.context import AppContext
 from streams.metrics import install_metrics
+from streams.live import install_live
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -26,4 +27,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_archive.router)
     app.include_router(api_holds.router)
     app.include_router(api_exports.router)
+    install_live(app, ctx)
     return app
