@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import av
 
 from ingest.fanout import AccessUnitFanout, AccessUnitSubscription
-from ingest.h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_type, split_annexb
+from ingest.h264 import HEVC_PARAMETER_SETS, NAL_PPS, NAL_SPS, AccessUnit, nal_type, parameter_set_nals, split_annexb
 
 if TYPE_CHECKING:
     from ingest.session import CameraSession
@@ -44,7 +44,6 @@ MAX_PTS_STEP_90K = 5 * 90000
 # A hub that has had no access unit for this long is not live (the camera is down).
 ONLINE_WINDOW_S = 5.0
 # H.265 parameter-set NAL types (VPS, SPS, PPS): two-byte headers, type in bits 1..6.
-_HEVC_PARAMS = (32, 33, 34)
 _CODECS = {"h264": "h264", "hevc": "h265", "h265": "h265"}
 
 
@@ -76,7 +75,7 @@ def parameter_sets_from_extradata(codec: str, extradata: bytes | None) -> tuple[
     if not extradata:
         return ()
     if extradata[:3] == b"\x00\x00\x01" or extradata[:4] == b"\x00\x00\x00\x01":
-        return _param_nals(codec, split_annexb(extradata))
+        return parameter_set_nals(codec, split_annexb(extradata))
     nals: list[bytes] = []
     try:
         if codec == "h264" and extradata[0] == 1:  # avcC (ISO 14496-15 §5.3.3.1)
@@ -99,21 +98,11 @@ def parameter_sets_from_extradata(codec: str, extradata: bytes | None) -> tuple[
                     pos += 2 + n
     except IndexError:
         return ()
-    return _param_nals(codec, nals)
-
-
-def _param_nals(codec: str, nals: list[bytes]) -> tuple[bytes, ...]:
-    """Keep one of each parameter set type, in decoding order."""
-    if codec == "h264":
-        sps = next((n for n in nals if nal_type(n) == NAL_SPS), None)
-        pps = next((n for n in nals if nal_type(n) == NAL_PPS), None)
-        return (sps, pps) if sps and pps else ()
-    found = {t: next((n for n in nals if (n[0] >> 1) & 0x3F == t), None) for t in _HEVC_PARAMS}
-    return tuple(found[t] for t in _HEVC_PARAMS) if all(found.values()) else ()  # type: ignore[misc]
+    return parameter_set_nals(codec, nals)
 
 
 def _is_param(codec: str, nal: bytes) -> bool:
-    return nal_type(nal) in (NAL_SPS, NAL_PPS) if codec == "h264" else (nal[0] >> 1) & 0x3F in _HEVC_PARAMS
+    return nal_type(nal) in (NAL_SPS, NAL_PPS) if codec == "h264" else (nal[0] >> 1) & 0x3F in HEVC_PARAMETER_SETS
 
 
 def annexb(au: AccessUnit) -> bytes:
@@ -171,9 +160,9 @@ class LiveHub:
         keyframe = bool(packet.is_keyframe)
         if keyframe:
             inband = tuple(n for n in nals if _is_param(params.codec, n))
-            if inband and _param_nals(params.codec, list(inband)) not in ((), params.parameter_sets):
+            if inband and parameter_set_nals(params.codec, list(inband)) not in ((), params.parameter_sets):
                 self._set_params(StreamParams(params.codec, params.width, params.height,
-                                              _param_nals(params.codec, list(inband)), params.fps, params.generation + 1))
+                                              parameter_set_nals(params.codec, list(inband)), params.fps, params.generation + 1))
                 params = self.params
                 assert params is not None
             if not inband:
