@@ -43,7 +43,6 @@ TIME_BASE_90K = Fraction(1, 90000)
 MAX_PTS_STEP_90K = 5 * 90000
 # A hub that has had no access unit for this long is not live (the camera is down).
 ONLINE_WINDOW_S = 5.0
-# H.265 parameter-set NAL types (VPS, SPS, PPS): two-byte headers, type in bits 1..6.
 _CODECS = {"h264": "h264", "hevc": "h265", "h265": "h265"}
 
 
