@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     spool_quota_bytes: int = Field(20 * 1024**3, ge=1024**2)
     spool_policy: SpoolPolicy = "drop-oldest-unuploaded"
     http_bind: str = Field("127.0.0.1:8080", description="host:port of the API and console.")
+    forwarded_allow_ips: str = Field("127.0.0.1", description="Proxies (comma-separated IPs, or *) whose "
+                                     "X-Forwarded-For is trusted for the client address in the audit trail.")
     rtsp_bind: str = Field("127.0.0.1:8554", description="host:port of the RTSP restream server.")
     registry_poll_seconds: float = Field(2.0, gt=0, le=5.0)
     stall_timeout_seconds: float = Field(10.0, ge=1.0, description="Reconnect when no packet arrives for this long.")

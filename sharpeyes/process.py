@@ -73,7 +73,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)
     # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
     # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
-    server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False,
+    server = _Server(uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,
+                                    forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
                                     ws_per_message_deflate=False))
     log.info("HTTP on http://%s", bind)
     try:
