@@ -125,8 +125,10 @@ class LeaseKeeper:
         # Say we exist first, and take cameras only from the next round: workers
         # started together then see each other and split the cameras at once
         # instead of the first one taking everything and giving most of it back.
-        self.leases.heartbeat(self.worker_id, now_us=self.clock(), capacity=self.max_cameras,
+        now = self.clock()
+        self.leases.heartbeat(self.worker_id, now_us=now, capacity=self.max_cameras,
                               advertise_url=self.advertise_url)
+        self._reclaim_own(now)
         self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
         self._thread.start()
 
@@ -167,6 +169,23 @@ class LeaseKeeper:
                     self._take_free()
             except Exception:  # noqa: BLE001 - a database blip: the leases outlive it by the TTL
                 log.exception("worker %s: lease round failed; retrying", self.worker_id)
+
+    def _reclaim_own(self, now: int) -> None:
+        """Take back, at once, the leases this worker id still holds: a worker restarted
+        after a crash resumes its cameras without waiting out the TTL. The epoch stays
+        (same owner), so its recovered spool segments are indexed too. Worker ids must be
+        unique: two live processes with one id would both record these cameras."""
+        own = [lease.camera_id for lease in self.leases.leases()
+               if lease.worker_id == self.worker_id and lease.held_at(now)]
+        if not own:
+            return
+        won = self.leases.renew(self.worker_id, own, now_us=now, ttl_us=self.ttl_us)
+        with self._lock:
+            self._held.update(won)
+            self._epochs.update(won)
+        log.info("worker %s: took back %d camera(s) it held before a restart", self.worker_id, len(won))
+        if self.supervisor is not None:
+            self.supervisor.reconcile(force=True)
 
     # -- one round ---------------------------------------------------------------------------
 
