@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from streams import api_registry
 from streams.auth import install_auth, public
+from streams.console import install_console
 from streams.context import AppContext
 
 
@@ -20,4 +21,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     # Every other route declares allow(...) or public(); see streams/auth.py.
     install_auth(app, ctx)
     app.include_router(api_registry.router)
+    install_console(app)
     return app

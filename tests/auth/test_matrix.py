@@ -21,7 +21,7 @@ from streams.auth import route_rule, walk_routes
 from tests.auth.conftest import CAMERA_PASSWORD, World
 
 # Routes anyone may call. Each still declares public(), except the framework's docs.
-PUBLIC = {"/api/ping", "/api/auth/token", "/api/auth/refresh"}
+PUBLIC = {"/api/ping", "/api/auth/token", "/api/auth/refresh", "/", "/web/{path:path}"}
 FRAMEWORK = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 # The rules of the routes this module's authors know about; a changed rule must change here too.
