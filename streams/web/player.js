@@ -77,6 +77,7 @@ export class LivePlayer {
       };
       setTimeout(() => reject(new Error("WebRTC did not connect")), CONNECT_MS);
     });
+    connected.catch(() => {});  // awaited below only once the offer is answered
     await pc.setLocalDescription(await pc.createOffer());
     await waitIce(pc);
     const r = await fetch(`/api/cameras/${encodeURIComponent(this.cameraId)}/whep?stream=${this.stream}`, {
@@ -121,6 +122,7 @@ export class LivePlayer {
       ws.onerror = () => reject(new LiveError(0, "the live WebSocket failed (camera offline or not allowed)"));
       setTimeout(() => reject(new LiveError(0, "no live data over the WebSocket")), CONNECT_MS);
     });
+    started.catch(() => {});
     ws.onmessage = (m) => {
       if (typeof m.data === "string") {
         const info = JSON.parse(m.data);

@@ -33,7 +33,7 @@ await scenario(async ({ page }) => {
   const counts = await page.textContent('#region-tree [data-region="v1"]');
   // Health page for the screenshot and a sanity check.
   await page.click("#nav-health");
-  await page.waitForSelector("#coverage-chart rect.bar", { timeout: 15_000 });
+  await page.waitForSelector("#coverage-chart rect.bar", { state: "attached", timeout: 15_000 });
   const online = await page.textContent("#online-rate");
   await shot(page, "health");
   return { probe, liveAfterMs, counts, online };
