@@ -22,7 +22,7 @@ await scenario(async ({ page }) => {
     await page.mouse.click(x, y);
     await page.waitForFunction((t) => {
       const pb = window.__playback;
-      return pb.window && Math.abs(pb.window[0] - t) < 2000 && document.getElementById("pb-video").readyState >= 2;
+      return pb.window && Math.abs(pb.now() - t) < 1500 && document.getElementById("pb-video").readyState >= 2;
     }, ms, { timeout: 15_000 });
   };
 
@@ -33,7 +33,7 @@ await scenario(async ({ page }) => {
   await clickAt(Math.round((inMs + outMs) / 2));
   await page.click('button.speed[data-speed="2"]');
   await page.waitForFunction(() => document.getElementById("pb-video").getVideoPlaybackQuality().totalVideoFrames > 5, null, { timeout: 15_000 });
-  const seekedTo = await page.evaluate(() => window.__playback.window[0]);
+  const seekedTo = await page.evaluate(() => window.__playback.now());
   // Frame step while paused.
   await page.click("#pb-play").catch(() => {});
   await page.evaluate(() => window.__playback.video.pause());
