@@ -34,9 +34,11 @@ export class Timeline {
     this.data = data;
     this.dayStart = dayStart;
     this.dayEnd = dayEnd;
-    const spans = [...data.runs, ...data.gaps];
-    if (spans.length) {
-      const lo = Math.min(...spans.map((s) => s.start_ms)), hi = Math.max(...spans.map((s) => s.end_ms));
+    // Fit the view on what was recorded, and the gaps between and after the runs (not the
+    // "unknown" stretch before the first recording, which may fill most of the day).
+    if (data.runs.length) {
+      const lo = Math.min(...data.runs.map((r) => r.start_ms));
+      const hi = Math.max(...data.runs.map((r) => r.end_ms), ...data.gaps.filter((g) => g.start_ms >= lo).map((g) => Math.min(g.end_ms, Date.now())));
       const pad = Math.max(5000, (hi - lo) * 0.04);
       this.view = [Math.max(dayStart, lo - pad), Math.min(dayEnd, hi + pad)];
     } else this.view = [dayStart, dayEnd];

@@ -77,6 +77,8 @@ export default {
   "gap.worker_restart": "worker restart",
   "gap.disabled": "disabled",
   "gap.retention": "past retention",
+  "gap.unknown": "nothing recorded",
+  "gap.storage_missing": "segment missing",
   "ex.status": "Status",
   "ex.queued": "queued",
   "ex.running": "running",

@@ -77,6 +77,8 @@ export default {
   "gap.worker_restart": "服务重启",
   "gap.disabled": "已停用",
   "gap.retention": "已过保留期",
+  "gap.unknown": "无记录",
+  "gap.storage_missing": "录像文件缺失",
   "ex.status": "状态",
   "ex.queued": "排队",
   "ex.running": "进行中",
