@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
     display_timezone: str = "Asia/Shanghai"
     worker_id: str = Field("", description="Name of this ingest worker; default the host name.")
+    # Media (see docs/media.md): transcode profiles, snapshots, thumbnails, motion.
+    transcode_encoder: str = Field("auto", description="H.264 encoder: auto (first hardware encoder that opens, else libx264), or a name such as libx264, h264_nvenc.")
+    transcode_threads: int = Field(2, ge=0, le=64, description="Encoder/decoder threads per transcoded camera (0 = FFmpeg decides).")
+    sub_width: int = Field(640, ge=64, le=1920, description="Width of the sub-stream the 'sub' profile makes.")
+    sub_height: int = Field(360, ge=64, le=1080)
+    sub_fps: float = Field(12.0, gt=0, le=30)
+    live_height: int = Field(720, ge=0, le=2160, description="Height of the H.264 the 'live-h264' profile makes (0 keeps the camera's).")
+    snapshots: bool = Field(True, description="Keep the latest picture and per-minute thumbnails of every camera.")
+    thumbnail_interval_seconds: float = Field(60.0, gt=0, description="One timeline thumbnail per camera per this many seconds.")
+    thumbnail_width: int = Field(160, ge=32, le=640)
+    motion: bool = Field(True, description="Analyse motion on every camera (sub-stream where there is one).")
+    motion_fps: float = Field(5.0, gt=0, le=25)
+    motion_width: int = Field(320, ge=64, le=1280)
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

@@ -322,7 +322,7 @@ class Segmenter:
             camera_id=self.camera_id,
             stream=self.stream,
             start_us=t,
-            codec=SUPPORTED_VIDEO.get(ctx.name, ctx.name),
+            codec=SUPPORTED_VIDEO.get(ctx.codec.canonical_name, ctx.name),  # canonical: libx264 -> h264
             width=ctx.width,
             height=ctx.height,
             audio_codec=self._audio.codec_context.name if self._audio is not None else None,

@@ -27,6 +27,8 @@ class CameraStatus:
     last_error: str = ""  # always redacted
     last_packet_us: int = 0
     segments: int = 0
+    transcode: str = ""  # the profile running on this stream ("" none), or "<profile>: failed"
+    encoder: str = ""  # the H.264 encoder it uses (libx264, h264_nvenc, ...)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -39,6 +39,7 @@ class Supervisor:
         *,
         clock: Clock = now_us,
         owns: Callable[[Camera], bool] = lambda camera: True,
+        attach: Callable[["Supervisor", CameraSession], Callable[[], None]] | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -46,6 +47,10 @@ class Supervisor:
         self.clock = clock
         # Which cameras this worker records (all, unless leases say otherwise).
         self.owns = owns
+        # Adds taps to each new session (snapshots, motion, transcode: ingest.media);
+        # returns what to call when the session stops.
+        self.attach = attach
+        self._detach: dict[SessionKey, Callable[[], None]] = {}
         assert settings.spool_dir is not None
         self.spool = Spool(settings.spool_dir, settings.spool_quota_bytes)
         self.uploader = Uploader(
@@ -83,6 +88,7 @@ class Supervisor:
         deadline = time.monotonic() + self.settings.shutdown_timeout_seconds / 2
         for s in sessions:
             s.stop(gap_reason="worker_restart", timeout=max(0.1, deadline - time.monotonic()))
+            self._detach_session((s.camera.id, s.stream))
         return self.uploader.close(max(1.0, self.settings.shutdown_timeout_seconds / 2))
 
     # -- reconciling with the registry ------------------------------------------------
@@ -119,9 +125,15 @@ class Supervisor:
                     log.info("camera %s/%s: %s", key[0], key[1],
                              "disabled" if reason else ("changed, restarting" if cam else "removed"))
                     session.stop(gap_reason=reason)
+                    self._detach_session(key)
             for key, cam in wanted.items():
                 if key not in self.sessions:
                     self.sessions[key] = self._new_session(cam, key[1])
+                    if self.attach is not None:
+                        try:
+                            self._detach[key] = self.attach(self, self.sessions[key])
+                        except Exception:  # noqa: BLE001 - media must never stop recording
+                            log.exception("camera %s/%s: could not attach media taps", *key)
                     self.sessions[key].start()
             self._cameras = cameras
 
@@ -141,17 +153,7 @@ class Supervisor:
             adopt_gap = (stale[-1].id, stale[-1].reason)
         elif last_end is not None:
             initial_gap = (last_end, "worker_restart")
-        segmenter = Segmenter(
-            camera.id,
-            stream,
-            self.spool,
-            target_us=int(self.settings.segment_target_seconds * 1_000_000),
-            clock=self.clock,
-            on_closed=self.uploader.notify,
-            worker_id=self.settings.worker_id,
-            max_drift_us=int(self.settings.max_clock_drift_seconds * 1_000_000),
-            last_end_us=last_end,
-        )
+        segmenter = self.new_segmenter(camera, stream, last_end)
         return CameraSession(
             camera,
             stream,
@@ -163,6 +165,33 @@ class Supervisor:
             initial_gap=initial_gap,
             adopt_gap=adopt_gap,
         )
+
+    def new_segmenter(self, camera: Camera, stream: StreamName, last_end_us: int | None = None) -> Segmenter:
+        """A segmenter that spools and uploads ``camera``'s ``stream`` (also used for
+        streams a transcoder makes, e.g. the ``sub`` profile)."""
+        if last_end_us is None:
+            last = self.index.last_segment(camera.id, stream)
+            last_end_us = max((t for t in (last.end_us if last else None, self.spool.last_end_us(camera.id, stream))
+                               if t is not None), default=None)
+        return Segmenter(
+            camera.id,
+            stream,
+            self.spool,
+            target_us=int(self.settings.segment_target_seconds * 1_000_000),
+            clock=self.clock,
+            on_closed=self.uploader.notify,
+            worker_id=self.settings.worker_id,
+            max_drift_us=int(self.settings.max_clock_drift_seconds * 1_000_000),
+            last_end_us=last_end_us,
+        )
+
+    def _detach_session(self, key: SessionKey) -> None:
+        detach = self._detach.pop(key, None)
+        if detach is not None:
+            try:
+                detach()
+            except Exception:  # noqa: BLE001
+                log.exception("camera %s/%s: media detach failed", *key)
 
     # -- what others ask ---------------------------------------------------------------
 

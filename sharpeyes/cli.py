@@ -28,7 +28,10 @@ app.add_typer(region_app, name="region")
 
 
 def _mount_subcommands() -> None:
+    from sharpeyes.cli_media import motion_command
     from sharpeyes.cli_users import audit_app, user_app
+
+    app.command("motion")(motion_command)
 
     app.add_typer(user_app, name="user", help="Users, roles and region scopes.")
     app.add_typer(audit_app, name="audit", help="Verify and export the audit trail.")
@@ -136,6 +139,9 @@ def camera_add(
         cam = Camera(id=camera_id, name=name, region=region, main_url=url, sub_url=sub_url,
                      rtsp_transport=transport, retention_days=retention_days, transcode=transcode,
                      enabled=not disabled)
+        from ingest.transcode import check_profile
+
+        check_profile(cam, services(ctx).settings)
         services(ctx).registry.add_camera(cam)
     except (ValueError, RegistryError) as exc:
         fail(_clean(exc))
@@ -250,6 +256,9 @@ def camera_probe(ctx: typer.Context, target: str = typer.Argument(..., metavar="
         console.print(f"{result.url}\n  codec {result.codec}  {result.width}x{result.height}  "
                       f"{result.fps:g} fps  {result.bitrate_kbps:g} kbit/s  keyframe every {result.keyframe_interval_s:g} s"
                       + (f"  audio {result.audio_codec}" if result.audio_codec else ""))
+        from sharpeyes.cli_media import print_profile_costs
+
+        print_profile_costs(console, result.width, result.height)
     else:
         err.print(f"[red]{result.state}[/red]: {result.message}")
     if not result.ok:

@@ -31,13 +31,21 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                   "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
     host, _, port = bind.rpartition(":")
     supervisor = None
+    extras: dict = {}
     if ingest:
+        from ingest.media import MediaPipelines
         from ingest.supervisor import Supervisor
+        from storage.index import now_us
+        from storage.media import MediaIndex
 
-        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store)
+        media_index = MediaIndex(svc.engine)
+        pipelines = MediaPipelines(settings, media_index, clock=now_us)
+        extras = {"media": pipelines, "media_index": media_index}
+        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach)
         supervisor.start()
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
-    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor)
+    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
+                     extras=extras)
     app = create_app(ctx)
     server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
     log.info("HTTP on http://%s", bind)

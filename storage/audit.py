@@ -54,6 +54,7 @@ ACTIONS: tuple[str, ...] = (
     "sign_in",
     "sign_in_failed",
     "token_refresh",
+    "motion_search",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

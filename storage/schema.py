@@ -187,3 +187,40 @@ class AuditRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ThumbnailRow(Base):
+    """One small JPEG per camera stream per minute, for the playback scrubber (see storage.media)."""
+
+    __tablename__ = "thumbnails"
+    __table_args__ = (Index("ix_thumbnails_camera_time", "camera_id", "stream", "t_us", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    t_us: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MotionRow(Base):
+    """Motion levels of one camera stream for one UTC minute: ``levels[i]`` (0..255) is
+    second ``start_s + i``; 0 means no motion seen (or nothing analysed)."""
+
+    __tablename__ = "motion"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    levels: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MotionSettingsRow(Base):
+    """Per-camera motion masks (JSON, see config.media.MotionSettings) and sensitivity."""
+
+    __tablename__ = "motion_settings"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[str] = mapped_column(Text)
+    updated_us: Mapped[int] = mapped_column(BigInteger)

@@ -17,6 +17,7 @@ from config.cameras import Camera, Region
 from config.fleet import FleetFileError, read_fleet_text
 from config.redact import redact_url
 from ingest.probe import probe_url
+from ingest.transcode import TranscodeError, check_profile
 from storage.registry import RegistryError
 from streams.auth import Principal, allow, audit, camera_not_found
 from streams.context import AppContext
@@ -126,8 +127,9 @@ def add_camera(request: Request, body: dict[str, Any] = Body(...),
         camera = Camera.model_validate(body)
         if not principal.can_see(camera, ctx.registry):
             raise HTTPException(403, f"region {camera.region} is outside your scope")
+        check_profile(camera, ctx.settings)
         ctx.registry.add_camera(camera)
-    except (ValidationError, RegistryError) as exc:
+    except (ValidationError, RegistryError, TranscodeError) as exc:
         raise _refused(exc) from None
     audit(request, "camera_add", camera_id=camera.id)
     return camera_view(camera, {})
@@ -138,8 +140,10 @@ def edit_camera(id: str, request: Request, changes: dict[str, Any] = Body(...),
                 principal: Principal = allow("operator")) -> dict[str, Any]:
     ctx = _ctx(request)
     try:
+        if "transcode" in changes and principal.camera is not None:
+            check_profile(principal.camera.model_copy(update={"transcode": changes["transcode"]}), ctx.settings)
         camera = ctx.registry.update_camera(id, **changes)
-    except RegistryError as exc:
+    except (RegistryError, TranscodeError) as exc:
         raise _refused(exc) from None
     audit(request, "camera_edit", detail=",".join(sorted(changes)))
     return camera_view(camera, statuses(ctx))
@@ -175,8 +179,10 @@ async def import_cameras(request: Request, format: Literal["csv", "yaml"] = "csv
         raise HTTPException(422, {"imported": 0, "errors": [
             {"row": None, "camera_id": c, "message": "region outside your scope"} for c in outside]})
     try:
+        for cam in cameras:
+            check_profile(cam, ctx.settings)
         ctx.registry.add_cameras(cameras)
-    except RegistryError as exc:
+    except (RegistryError, TranscodeError) as exc:
         raise HTTPException(422, {"imported": 0, "errors": [{"row": None, "camera_id": None, "message": m}
                                                           for m in str(exc).splitlines()]}) from None
     for cam in cameras:

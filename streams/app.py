@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_registry
+from streams import api_media, api_registry
 from streams.auth import install_auth, public
 from streams.console import install_console
 from streams.context import AppContext
@@ -21,5 +21,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     # Every other route declares allow(...) or public(); see streams/auth.py.
     install_auth(app, ctx)
     app.include_router(api_registry.router)
+    app.include_router(api_media.router)
     install_console(app)
     return app
