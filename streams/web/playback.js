@@ -35,6 +35,7 @@ class Playback {
     this.video.addEventListener("play", () => (this.playBtn.textContent = t("pb.pause")));
     this.video.addEventListener("pause", () => (this.playBtn.textContent = t("pb.play")));
     this.timeline = new Timeline({ onSeek: (ms) => this.seek(ms), onMark: (which, ms) => this.mark(which, ms) });
+    this.timeline.thumbnail = (ms) => this.thumbnailAt(ms);
     this.position = h("span", { id: "pb-position", class: "mono" });
     this.playBtn = h("button", { type: "button", id: "pb-play", onclick: () => (this.video.paused ? this.video.play() : this.video.pause()) }, t("pb.play"));
     this.speedButtons = SPEEDS.map((s) => h("button", { type: "button", class: "speed", dataset: { speed: s }, "aria-pressed": String(s === 1),
@@ -103,8 +104,26 @@ class Playback {
     // Motion spans and thumbnails come from the media routes where the server has them.
     api(`/api/cameras/${encodeURIComponent(this.camera)}/motion?${q}`)
       .then((spans) => { this.timeline.motion = spans; this.timeline.draw(); }).catch(() => {});
+    this.thumbs = [];
+    this.thumbCache = new Map();
+    api(`/api/cameras/${encodeURIComponent(this.camera)}/thumbnails?${q}`).then((list) => (this.thumbs = list)).catch(() => {});
     if (!data.runs.length) { toast(t("pb.nodata")); return; }
     await this.seek(data.runs[0].start_ms);
+  }
+
+  /** An <img> of the thumbnail nearest `ms` (fetched with the token, cached), or null. */
+  thumbnailAt(ms) {
+    if (!this.thumbs?.length) return null;
+    let best = this.thumbs[0];
+    for (const th of this.thumbs) if (Math.abs(th.t_us / 1000 - ms) < Math.abs(best.t_us / 1000 - ms)) best = th;
+    if (Math.abs(best.t_us / 1000 - ms) > 60_000) return null;
+    let img = this.thumbCache.get(best.url);
+    if (!img) {
+      img = h("img", { alt: "" });
+      this.thumbCache.set(best.url, img);
+      api(best.url, { raw: true }).then(async (r) => { if (r.status === 200) img.src = URL.createObjectURL(await r.blob()); }).catch(() => {});
+    }
+    return img;
   }
 
   /** The wall time on screen now (ms), or null. */

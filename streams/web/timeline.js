@@ -84,7 +84,9 @@ export class Timeline {
 
   hover(e) {
     const ms = this.timeAt(e);
-    this.tip.textContent = this.describe(ms);
+    this.tip.replaceChildren(this.describe(ms));
+    const img = this.thumbnail?.(ms);
+    if (img) this.tip.append(img);
     this.tip.hidden = false;
     const r = this.svg.getBoundingClientRect();
     this.tip.style.left = `${Math.min(e.clientX - r.left, r.width - 200)}px`;

@@ -5,7 +5,7 @@ import { ARTIFACTS, env, scenario, shot, signIn } from "./lib.mjs";
 
 await scenario(async ({ page }) => {
   const camera = env("CAMERA");
-  await signIn(page, "investigator", env("SHARPEYES_PASSWORD"));
+  await signIn(page, "investigator", env("SHARPEYES_PASSWORD"), "en");
   await page.goto(`${env("SHARPEYES_BASE")}/#/playback?camera=${camera}`);
   await page.waitForSelector("#timeline rect.gap[data-reason]", { timeout: 15_000 });
   const gaps = await page.$$eval("#timeline rect.gap", (rs) => rs.map((r) => ({ reason: r.dataset.reason, title: r.textContent })));

@@ -20,7 +20,7 @@ export async function launch() {
   return { browser, context, page };
 }
 
-export async function signIn(page, user, password, lang = "en") {
+export async function signIn(page, user, password, lang = "zh-CN") {
   await page.goto(`${BASE}/`);
   await page.evaluate((l) => localStorage.setItem("sharpeyes.lang", l), lang);
   await page.reload();

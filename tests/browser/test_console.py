@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,3 +92,19 @@ def test_investigator_sees_gap_seeks_and_exports_a_verified_clip(console_world: 
     assert manifest["camera"] if "camera" in manifest else True
     assert r["listed"] >= 1
     assert (ARTIFACTS / "playback.png").stat().st_size > 10_000
+
+
+def test_offline_tile_says_why_and_recovers_by_itself(console_world: ConsoleWorld) -> None:
+    world = console_world
+    world.gap_camera.stop()
+    # The camera comes back while the browser watches; the scenario waits for the tile to be live again.
+    timer = threading.Timer(12.0, world.gap_camera.start)
+    timer.start()
+    try:
+        r = world.run("wall_recover.mjs", CAMERA="cam-g")
+    finally:
+        timer.join()
+    assert r["badge"] == "offline"
+    assert "why:" in r["why"] and "retry in" in r["why"], r["why"]
+    # The reason is the session's own last_error (connection refused while the server is down).
+    assert "cam-g" in r["why"] or "refused" in r["why"] or "offline" in r["why"], r["why"]
