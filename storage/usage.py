@@ -34,6 +34,19 @@ def stored_by_camera(index: SegmentIndex) -> dict[str, CameraUsage]:
         return {cam: CameraUsage(int(b or 0), int(n)) for cam, b, n in rows}
 
 
+def first_seen_by_camera(index: SegmentIndex, stream: str = "main") -> dict[str, int]:
+    """Per camera id: the start of its earliest segment or gap row of ``stream`` (when the
+    system first tried to record it), in µs."""
+    out: dict[str, int] = {}
+    with index.session() as s:
+        for table in (SegmentRow, GapRow):
+            rows = s.execute(select(table.camera_id, func.min(table.start_us)).where(table.stream == stream)
+                             .group_by(table.camera_id))
+            for cam, t in rows:
+                out[cam] = min(int(t), out.get(cam, int(t)))
+    return out
+
+
 def gaps_opened_by_hour(index: SegmentIndex, start_us: int, end_us: int, stream: str = "main") -> dict[str, list[int]]:
     """Per camera id: how many gaps of ``stream`` opened in each hour of ``[start_us, end_us)``
     (hour 0 starts at ``start_us``). Cameras with none are absent."""

@@ -1,7 +1,8 @@
 """``GET /api/health/fleet?hours=24``: what the console's health page draws beyond ``/api/health``.
 
-Per camera in the caller's scope: recording coverage of the main stream over the window
-(worst first) and gaps opened per hour (each is a disconnection: a reconnect follows);
+Per camera in the caller's scope: recording coverage of the main stream over the window,
+or over the part of it since the camera was first seen when that is later, so a camera
+added an hour ago is not shown as 4 % covered (worst first) and gaps opened per hour (each is a disconnection: a reconnect follows);
 per region: bytes and segments stored, its sub-regions included. Everything is read
 from the index, so an API-only node answers it too.
 """
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 
 from storage.coverage import fleet_coverage
 from storage.index import now_us
-from storage.usage import HOUR_US, gaps_opened_by_hour, stored_by_camera
+from storage.usage import HOUR_US, first_seen_by_camera, gaps_opened_by_hour, stored_by_camera
 from streams.auth import Principal, allow
 from streams.context import AppContext
 
@@ -28,20 +29,22 @@ def fleet_history(request: Request, hours: int = Query(24, ge=1, le=24 * 31),
     ctx: AppContext = request.app.state.ctx
     end = now_us()
     start = end - hours * HOUR_US
-    window = end - start
     cameras = principal.visible_cameras(ctx.registry)
     coverage = fleet_coverage(ctx.index, start, end)
     opened = gaps_opened_by_hour(ctx.index, start, end)
     stored = stored_by_camera(ctx.index)
+    first_seen = first_seen_by_camera(ctx.index)
     per_camera = []
     hourly = [0] * hours
     for cam in cameras:
         c = coverage.get((cam.id, "main"))
+        since = max(start, first_seen.get(cam.id, start))
         by_hour = opened.get(cam.id, [0] * hours)
         hourly = [a + b for a, b in zip(hourly, by_hour)]
         per_camera.append({
             "camera_id": cam.id, "name": cam.name, "region": cam.region, "enabled": cam.enabled,
-            "coverage": round(c.ratio(window), 4) if c else 0.0,
+            "coverage": round(c.ratio(end - since), 4) if c else 0.0,
+            "since_ms": since // 1000,
             "gaps": c.gaps if c else 0,
             "open_gap_reason": c.open_gap_reason if c else None,
             "reconnects": sum(by_hour),

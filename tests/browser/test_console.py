@@ -108,3 +108,20 @@ def test_offline_tile_says_why_and_recovers_by_itself(console_world: ConsoleWorl
     assert "why:" in r["why"] and "retry in" in r["why"], r["why"]
     # The reason is the session's own last_error (connection refused while the server is down).
     assert "cam-g" in r["why"] or "refused" in r["why"] or "offline" in r["why"], r["why"]
+
+
+def test_health_fleet_numbers_behind_the_health_page(console_world: ConsoleWorld) -> None:
+    """``GET /api/health/fleet`` on the recorded world: cam-g (stopped twice above) is the worst
+    covered and has reconnects; storage rolls up from villages to the county; scope applies."""
+    r = console_world.get("/api/health/fleet?hours=24", user="operator")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    cams = {c["camera_id"]: c for c in body["cameras"]}
+    assert body["cameras"][0]["camera_id"] == "cam-g", body["cameras"]
+    assert cams["cam-g"]["reconnects"] >= 2 and cams["cam-g"]["coverage"] < cams["cam-a"]["coverage"]
+    assert cams["cam-a"]["coverage"] > 0.5  # recorded since it was first seen, minus start-up
+    assert sum(h["count"] for h in body["reconnects_per_hour"]) >= cams["cam-g"]["reconnects"]
+    storage = {s["region"]: s for s in body["storage"]}
+    assert storage["county"]["bytes"] == storage["t1"]["bytes"] + storage["t2"]["bytes"] > 0
+    assert storage["t1"]["bytes"] > storage["v1"]["bytes"] > 0
+    assert console_world.get("/api/health/fleet", user="viewer").status_code == 403
