@@ -10,7 +10,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.gb28181 import validate_camera_id
 
@@ -18,6 +18,9 @@ TranscodeProfile = Literal["none", "live-h264", "sub", "archive-h264"]
 RtspTransport = Literal["tcp", "udp"]
 StreamName = Literal["main", "sub"]
 STREAMS: tuple[StreamName, ...] = ("main", "sub")
+
+# Public-security video is kept at least 30 days; only an admin's explicit override goes lower.
+RETENTION_FLOOR_DAYS = 30
 
 _REGION_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
@@ -63,8 +66,19 @@ class Camera(BaseModel):
     sub_url: str | None = None
     enabled: bool = True
     retention_days: int = Field(30, ge=1, le=3650)
+    # Set by an admin to allow retention_days below RETENTION_FLOOR_DAYS.
+    retention_override: bool = False
     transcode: TranscodeProfile = "none"
     rtsp_transport: RtspTransport = "tcp"
+
+    @model_validator(mode="after")
+    def _retention_floor(self) -> "Camera":
+        if self.retention_days < RETENTION_FLOOR_DAYS and not self.retention_override:
+            raise ValueError(
+                f"camera {self.id}: retention_days {self.retention_days} is below the {RETENTION_FLOOR_DAYS}-day floor "
+                "for public-security video; an admin must set retention_override to go lower"
+            )
+        return self
 
     @field_validator("id")
     @classmethod

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     motion: bool = Field(True, description="Analyse motion on every camera (sub-stream where there is one).")
     motion_fps: float = Field(5.0, gt=0, le=25)
     motion_width: int = Field(320, ge=64, le=1280)
+    # -- health, retention and storage faults (docs/reliability.md) --
+    health_online_target: float = Field(0.98, ge=0, le=1, description="Fleet online rate below which health is degraded.")
+    retention_interval_seconds: float = Field(300.0, gt=0, description="How often the retention cleaner runs inside run/ingest.")
+    retention_camera_quota_bytes: int = Field(0, ge=0, description="Per camera byte quota of recordings; 0 = none.")
+    retention_region_quota_bytes: dict[str, int] = Field(default_factory=dict, description="Byte quota per region code (cameras of the region and below).")
+    retention_min_free_bytes: int = Field(0, ge=0, description="Local store: delete the oldest non-held segments while free disk is below this; 0 = off.")
+    retention_index_only: bool = Field(False, description="Bucket lifecycle rules delete the objects: the cleaner only removes index rows.")
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

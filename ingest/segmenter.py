@@ -188,6 +188,8 @@ class Segmenter:
         max_jump_us: int = 5_000_000,
         max_drift_us: int = 2_000_000,
         last_end_us: int | None = None,
+        admit: Callable[[], bool] = lambda: True,
+        on_refused: Callable[[int], None] = lambda t_us: None,
     ):
         self.camera_id = camera_id
         self.stream = stream
@@ -202,6 +204,12 @@ class Segmenter:
         self.max_drift_us = max_drift_us
         # End of the last segment handed to the spool: a new segment never starts before it.
         self.last_end_us = last_end_us
+        # The stop-recording quota policy: asked at every keyframe; while it says no,
+        # no segment is open and on_refused(t) was called once at the first refusal.
+        self.admit = admit
+        self.on_refused = on_refused
+        self.refusals = 0
+        self._refusing = False
         self._video: av.video.stream.VideoStream | None = None
         self._audio: av.audio.stream.AudioStream | None = None
         self._extradata: bytes | None = None
@@ -216,6 +224,9 @@ class Segmenter:
         # Until the first segment of a run is closed its start may still move earlier
         # (see _clamp_to_arrival); after that every time in the run is fixed.
         self._run_settled = False
+        # Tell the session where recording resumed (it ends the gap there) when the
+        # first segment after a break closes: a new run, or the end of a refusal.
+        self._announce_start = True
         self.segments_closed = 0
         self.discontinuities = 0
 
@@ -240,6 +251,7 @@ class Segmenter:
         self._anchor_pts = None
         self._last_pts = None
         self._run_settled = False
+        self._announce_start = True
 
     # -- packets ------------------------------------------------------------------
 
@@ -300,7 +312,8 @@ class Segmenter:
 
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
-        if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor):
+        admitted = self.admit()
+        if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor or not admitted):
             self._close(pts)
             if self._reanchor:
                 log.info("%s/%s: clock drift %d ms past the bound; new anchor",
@@ -309,7 +322,16 @@ class Segmenter:
                 self._reanchor = False
                 t = self._t_us(pts)
         if self._seg is None:
-            self._open(packet, pts, t)
+            if admitted:
+                self._refusing = False
+                self._open(packet, pts, t)
+            elif not self._refusing:
+                self._refusing = True
+                self._announce_start = True
+                self.refusals += 1
+                log.error("%s/%s: spool over quota (stop-recording): not recording until it drains",
+                          self.camera_id, self.stream)
+                self.on_refused(t)
 
     def _open(self, packet: av.Packet, pts: int, t: int) -> None:
         assert self._video is not None
@@ -368,9 +390,9 @@ class Segmenter:
         self.spool.close(seg.entry)
         self.last_end_us = seg.entry.end_us
         self.segments_closed += 1
-        first_of_run = not self._run_settled
         self._run_settled = True
-        if first_of_run:
+        if self._announce_start:
+            self._announce_start = False
             self.on_run_started(start)
         self.on_closed(seg.entry)
 

@@ -110,9 +110,10 @@ class CameraSession:
         self._thread: threading.Thread | None = None
         self._gap_id: int | None = None
         self._gap_reason: str | None = None
-        self._gap_start_us = 0
+        self._gap_start_us: int | None = None  # None for a gap adopted from a previous process
         segmenter.on_started = self._on_recording_started
         segmenter.on_run_started = self._close_gap
+        segmenter.on_refused = self._on_storage_refused
         if adopt_gap is not None:
             # A gap a previous process left open (id, reason): this session ends it.
             self._gap_id, self._gap_reason = adopt_gap
@@ -166,7 +167,10 @@ class CameraSession:
             # A connection that recorded for a while earns a fresh schedule.
             if time.monotonic() - started > 60:
                 attempt = 0
-            self._fail(failure)
+            try:
+                self._fail(failure)
+            except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
+                log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
             steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
             delay = reconnect_delay(attempt, steps)
             attempt += 1
@@ -258,9 +262,15 @@ class CameraSession:
             self._open_gap(start if start is not None else now, failure.reason, message)
         elif self._gap_reason != failure.reason:
             # The cause changed (e.g. the restart gap became an outage): end one gap, start the next.
-            self.index.close_gap(self._gap_id, max(now, self._gap_start_us))
+            # Media time may run a little ahead of the wall clock, so the open gap (which starts
+            # at the last segment's end) can start after "now": never end a gap before its start.
+            switch = max(now, self._gap_start_us or now)
+            try:
+                self.index.close_gap(self._gap_id, switch)
+            except Exception:  # noqa: BLE001 - the index being down must not stop recording
+                log.exception("camera %s: could not close a gap row", self.camera.id)
             self._gap_id = None
-            self._open_gap(now, failure.reason, message)
+            self._open_gap(switch, failure.reason, message)
 
     def _open_gap(self, start_us: int, reason: str, detail: str) -> None:
         try:
@@ -270,6 +280,15 @@ class CameraSession:
         except Exception:  # noqa: BLE001 - the index being down must not stop recording
             log.exception("camera %s: could not write a gap row", self.camera.id)
 
+    def _on_storage_refused(self, t_us: int) -> None:
+        """The spool is over quota under ``stop-recording``: the camera is up but not recorded."""
+        self.status.last_error = (f"camera {self.camera.id}: spool over quota; recording stopped until uploads "
+                                  "catch up (check the object store)")
+        log.error("%s", self.status.last_error)
+        if self._gap_id is None:
+            start = self.segmenter.last_end_us
+            self._open_gap(start if start is not None else t_us, "storage_unavailable", self.status.last_error)
+
     def _on_recording_started(self, start_us: int) -> None:
         self._set_state("recording")
 
@@ -277,7 +296,7 @@ class CameraSession:
         """The first segment after a break is closed: the gap ends where it starts."""
         if self._gap_id is not None:
             try:
-                self.index.close_gap(self._gap_id, max(start_us, self._gap_start_us))
+                self.index.close_gap(self._gap_id, max(start_us, self._gap_start_us or start_us))
             except Exception:  # noqa: BLE001
                 log.exception("camera %s: could not close a gap row", self.camera.id)
             self._gap_id = None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,10 +59,15 @@ class SpoolEntry:
 
 
 class Spool:
-    def __init__(self, root: Path, quota_bytes: int):
+    def __init__(self, root: Path, quota_bytes: int, *, usage_cache_seconds: float = 0.5):
         self.root = root
         self.quota_bytes = quota_bytes
         root.mkdir(parents=True, exist_ok=True)
+        # over_quota() is asked at every keyframe of every camera: a directory walk that
+        # often would cost more than the recording, so its answer is reused briefly.
+        self._usage_cache_seconds = usage_cache_seconds
+        self._usage: tuple[float, int] | None = None
+        self._usage_lock = threading.Lock()
 
     # -- paths ----------------------------------------------------------------
 
@@ -124,7 +131,35 @@ class Spool:
         return self._entries(".mp4")
 
     def bytes_used(self) -> int:
-        return sum(p.stat().st_size for p in self.root.glob("*/*/*") if p.is_file())
+        total = 0
+        for p in self.root.glob("*/*/*"):
+            try:
+                total += p.stat().st_size
+            except OSError:
+                pass  # uploaded (and deleted) while we looked: not in use any more
+        with self._usage_lock:
+            self._usage = (time.monotonic(), total)
+        return total
+
+    def over_quota(self) -> bool:
+        """True while the spool holds more than its quota (answer at most
+        ``usage_cache_seconds`` old)."""
+        with self._usage_lock:
+            cached = self._usage
+        if cached is None or time.monotonic() - cached[0] > self._usage_cache_seconds:
+            return self.bytes_used() > self.quota_bytes
+        return cached[1] > self.quota_bytes
+
+    def backlog(self) -> tuple[int, int]:
+        """(bytes, segments) of closed segments waiting for upload."""
+        n = size = 0
+        for e in self.closed_entries():
+            try:
+                size += self.media_path(e).stat().st_size
+                n += 1
+            except OSError:
+                pass
+        return size, n
 
     def last_end_us(self, camera_id: str, stream: str) -> int | None:
         ends = [e.end_us for e in self.closed_entries() if e.camera_id == camera_id and e.stream == stream]
@@ -154,13 +189,17 @@ class Spool:
                      entry.camera_id, entry.stream, entry.start_us, len(closed.keyframes))
         return recovered
 
-    def drop_oldest(self) -> SpoolEntry | None:
-        """Delete the oldest closed segment (the ``drop-oldest-unuploaded`` policy)."""
-        entries = self.closed_entries()
-        if not entries:
-            return None
-        self.discard(entries[0])
-        return entries[0]
+    def drop_oldest(self, keep: tuple[str, str, int] | None = None) -> SpoolEntry | None:
+        """Delete the oldest closed segment (the ``drop-oldest-unuploaded`` policy),
+        except ``keep`` (camera, stream, start_us): the one being uploaded right now."""
+        for entry in self.closed_entries():
+            if (entry.camera_id, entry.stream, entry.start_us) == keep:
+                continue
+            self.discard(entry)
+            with self._usage_lock:
+                self._usage = None
+            return entry
+        return None
 
 
 def _finalise_part(entry: SpoolEntry, path: Path) -> SpoolEntry:

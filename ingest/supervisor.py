@@ -62,6 +62,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._past_refusals = 0  # quota refusals of sessions since stopped, so the counter never goes down
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -126,6 +127,7 @@ class Supervisor:
                              "disabled" if reason else ("changed, restarting" if cam else "removed"))
                     session.stop(gap_reason=reason)
                     self._detach_session(key)
+                    self._past_refusals += session.segmenter.refusals
             for key, cam in wanted.items():
                 if key not in self.sessions:
                     self.sessions[key] = self._new_session(cam, key[1])
@@ -183,6 +185,7 @@ class Supervisor:
             worker_id=self.settings.worker_id,
             max_drift_us=int(self.settings.max_clock_drift_seconds * 1_000_000),
             last_end_us=last_end_us,
+            admit=self._admit,
         )
 
     def _detach_session(self, key: SessionKey) -> None:
@@ -201,6 +204,31 @@ class Supervisor:
 
     def session(self, camera_id: str, stream: StreamName = "main") -> CameraSession | None:
         return self.sessions.get((camera_id, stream))
+
+    def _admit(self) -> bool:
+        """May a segmenter open a segment? Not while the spool is over quota under ``stop-recording``."""
+        return self.settings.spool_policy != "stop-recording" or not self.spool.over_quota()
+
+    def worker_stats(self) -> dict[str, float]:
+        """This worker's numbers for metrics and health, read now."""
+        backlog_bytes, backlog_segments = self.spool.backlog()
+        up = self.uploader
+        with self._lock:
+            refusals = sum(s.segmenter.refusals for s in self.sessions.values())
+        return {
+            "spool_backlog_bytes": backlog_bytes,
+            "spool_backlog_segments": backlog_segments,
+            "spool_bytes": self.spool.bytes_used(),
+            "spool_quota_bytes": self.spool.quota_bytes,
+            "uploads": up.uploaded,
+            "uploaded_bytes": up.uploaded_bytes,
+            "upload_failures": up.failures,
+            "upload_latency_seconds_sum": up.latency_sum_s,
+            "upload_last_latency_seconds": up.last_latency_s,
+            "store_available": 1.0 if up.store_available else 0.0,
+            "storage_losses": up.dropped + refusals + self._past_refusals,
+            "leases": 0,  # no leases until multi-worker ownership exists
+        }
 
     def _record_dropped(self, entry: SpoolEntry) -> None:
         try:

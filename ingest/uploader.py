@@ -61,9 +61,15 @@ class Uploader:
         self._chain: dict[tuple[str, str], str | None] = {}
         self.uploaded = 0
         self.failures = 0
+        self.dropped = 0  # segments lost to the spool quota (each is a storage_unavailable gap)
         self.last_error = ""
         self.store_available = True
         self.last_latency_s = 0.0
+        self.latency_sum_s = 0.0
+        self.uploaded_bytes = 0
+        # The segment being uploaded: the quota never drops it from under the upload.
+        self._busy: tuple[str, str, int] | None = None
+        self._quota_lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -72,7 +78,12 @@ class Uploader:
         self._thread.start()
 
     def notify(self, _entry: SpoolEntry | None = None) -> None:
-        """A segment was closed: look at the spool now rather than at the next poll."""
+        """A segment was closed: enforce the quota (the store may be up but slower than the
+        cameras, so this cannot wait for an upload to fail) and look at the spool now."""
+        try:
+            self.enforce_quota()
+        except Exception:  # noqa: BLE001 - the caller is a camera session; never stop it
+            log.exception("spool quota check failed")
         self._wake.set()
 
     def close(self, drain_timeout: float = 10.0) -> int:
@@ -94,6 +105,7 @@ class Uploader:
         failures = 0
         while not self._stop.is_set():
             try:
+                self.enforce_quota()
                 done = self.drain_once()
                 failures = 0
                 self.store_available = True
@@ -124,7 +136,16 @@ class Uploader:
         for entry in self.spool.closed_entries():
             if self._stop.is_set() and n:
                 break
-            self.upload(entry)
+            key = (entry.camera_id, entry.stream, entry.start_us)
+            with self._quota_lock:
+                if not self.spool.media_path(entry).exists():
+                    continue  # dropped by the quota since the listing
+                self._busy = key
+            try:
+                self.upload(entry)
+            finally:
+                with self._quota_lock:
+                    self._busy = None
             n += 1
         return n
 
@@ -168,17 +189,23 @@ class Uploader:
         self._chain[chain_key] = sha
         self.spool.discard(entry)
         self.uploaded += 1
+        self.uploaded_bytes += size
         self.last_latency_s = time.monotonic() - started
+        self.latency_sum_s += self.last_latency_s
         self.on_stored(entry)
 
     def enforce_quota(self) -> None:
-        """Keep the spool under its quota by the configured policy while the store is down."""
+        """Keep the spool under its quota with ``drop-oldest-unuploaded``: the oldest
+        closed segment not being uploaded goes, and ``on_dropped`` records the loss.
+        Safe from any thread. (``stop-recording`` is enforced by the segmenters.)"""
         if self.quota_policy != "drop-oldest-unuploaded":
-            return  # stop-recording is enforced by the sessions (see Supervisor)
-        while self.spool.bytes_used() > self.spool.quota_bytes:
-            dropped = self.spool.drop_oldest()
+            return
+        while self.spool.over_quota():
+            with self._quota_lock:
+                dropped = self.spool.drop_oldest(keep=self._busy)
             if dropped is None:
                 return
+            self.dropped += 1
             log.error("spool over quota (%d bytes): dropped %s/%s segment at %d, never uploaded",
                       self.spool.quota_bytes, dropped.camera_id, dropped.stream, dropped.start_us)
             self.on_dropped(dropped)

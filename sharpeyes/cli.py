@@ -35,6 +35,11 @@ def _mount_subcommands() -> None:
 
     app.add_typer(user_app, name="user", help="Users, roles and region scopes.")
     app.add_typer(audit_app, name="audit", help="Verify and export the audit trail.")
+    from sharpeyes.cli_health import status
+    from sharpeyes.cli_storage import storage_app
+
+    app.command("status")(status)
+    app.add_typer(storage_app, name="storage", help="Retention and object store lifecycle.")
 
 
 _mount_subcommands()

@@ -9,7 +9,10 @@ from typing import Iterator
 
 import uvicorn
 
+from config.settings import Settings
 from sharpeyes.services import Services
+from storage.index import now_us
+from storage.retention import RetentionCleaner, RetentionPolicy, disk_free
 from storage.users import UserStore, ensure_first_admin
 from streams.app import create_app
 from streams.context import AppContext
@@ -46,12 +49,23 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
     ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
                      extras=extras)
+    cleaner = None
+    if ingest:
+        # Legal holds: the lead wires storage.holds.HoldStore.is_held here at merge.
+        cleaner = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
+                                   policy=retention_policy(settings), region_of=svc.registry.region_subtree,
+                                   free_bytes=store_free_bytes(settings),
+                                   interval_seconds=settings.retention_interval_seconds)
+        cleaner.start()
+        ctx.extras["retention"] = cleaner
     app = create_app(ctx)
     server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
     log.info("HTTP on http://%s", bind)
     try:
         server.run()
     finally:
+        if cleaner is not None:
+            cleaner.close()
         if supervisor is not None:
             log.info("stopping: closing open segments and uploading (up to %.0f s)", settings.shutdown_timeout_seconds)
             left = supervisor.close()
@@ -59,6 +73,23 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                 log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
             else:
                 log.info("spool drained; stopped cleanly")
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(
+        camera_quota_bytes=settings.retention_camera_quota_bytes,
+        region_quota_bytes=dict(settings.retention_region_quota_bytes),
+        min_free_bytes=settings.retention_min_free_bytes,
+        index_only=settings.retention_index_only,
+    )
+
+
+def store_free_bytes(settings: Settings):  # type: ignore[no-untyped-def]
+    """The low-space guard's probe: only for the local store (S3 has no free-space notion)."""
+    if settings.uses_s3 or settings.objects_dir is None:
+        return None
+    settings.objects_dir.mkdir(parents=True, exist_ok=True)
+    return disk_free(settings.objects_dir)
 
 
 class _Server(uvicorn.Server):

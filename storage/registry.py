@@ -184,6 +184,7 @@ def _camera(row: CameraRow, cipher: SecretCipher | None = None) -> Camera:
         sub_url=sub_url,
         enabled=row.enabled,
         retention_days=row.retention_days,
+        retention_override=bool(row.retention_override),
         transcode=row.transcode,  # type: ignore[arg-type]
         rtsp_transport=row.rtsp_transport,  # type: ignore[arg-type]
     )

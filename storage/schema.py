@@ -35,6 +35,8 @@ class CameraRow(Base):
     sub_url: Mapped[str | None] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    # Admin override of the 30-day retention floor (migration 0005).
+    retention_override: Mapped[bool] = mapped_column(Boolean, default=False)
     transcode: Mapped[str] = mapped_column(String(16), default="none")
     rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
     # Bumped on every change so running processes see edits without a restart.
@@ -224,3 +226,19 @@ class MotionSettingsRow(Base):
     camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     settings: Mapped[str] = mapped_column(Text)
     updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- retention (issue 5) ---------------------------------------------------------
+
+
+class RetentionDeleteRow(Base):
+    """An object whose index row the retention cleaner has removed but whose delete
+    is not yet confirmed. Written in the row's delete transaction, removed after the
+    object delete: after a crash the cleaner finishes these first, so no object
+    outlives its row (see docs/reliability.md)."""
+
+    __tablename__ = "retention_deletes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_key: Mapped[str] = mapped_column(Text)
+    created_us: Mapped[int] = mapped_column(BigInteger)

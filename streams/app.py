@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_media, api_registry
+from streams import api_health_console, api_media, api_registry
 from streams.auth import install_auth, public
 from streams.console import install_console
 from streams.context import AppContext
+from streams.metrics import install_metrics
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -22,5 +23,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     install_auth(app, ctx)
     app.include_router(api_registry.router)
     app.include_router(api_media.router)
+    install_metrics(app, ctx)
+    app.include_router(api_health_console.router)
     install_console(app)
     return app

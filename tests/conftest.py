@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.cameras",
     "tests.support.s3server",
     "tests.support.databases",
+    "tests.faults.plugin",
 ]

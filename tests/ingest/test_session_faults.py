@@ -33,8 +33,10 @@ def cams(camera_server):  # type: ignore[no-untyped-def]
 
 
 def test_backoff_schedule_is_plain_data() -> None:
-    assert [reconnect_delay(i) for i in range(22)] == [1.0] * 5 + [5.0] * 5 + [10.0] * 10 + [60.0] * 2
-    assert reconnect_delay(1000) == 60.0 == RECONNECT_STEPS[-1][0]
+    expected = [d for d, n in RECONNECT_STEPS[:-1] for _ in range(n)] + [60.0] * 3
+    assert [reconnect_delay(i) for i in range(len(expected))] == expected
+    assert expected[0] == 1.0, "a camera back from a short outage is retried within a second"
+    assert reconnect_delay(10_000) == 60.0 == RECONNECT_STEPS[-1][0]
     assert reconnect_delay(0, UNAUTHORIZED_STEPS) >= 10.0
 
 
