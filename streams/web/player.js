@@ -45,6 +45,12 @@ export class LivePlayer {
   }
 
   async start() {
+    // "mse" forces the WebSocket path (networks that block WebRTC's UDP); see docs/console.md.
+    if (localStorage.getItem("sharpeyes.live") === "mse") {
+      await this._mse();
+      this.mode = "mse";
+      return;
+    }
     try {
       await this._whep();
       this.mode = "webrtc";

@@ -25,6 +25,8 @@ def test_viewer_four_tile_wall_plays_every_tile(console_world: ConsoleWorld) -> 
     assert len(r["tiles"]) == 4
     assert all(t["frames"] > 0 for t in r["tiles"]), r["tiles"]
     assert all(t["state"] == "live" for t in r["tiles"]), r["tiles"]
+    assert all(t["mode"] == "webrtc" for t in r["tiles"]), r["tiles"]  # WHEP, not the fallback
+    assert r["mse"] == ["mse"] * 4  # and the WebSocket/MSE path plays every tile as well
     # The county holds cam-a, cam-b (v1), cam-c, cam-g (t1) and cam-d (t2): the first four fill the wall.
     assert len({t["camera"] for t in r["tiles"]}) == 4
     assert r["after"] == [t["camera"] for t in r["tiles"]]  # the layout survived the reload

@@ -27,5 +27,12 @@ await scenario(async ({ page }) => {
   await page.dblclick('.tile[data-index="0"]');
   await page.waitForFunction(() => { const v = document.getElementById("big-video"); return v && v.getVideoPlaybackQuality().totalVideoFrames > 0; }, null, { timeout: 20_000 });
   await page.keyboard.press("Escape");
-  return { tiles, delays, after };
+  // The MSE fallback (forced here; used by itself when WHEP fails) plays every tile too.
+  await page.evaluate(() => localStorage.setItem("sharpeyes.live", "mse"));
+  await page.reload();
+  await page.waitForFunction(() => document.querySelectorAll(".tile").length === 4 && [...document.querySelectorAll(".tile video")]
+    .every((v) => v.getVideoPlaybackQuality().totalVideoFrames > 0), null, { timeout: 30_000 });
+  const mse = await page.evaluate(() => window.__wall.tiles.map((t) => t.player?.mode));
+  await page.evaluate(() => localStorage.removeItem("sharpeyes.live"));
+  return { tiles, delays, after, mse };
 });
