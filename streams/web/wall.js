@@ -73,6 +73,10 @@ class Tile {
     const stream = this.wall.cameras.get(id)?.sub_url ? "sub" : "main";
     const player = (this.player = new LivePlayer(this.video, id, stream));
     player.onended = (why) => this.fail(why);
+    // Time to first picture, for the badge's tooltip and the browser tests (docs/console.md).
+    const t0 = performance.now();
+    this.firstFrameMs = null;
+    this.video.requestVideoFrameCallback?.(() => { if (this.player === player) this.firstFrameMs = Math.round(performance.now() - t0); });
     try {
       await player.start();
       if (this.camera !== id || player.closed) return;

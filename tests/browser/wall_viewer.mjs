@@ -14,6 +14,7 @@ await scenario(async ({ page }) => {
     camera: t.dataset.camera, state: t.dataset.state,
     frames: t.querySelector("video").getVideoPlaybackQuality().totalVideoFrames,
     mode: window.__wall.tiles[Number(t.dataset.index)].player?.mode,
+    firstFrameMs: window.__wall.tiles[Number(t.dataset.index)].firstFrameMs,
   })));
   // Let the badges show a delay, then photograph the wall.
   await page.waitForFunction(() => [...document.querySelectorAll(".tile .delay")].some((d) => d.textContent), null, { timeout: 10_000 }).catch(() => {});
@@ -33,6 +34,7 @@ await scenario(async ({ page }) => {
   await page.waitForFunction(() => document.querySelectorAll(".tile").length === 4 && [...document.querySelectorAll(".tile video")]
     .every((v) => v.getVideoPlaybackQuality().totalVideoFrames > 0), null, { timeout: 30_000 });
   const mse = await page.evaluate(() => window.__wall.tiles.map((t) => t.player?.mode));
+  const mseFirstFrameMs = await page.evaluate(() => window.__wall.tiles.map((t) => t.firstFrameMs));
   await page.evaluate(() => localStorage.removeItem("sharpeyes.live"));
-  return { tiles, delays, after, mse };
+  return { tiles, delays, after, mse, mseFirstFrameMs };
 });
