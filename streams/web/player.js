@@ -42,6 +42,7 @@ export class LivePlayer {
     this.onended = () => {};
     this._stats = { jb: 0, emitted: 0 };
     this.delay = null;
+    this.timing = {};  // ms from start: gathered, answered, connected (WebRTC)
   }
 
   async start() {
@@ -66,6 +67,8 @@ export class LivePlayer {
   }
 
   async _whep() {
+    const t0 = performance.now();
+    const mark = (name) => (this.timing[name] = Math.round(performance.now() - t0));
     const pc = (this.pc = new RTCPeerConnection());
     pc.addTransceiver("video", { direction: "recvonly" });
     const connected = new Promise((resolve, reject) => {
@@ -86,6 +89,7 @@ export class LivePlayer {
     connected.catch(() => {});  // awaited below only once the offer is answered
     await pc.setLocalDescription(await pc.createOffer());
     await waitIce(pc);
+    mark("gathered");
     const r = await fetch(`/api/cameras/${encodeURIComponent(this.cameraId)}/whep?stream=${this.stream}`, {
       method: "POST",
       headers: { Authorization: `Bearer ${session.token}`, "Content-Type": "application/sdp" },
@@ -93,8 +97,10 @@ export class LivePlayer {
     });
     if (r.status !== 201) throw new LiveError(r.status, await readDetail(r));
     this.location = r.headers.get("Location");
+    mark("answered");
     await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
     await connected;
+    mark("connected");
   }
 
   _closeWhep() {

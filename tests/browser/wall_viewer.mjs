@@ -15,6 +15,7 @@ await scenario(async ({ page }) => {
     frames: t.querySelector("video").getVideoPlaybackQuality().totalVideoFrames,
     mode: window.__wall.tiles[Number(t.dataset.index)].player?.mode,
     firstFrameMs: window.__wall.tiles[Number(t.dataset.index)].firstFrameMs,
+    timing: window.__wall.tiles[Number(t.dataset.index)].player?.timing,
   })));
   // Let the badges show a delay, then photograph the wall.
   await page.waitForFunction(() => [...document.querySelectorAll(".tile .delay")].some((d) => d.textContent), null, { timeout: 10_000 }).catch(() => {});
