@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_clock_drift_seconds: float = Field(2.0, gt=0, description="Re-anchor media time to the wall clock past this drift.")
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
     display_timezone: str = "Asia/Shanghai"
+    clip_max_seconds: float = Field(86400.0, gt=0, description="Longest range GET clip.mp4/vod.m3u8 serves; longer ranges go through export jobs.")
+    export_max_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="Longest range one export job may cover (clip.mp4 has its own, shorter limit).")
     worker_id: str = Field("", description="Name of this ingest worker; default the host name.")
     # Media (see docs/media.md): transcode profiles, snapshots, thumbnails, motion.
     transcode_encoder: str = Field("auto", description="H.264 encoder: auto (first hardware encoder that opens, else libx264), or a name such as libx264, h264_nvenc.")

@@ -29,6 +29,8 @@ app.add_typer(region_app, name="region")
 
 def _mount_subcommands() -> None:
     from sharpeyes.cli_media import motion_command
+    from sharpeyes.cli_archive import recordings
+    from sharpeyes.cli_export import export, verify
     from sharpeyes.cli_users import audit_app, user_app
 
     app.command("motion")(motion_command)
@@ -40,6 +42,9 @@ def _mount_subcommands() -> None:
 
     app.command("status")(status)
     app.add_typer(storage_app, name="storage", help="Retention and object store lifecycle.")
+    app.command("recordings")(recordings)
+    app.command("export")(export)
+    app.command("verify")(verify)
 
 
 _mount_subcommands()

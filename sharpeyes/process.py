@@ -51,7 +51,6 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                      extras=extras)
     cleaner = None
     if ingest:
-        # Legal holds: the lead wires storage.holds.HoldStore.is_held here at merge.
         cleaner = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
                                    policy=retention_policy(settings), region_of=svc.registry.region_subtree,
                                    free_bytes=store_free_bytes(settings),

@@ -55,6 +55,7 @@ ACTIONS: tuple[str, ...] = (
     "sign_in_failed",
     "token_refresh",
     "motion_search",
+    "hold_release",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

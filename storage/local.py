@@ -187,6 +187,12 @@ class LocalObjectStore:
         check_key(key)
         return None
 
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        """Always False: a directory has no object lock. Legal holds on the local store
+        are kept by the index alone (retention skips held segments)."""
+        check_key(key)
+        return False
+
     def check(self) -> None:
         """Create the root if needed and make sure it is a writable directory."""
         try:

@@ -98,6 +98,11 @@ class ObjectStore(Protocol):
     def presigned_get(self, key: str, expires_seconds: int = 3600) -> str | None:
         """A URL a client can GET without credentials, or None where the store has none."""
 
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        """Set (``on``) or clear the store's own legal hold on ``key``, where it has one
+        (S3 object lock). Returns False, doing nothing, where it has none. Optional:
+        callers use ``storage.holds.set_store_legal_hold`` so stores without it work."""
+
     def check(self) -> None:
         """Raise ``ObjectStoreUnavailable`` unless the store answers (and the bucket exists)."""
 

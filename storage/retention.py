@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 from sqlalchemy import delete, func, select
 
 from config.cameras import Camera
+from storage.holds import HoldStore
 from storage.index import SegmentIndex
 from storage.objects import ObjectStore, ObjectStoreUnavailable
 from storage.schema import GapRow, RetentionDeleteRow, SegmentRow
@@ -41,10 +42,6 @@ DAY_US = 86_400_000_000
 # is_held(camera_id, stream, start_us, end_us): True if any legal hold covers part of the span.
 HoldCheck = Callable[[str, str, int, int], bool]
 Clock = Callable[[], int]
-
-
-def no_holds(camera_id: str, stream: str, start_us: int, end_us: int) -> bool:
-    return False
 
 
 @dataclass
@@ -76,7 +73,7 @@ class RetentionCleaner:
         cameras: Callable[[], Iterable[Camera]],
         *,
         clock: Clock,
-        is_held: HoldCheck = no_holds,
+        is_held: HoldCheck | None = None,
         policy: RetentionPolicy | None = None,
         region_of: Callable[[str], set[str]] | None = None,
         free_bytes: Callable[[], int] | None = None,
@@ -90,7 +87,8 @@ class RetentionCleaner:
         self.store = store
         self.cameras = cameras
         self.clock = clock
-        self.is_held = is_held
+        # Legal holds are checked by default: forgetting to pass them must never delete evidence.
+        self.is_held = is_held or HoldStore(index.engine).is_held
         self.policy = policy or RetentionPolicy()
         self.region_of = region_of or (lambda code: {code})
         self.free_bytes = free_bytes

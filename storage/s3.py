@@ -35,6 +35,8 @@ MIN_PART_SIZE = 5 * 1024**2  # the S3 minimum for every part but the last
 DEFAULT_PART_SIZE = 16 * 1024**2
 SHA256_META = "sha256"  # sent as the x-amz-meta-sha256 header
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+# What S3 servers answer when a bucket has no object lock configuration.
+_NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound", "InvalidRequest"})
 _CREDENTIAL_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 )
@@ -94,6 +96,7 @@ class S3ObjectStore:
             http_client=http,
         )
         self._bucket_ready = False
+        self._object_lock: bool | None = None
 
     def __repr__(self) -> str:
         return f"S3ObjectStore(endpoint={self.endpoint!r}, bucket={self.bucket!r})"
@@ -192,6 +195,49 @@ class S3ObjectStore:
         """Remove ``key``; S3 reports success for a missing key too."""
         check_key(key)
         self._call("delete", key, lambda: self._client.remove_object(self.bucket, key))
+
+    # -- legal hold ---------------------------------------------------------------
+
+    def supports_legal_hold(self) -> bool:
+        """Whether the bucket has S3 object lock (asked once, then remembered).
+
+        Object lock can only be turned on when a bucket is created, so the answer
+        does not change while we run.
+        """
+        if self._object_lock is None:
+            self._ensure_bucket()
+
+            def lock_enabled() -> bool:
+                try:
+                    config = self._client.get_object_lock_config(self.bucket)
+                except S3Error as exc:
+                    if exc.code in _NO_LOCK_CODES:
+                        return False
+                    raise
+                return config is not None
+
+            self._object_lock = self._call("read the object lock configuration", None, lock_enabled)
+        return self._object_lock
+
+    def set_legal_hold(self, key: str, on: bool) -> bool:
+        """Turn the S3 legal hold on ``key`` on or off; False (and nothing done) when the
+        bucket has no object lock. While on, S3 refuses to delete that object version,
+        whoever asks: the index's hold is the policy, this is the enforcement."""
+        check_key(key)
+        if not self.supports_legal_hold():
+            return False
+        if on:
+            self._call("set a legal hold on", key, lambda: self._client.enable_object_legal_hold(self.bucket, key))
+        else:
+            self._call("release the legal hold on", key, lambda: self._client.disable_object_legal_hold(self.bucket, key))
+        return True
+
+    def legal_hold(self, key: str) -> bool:
+        """Whether S3 reports a legal hold on ``key`` (False when the bucket has no object lock)."""
+        check_key(key)
+        if not self.supports_legal_hold():
+            return False
+        return self._call("read the legal hold of", key, lambda: self._client.is_object_legal_hold_enabled(self.bucket, key))
 
     # -- reads ------------------------------------------------------------------
 

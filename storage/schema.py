@@ -242,3 +242,52 @@ class RetentionDeleteRow(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     object_key: Mapped[str] = mapped_column(Text)
     created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- legal holds and evidence exports (issue 3) -----------------------------------
+
+
+class HoldRow(Base):
+    """A legal hold: segments of ``camera_id`` overlapping ``[start_us, end_us)`` are kept
+    from retention until the hold is released. ``stream`` NULL holds both streams."""
+
+    __tablename__ = "holds"
+    __table_args__ = (Index("ix_holds_camera_time", "camera_id", "start_us"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str | None] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    released_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ExportRow(Base):
+    """An evidence export job: a clip and its signed manifest under ``exports/{id}/``."""
+
+    __tablename__ = "exports"
+    __table_args__ = (Index("ix_exports_creator_time", "created_by", "created_us"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    allow_gaps: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    # queued -> running -> done | failed
+    status: Mapped[str] = mapped_column(String(16))
+    # Progress in millionths (0..1_000_000): integers keep the row exact on every database.
+    progress_ppm: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    clip_key: Mapped[str | None] = mapped_column(Text)
+    manifest_key: Mapped[str | None] = mapped_column(Text)
+    clip_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text, default="")
+    finished_us: Mapped[int | None] = mapped_column(BigInteger)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_health_console, api_media, api_registry
+from streams import api_archive, api_exports, api_health_console, api_holds, api_media, api_registry
 from streams.auth import install_auth, public
 from streams.console import install_console
 from streams.context import AppContext
@@ -24,6 +24,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_registry.router)
     app.include_router(api_media.router)
     install_metrics(app, ctx)
+    app.include_router(api_archive.router)
+    app.include_router(api_holds.router)
+    app.include_router(api_exports.router)
     app.include_router(api_health_console.router)
     install_console(app)
     return app

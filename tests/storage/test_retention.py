@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from config.cameras import Camera, Region
+from storage.holds import HoldStore
 from storage.index import SegmentIndex, SegmentRecord
 from storage.local import LocalObjectStore
 from storage.registry import Registry, RegistryError
@@ -31,16 +32,6 @@ class Clock:
         return self.now
 
 
-class Holds:
-    """A small real hold store: spans per camera stream; held if any overlaps."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, str, int, int]] = []
-
-    def is_held(self, camera_id: str, stream: str, start_us: int, end_us: int) -> bool:
-        return any(c == camera_id and s == stream and a < end_us and start_us < b for c, s, a, b in self.spans)
-
-
 def _camera(cid: str, days: int = 30, region: str = "r1", override: bool = False) -> Camera:
     return Camera(id=cid, name=cid, region=region, main_url="rtsp://10.0.0.1/x", retention_days=days,
                   retention_override=override)
@@ -55,7 +46,7 @@ class World:
         self.registry.add_region(Region(code="r2", name="R2", parent="county"))
         self.store = LocalObjectStore(tmp / "objects")
         self.clock = Clock()
-        self.holds = Holds()
+        self.holds = HoldStore(engine)
         self.free = 10**12
 
     def record_hours(self, cam: str, start_us: int, hours: int, per_segment: int = 1) -> None:
@@ -73,8 +64,9 @@ class World:
                 init_sha256="0" * 64, init_data=b"init", keyframes=b""))
 
     def cleaner(self, **policy) -> RetentionCleaner:  # type: ignore[no-untyped-def]
+        # No is_held given: the cleaner must consult the real legal holds by default.
         return RetentionCleaner(self.index, self.store, self.registry.cameras, clock=self.clock,
-                                is_held=self.holds.is_held, policy=RetentionPolicy(**policy),
+                                policy=RetentionPolicy(**policy),
                                 region_of=self.registry.region_subtree, free_bytes=lambda: self.free)
 
     def objects(self, cam: str) -> set[str]:
@@ -112,7 +104,7 @@ def test_forty_days_keep_exactly_retention_days_and_record_one_merged_gap(world:
 def test_held_segments_survive_age_quota_and_low_space(world: World) -> None:
     world.registry.add_camera(_camera("cam-a"))
     world.record_hours("cam-a", T0, 24 * 3)
-    world.holds.spans.append(("cam-a", "main", T0 + 2 * HOUR_US + 1, T0 + 3 * HOUR_US))  # inside hour 2
+    world.holds.place("cam-a", T0 + 2 * HOUR_US + 1, T0 + 3 * HOUR_US, "case 2026-17", "investigator")  # inside hour 2
     world.clock.now = T0 + 100 * DAY_US
     world.free = 0  # and the disk is full
     r = world.cleaner(camera_quota_bytes=SEG_BYTES, min_free_bytes=1).run_once()
