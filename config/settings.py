@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     snapshots: bool = Field(True, description="Keep the latest picture and per-minute thumbnails of every camera.")
     thumbnail_interval_seconds: float = Field(60.0, gt=0, description="One timeline thumbnail per camera per this many seconds.")
     thumbnail_width: int = Field(160, ge=32, le=640)
-    motion: bool = Field(True, description="Analyse motion on every camera (sub-stream where there is one).")
+    motion: bool = Field(True, description="Analyse motion on the sub-stream of every camera that has one.")
+    motion_on_main: bool = Field(False, description="Also analyse cameras without a sub-stream, on their main stream: "
+                                 "that decodes every main-stream frame (about 10x the CPU of remuxing a 1080p camera).")
     motion_fps: float = Field(5.0, gt=0, le=25)
     motion_width: int = Field(320, ge=64, le=1280)
     # -- health, retention and storage faults (docs/reliability.md) --

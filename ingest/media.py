@@ -4,7 +4,9 @@ The ``Supervisor`` calls ``attach(supervisor, session)`` for every session it
 starts and the returned callable when it stops it. Per camera stream:
 
 - snapshots (keyframes only) on every stream, when ``settings.snapshots``;
-- motion on the sub stream where the camera has one, else on the main, when ``settings.motion``;
+- motion on the sub stream where the camera has one, when ``settings.motion``; on the main
+  stream of a camera without one only with ``settings.motion_on_main`` (it decodes every
+  main-stream frame, which costs far more than recording it);
 - on the main stream, the camera's transcode profile (see ``ingest.transcode``):
   ``live-h264`` output is found with ``live_transcoder(camera_id)`` (the live hub
   appends its callable to ``.outputs``); ``sub`` records through a second
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import av
 
+from config.cameras import Camera
 from config.settings import Settings
 from ingest.motion import MotionAnalyzer
 from ingest.segmenter import Clock, Segmenter
@@ -37,6 +40,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Detach = Callable[[], None]
+
+
+def motion_stream(camera: Camera, settings: Settings) -> str | None:
+    """Which stream of ``camera`` motion analysis decodes, if any."""
+    if not settings.motion:
+        return None
+    if camera.sub_url:
+        return "sub"
+    return "main" if settings.motion_on_main else None
 
 
 class _FedSegmenter:
@@ -107,8 +119,7 @@ class MediaPipelines:
                                thumbnail_width=self.settings.thumbnail_width)
             session.taps.append(snap.tap)
             closers.append(snap.close)
-        motion_stream = "sub" if cam.sub_url else "main"
-        if self.settings.motion and stream == motion_stream:
+        if stream == motion_stream(cam, self.settings):
             settings = self.media.motion_settings(cam.id) if self.media is not None else None
             from config.media import MotionSettings
 

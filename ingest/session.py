@@ -26,6 +26,9 @@ from storage.index import SegmentIndex
 
 log = logging.getLogger(__name__)
 
+# Gap causes on our side; a camera fault after one of these starts a gap of its own.
+_OUR_REASONS = frozenset({"worker_restart", "disabled", "storage_unavailable"})
+
 # A tap sees every whole video access unit and every audio packet, in order.
 Tap = Callable[[av.Packet], None]
 
@@ -261,16 +264,25 @@ class CameraSession:
         if self._gap_id is None:
             self._open_gap(start if start is not None else now, failure.reason, message)
         elif self._gap_reason != failure.reason:
-            # The cause changed (e.g. the restart gap became an outage): end one gap, start the next.
-            # Media time may run a little ahead of the wall clock, so the open gap (which starts
-            # at the last segment's end) can start after "now": never end a gap before its start.
-            switch = max(now, self._gap_start_us or now)
-            try:
-                self.index.close_gap(self._gap_id, switch)
-            except Exception:  # noqa: BLE001 - the index being down must not stop recording
-                log.exception("camera %s: could not close a gap row", self.camera.id)
-            self._gap_id = None
-            self._open_gap(switch, failure.reason, message)
+            if self._gap_reason in _OUR_REASONS:
+                # The gap so far was ours (a restart, a disable, a full spool); from now on
+                # the camera is the cause: end one gap, start the next. Media time may run a
+                # little ahead of the wall clock, so never end a gap before its start.
+                switch = max(now, self._gap_start_us or now)
+                try:
+                    self.index.close_gap(self._gap_id, switch)
+                except Exception:  # noqa: BLE001 - the index being down must not stop recording
+                    log.exception("camera %s: could not close a gap row", self.camera.id)
+                self._gap_id = None
+                self._open_gap(switch, failure.reason, message)
+            else:
+                # One outage is one gap (a dropped stream, then refused reconnects): it keeps
+                # the latest cause, with its message.
+                try:
+                    self.index.set_gap_reason(self._gap_id, failure.reason, message)
+                    self._gap_reason = failure.reason
+                except Exception:  # noqa: BLE001
+                    log.exception("camera %s: could not update a gap row", self.camera.id)
 
     def _open_gap(self, start_us: int, reason: str, detail: str) -> None:
         try:

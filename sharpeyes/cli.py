@@ -140,7 +140,9 @@ def camera_add(
     url: str = typer.Option(..., help="Main stream rtsp:// or rtsps:// URL."),
     sub_url: Optional[str] = typer.Option(None, help="Sub-stream URL, if the camera has one."),
     transport: str = typer.Option("tcp", help="RTSP transport: tcp or udp."),
-    retention_days: int = typer.Option(30, help="Days to keep recordings."),
+    retention_days: int = typer.Option(30, help="Days to keep recordings (at least 30 without --retention-override)."),
+    retention_override: bool = typer.Option(False, "--retention-override",
+                                            help="Allow retention below the 30-day floor (an admin decision)."),
     transcode: str = typer.Option("none", help="Transcode profile: none, live-h264, sub, archive-h264."),
     disabled: bool = typer.Option(False, "--disabled", help="Register without recording."),
 ) -> None:
@@ -148,7 +150,7 @@ def camera_add(
     try:
         cam = Camera(id=camera_id, name=name, region=region, main_url=url, sub_url=sub_url,
                      rtsp_transport=transport, retention_days=retention_days, transcode=transcode,
-                     enabled=not disabled)
+                     enabled=not disabled, retention_override=retention_override)
         from ingest.transcode import check_profile
 
         check_profile(cam, services(ctx).settings)
@@ -196,13 +198,16 @@ def camera_edit(
     sub_url: Optional[str] = typer.Option(None, help="New sub-stream URL ('' to remove)."),
     transport: Optional[str] = typer.Option(None),
     retention_days: Optional[int] = typer.Option(None),
+    retention_override: Optional[bool] = typer.Option(None, "--retention-override/--no-retention-override",
+                                                      help="Allow retention below the 30-day floor (an admin decision)."),
     transcode: Optional[str] = typer.Option(None),
     enable: Optional[bool] = typer.Option(None, "--enable/--disable", help="Start or stop recording."),
 ) -> None:
     """Change a camera. A running process picks the change up within seconds."""
     changes = {k: v for k, v in {
         "name": name, "region": region, "main_url": url, "sub_url": sub_url, "rtsp_transport": transport,
-        "retention_days": retention_days, "transcode": transcode, "enabled": enable}.items() if v is not None}
+        "retention_days": retention_days, "retention_override": retention_override, "transcode": transcode,
+        "enabled": enable}.items() if v is not None}
     if not changes:
         fail("nothing to change; see 'sharpeyes camera edit --help'")
     try:

@@ -19,7 +19,8 @@ from config.times import TimeError, parse_time
 from sharpeyes.services import from_context
 from storage.audit import AuditLog
 from storage.clips import ClipError, NoRecordings
-from storage.exports import ExportError, ExportService, SegmentUnusable, clip_file_name, manifest_file_name
+from storage.clips import clip_file_name
+from storage.exports import ExportError, ExportService, SegmentUnusable, manifest_file_name
 from storage.manifest import verify_clip
 from storage.objects import ObjectStoreUnavailable
 from storage.signing import SigningKeyError, key_id, load_public_key, load_signing_key

@@ -34,11 +34,13 @@ handing out altered video.
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Literal, Protocol
 
+from config.times import iso_utc
 from storage.index import SegmentIndex
 from storage.keyframes import unpack_keyframes
 from storage.mp4 import Box, TrackInfo, find_box, find_boxes, iter_boxes, parse_init, parse_moof
@@ -712,3 +714,14 @@ def _iso(t_us: int) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def clip_file_name(camera_id: str, start_us: int, end_us: int) -> str:
+    """``{camera}_{start}_{end}.mp4`` with compact UTC times: readable, sortable, safe in any
+    file system (``cam-1_20250615T080001000Z_20250615T080002000Z.mp4``)."""
+
+    def stamp(t: int) -> str:
+        return iso_utc(t).replace("-", "").replace(":", "").replace(".", "")
+
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", camera_id)
+    return f"{safe}_{stamp(start_us)}_{stamp(end_us)}.mp4"

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
-from storage.clips import ClipGap, NoRecordings, plan_clip
+from storage.clips import ClipGap, NoRecordings, clip_file_name, plan_clip
 from storage.index import SegmentIndex, now_us
 from storage.manifest import SourceSegment, build_manifest, manifest_json, sign_manifest
 from storage.objects import ObjectNotFound, ObjectStore
@@ -112,15 +112,6 @@ def _job(row: ExportRow) -> ExportJob:
         error=row.error,
         finished_us=row.finished_us,
     )
-
-
-def clip_file_name(camera_id: str, start_us: int, end_us: int) -> str:
-    """``{camera}_{start}_{end}.mp4`` with compact UTC times: readable, sortable, no colons."""
-
-    def compact(us: int) -> str:
-        return iso_utc(us).replace("-", "").replace(":", "").replace(".000", "")
-
-    return f"{camera_id}_{compact(start_us)}_{compact(end_us)}.mp4"
 
 
 def manifest_file_name(clip_name: str) -> str:

@@ -29,6 +29,7 @@ from storage.clips import (
     NoRecordings,
     SegmentCorrupt,
     SegmentMissing,
+    clip_file_name,
     plan_clip,
 )
 from storage.timeline import Timeline, timeline
@@ -127,14 +128,6 @@ def plan_or_http(ctx: AppContext, camera_id: str, stream: str, start_us: int, en
         raise HTTPException(409, str(exc)) from None
 
 
-def clip_filename(camera_id: str, start_us: int, end_us: int) -> str:
-    """``{camera}_{start}_{end}.mp4`` with compact UTC times, safe in any file system."""
-    def stamp(t: int) -> str:
-        return iso_utc(t).replace("-", "").replace(":", "").replace(".", "")
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", camera_id)
-    return f"{safe}_{stamp(start_us)}_{stamp(end_us)}.mp4"
-
-
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -190,7 +183,7 @@ def clip_mp4(id: str, request: Request, start: str, end: str, stream: Stream = "
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Length": str(stop - first),
-        "Content-Disposition": f'attachment; filename="{clip_filename(id, s, e)}"',
+        "Content-Disposition": f'attachment; filename="{clip_file_name(id, s, e)}"',
         "X-Sharpeyes-Start": iso_utc(plan.first_us),
         "X-Sharpeyes-End": iso_utc(plan.last_us),
         "X-Sharpeyes-Gaps": json.dumps([{"start": iso_utc(g.start_us), "end": iso_utc(g.end_us), "reason": g.reason}

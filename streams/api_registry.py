@@ -47,6 +47,13 @@ def camera_view(camera: Camera, status: dict[tuple[str, str], dict[str, Any]]) -
     return out
 
 
+def _check_retention_override(principal: Principal, requested: bool, current: bool = False) -> None:
+    """Only an admin may set or clear the override that allows retention below 30 days:
+    the floor is the rule for public-security video."""
+    if requested != current and principal.role != "admin":
+        raise HTTPException(403, "only an admin may change retention_override (retention below 30 days)")
+
+
 def _refused(exc: Exception) -> HTTPException:
     if isinstance(exc, ValidationError):
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
@@ -127,6 +134,7 @@ def add_camera(request: Request, body: dict[str, Any] = Body(...),
         camera = Camera.model_validate(body)
         if not principal.can_see(camera, ctx.registry):
             raise HTTPException(403, f"region {camera.region} is outside your scope")
+        _check_retention_override(principal, camera.retention_override)
         check_profile(camera, ctx.settings)
         ctx.registry.add_camera(camera)
     except (ValidationError, RegistryError, TranscodeError) as exc:
@@ -139,6 +147,9 @@ def add_camera(request: Request, body: dict[str, Any] = Body(...),
 def edit_camera(id: str, request: Request, changes: dict[str, Any] = Body(...),
                 principal: Principal = allow("operator")) -> dict[str, Any]:
     ctx = _ctx(request)
+    assert principal.camera is not None
+    if "retention_override" in changes:
+        _check_retention_override(principal, bool(changes["retention_override"]), principal.camera.retention_override)
     try:
         if "transcode" in changes and principal.camera is not None:
             check_profile(principal.camera.model_copy(update={"transcode": changes["transcode"]}), ctx.settings)
@@ -174,6 +185,8 @@ async def import_cameras(request: Request, format: Literal["csv", "yaml"] = "csv
     except FleetFileError as exc:
         raise HTTPException(422, {"imported": 0, "errors": [
             {"row": e.row, "camera_id": e.camera_id, "message": e.message} for e in exc.errors]}) from None
+    if principal.role != "admin" and any(c.retention_override for c in cameras):
+        raise HTTPException(403, "only an admin may import cameras with retention_override")
     outside = [c.id for c in cameras if not principal.can_see(c, ctx.registry)]
     if outside:
         raise HTTPException(422, {"imported": 0, "errors": [

@@ -125,3 +125,12 @@ def test_probe_says_why_it_could_not_connect(cli) -> None:  # type: ignore[no-un
         port = s.getsockname()[1]
     result = cli("camera", "probe", f"rtsp://user:pw@127.0.0.1:{port}/x", ok=False)
     assert "connection refused" in result.output and "pw@" not in result.output
+
+
+def test_retention_below_thirty_days_needs_the_override(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("camera", "add", "cam-r", "--name", "r", "--region", "t1", "--url", "rtsp://h/r")
+    result = cli("camera", "edit", "cam-r", "--retention-days", "7", ok=False)
+    assert "30" in result.output
+    cli("camera", "edit", "cam-r", "--retention-days", "7", "--retention-override")
+    cam = json.loads(cli("camera", "list", "--json").output)[0]
+    assert cam["retention_days"] == 7 and cam["retention_override"] is True

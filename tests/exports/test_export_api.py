@@ -29,7 +29,7 @@ def test_export_job_over_http_verifies(local_site: Site, tmp_path: Path) -> None
     manifest = c.get(job["links"]["manifest"], headers=inv)
     assert clip.status_code == 200 and clip.headers["content-type"] == "video/mp4"
     assert int(clip.headers["content-length"]) == job["bytes"] == len(clip.content)
-    assert "cam-a_20270115T080001Z_20270115T080006Z.mp4" in clip.headers["content-disposition"]
+    assert "cam-a_20270115T080001000Z_20270115T080006000Z.mp4" in clip.headers["content-disposition"]
     (tmp_path / "clip.mp4").write_bytes(clip.content)
     # The same builder as GET clip.mp4 (frame-exact, tested in tests/archive): the very same bytes.
     body = _body()

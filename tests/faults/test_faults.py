@@ -27,7 +27,7 @@ from tests.faults.harness import (
 from tests.support.cameras import Mount
 from tests.support.s3server import MotoS3Server
 
-pytestmark = pytest.mark.slow
+# Part of the default run with short fault windows (10-30 s); --soak holds each fault longer.
 
 GOP_US = 2_000_000
 SIZE = (640, 360)

@@ -61,3 +61,17 @@ def test_live_h264_turns_h265_into_decodable_h264(media_rig, cams):
     assert frames and (frames[-1].width, frames[-1].height) == (320, 180)
     assert rig.index.segments("hevccam", "main", 0, 2**62) == [] or \
         {s.codec for s in rig.index.segments("hevccam", "main", 0, 2**62)} == {"h265"}
+
+
+def test_motion_decodes_the_sub_stream_and_the_main_only_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from config.cameras import Camera
+    from config.settings import Settings
+    from ingest.media import motion_stream
+
+    with_sub = Camera(id="a", name="a", region="r", main_url="rtsp://h/m", sub_url="rtsp://h/s")
+    main_only = Camera(id="b", name="b", region="r", main_url="rtsp://h/m")
+    default = Settings(data_dir=tmp_path)
+    assert motion_stream(with_sub, default) == "sub"
+    assert motion_stream(main_only, default) is None, "decoding every main-stream frame is opt-in"
+    assert motion_stream(main_only, Settings(data_dir=tmp_path, motion_on_main=True)) == "main"
+    assert motion_stream(with_sub, Settings(data_dir=tmp_path, motion=False)) is None
