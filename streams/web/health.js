@@ -68,7 +68,7 @@ export async function mount(root) {
       sp.spool_quota_bytes !== undefined
         ? [h("p", { id: "spool" }, `${fmtBytes(sp.spool_backlog_bytes)} · ${t("health.segments", { n: sp.spool_backlog_segments })}`,
             sp.store_available === 0 ? h("strong", { class: "bad" }, ` · ${t("health.store_down")}`) : ""),
-          hbars([{ label: "backlog / quota", value: sp.spool_backlog_bytes, text: fmtBytes(sp.spool_backlog_bytes),
+          hbars([{ label: t("health.backlog"), value: sp.spool_backlog_bytes, text: fmtBytes(sp.spool_backlog_bytes),
             cls: sp.spool_backlog_bytes > 0.5 * sp.spool_quota_bytes ? "bad" : "good" }], { max: sp.spool_quota_bytes || 1 })]
         : h("p", { class: "muted" }, t("health.none"))));
     const regions = hist.storage;

@@ -129,6 +129,7 @@ export default {
   "health.coverage": "Recording coverage, last 24 h (worst first)",
   "health.reconnects": "Reconnects per hour (last 24 h)",
   "health.spool": "Spool backlog",
+  "health.backlog": "backlog / quota",
   "health.storage": "Storage by region",
   "health.segments": "{n} segments",
   "health.store_down": "object store unreachable",

@@ -129,6 +129,7 @@ export default {
   "health.coverage": "近 24 小时录像完整率（最差在前）",
   "health.reconnects": "每小时重连次数（近 24 小时）",
   "health.spool": "缓存积压",
+  "health.backlog": "待上传 / 配额",
   "health.storage": "各区域存储用量",
   "health.segments": "{n} 个分段",
   "health.store_down": "对象存储不可用",
