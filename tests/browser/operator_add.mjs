@@ -17,6 +17,12 @@ await scenario(async ({ page }) => {
   await page.click("#cam-save");
   await page.waitForSelector('#cam-rows tr[data-id="cam-new"]');
   const saved = Date.now();
+  // Bulk import with two bad rows: nothing is imported and each bad row is reported.
+  await page.click("#cam-import");
+  await page.fill("#imp-text", "id,name,region,main_url\ncam-imp1,Imported 1,v1,rtsp://10.0.0.1/a\nBAD ID,Bad,v1,rtsp://10.0.0.2/a\ncam-imp3,No region,nowhere,rtsp://10.0.0.3/a\n");
+  await page.click("#imp-go");
+  await page.waitForSelector("#imp-report table tbody tr");
+  const importErrors = await page.$$eval("#imp-report tbody tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
   // The wall: 1-tile layout, focus the tile, then the camera in the tree, Enter.
   await page.click("#nav-wall");
   await page.waitForSelector('button.layout[data-n="1"]');
@@ -36,5 +42,5 @@ await scenario(async ({ page }) => {
   await page.waitForSelector("#coverage-chart rect.bar", { state: "attached", timeout: 15_000 });
   const online = await page.textContent("#online-rate");
   await shot(page, "health");
-  return { probe, liveAfterMs, counts, online };
+  return { probe, liveAfterMs, counts, online, importErrors };
 });

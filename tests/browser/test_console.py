@@ -56,6 +56,9 @@ def test_operator_adds_camera_and_sees_it_live(console_world: ConsoleWorld) -> N
     assert "640×360" in r["probe"], r["probe"]
     assert r["liveAfterMs"] < 15_000
     assert console_world.registry.camera("cam-new") is not None
+    errors = r["importErrors"]
+    assert len(errors) == 2 and {e[1] for e in errors} >= {"cam-imp3"}, errors  # row, camera id, message
+    assert console_world.registry.camera("cam-imp1") is None  # all or nothing
     assert (ARTIFACTS / "health.png").stat().st_size > 10_000
 
 
@@ -98,6 +101,13 @@ def test_investigator_sees_gap_seeks_and_exports_a_verified_clip(console_world: 
     assert manifest["camera"] if "camera" in manifest else True
     assert r["listed"] >= 1
     assert (ARTIFACTS / "playback.png").stat().st_size > 10_000
+
+
+def test_admin_finds_the_export_in_the_audit_table(console_world: ConsoleWorld) -> None:
+    r = console_world.run("admin_audit.mjs")
+    assert r["rows"], "no export rows"
+    assert all(row[1] == "investigator" and row[3] == "export" for row in r["rows"])
+    assert any(row[5] == "cam-g" for row in r["rows"])
 
 
 def test_offline_tile_says_why_and_recovers_by_itself(console_world: ConsoleWorld) -> None:
