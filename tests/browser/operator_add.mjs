@@ -19,7 +19,7 @@ await scenario(async ({ page }) => {
   const saved = Date.now();
   // Bulk import with two bad rows: nothing is imported and each bad row is reported.
   await page.click("#cam-import");
-  await page.fill("#imp-text", "id,name,region,main_url\ncam-imp1,Imported 1,v1,rtsp://10.0.0.1/a\nBAD ID,Bad,v1,rtsp://10.0.0.2/a\ncam-imp3,No region,nowhere,rtsp://10.0.0.3/a\n");
+  await page.fill("#imp-text", "id,name,region,main_url\ncam-imp1,Imported 1,v1,rtsp://10.0.0.1/a\nBAD ID,Bad,v1,rtsp://10.0.0.2/a\ncam-imp3,Wrong scheme,v1,ftp://10.0.0.3/a\n");
   await page.click("#imp-go");
   await page.waitForSelector("#imp-report table tbody tr");
   const importErrors = await page.$$eval("#imp-report tbody tr", (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));

@@ -57,7 +57,8 @@ def test_operator_adds_camera_and_sees_it_live(console_world: ConsoleWorld) -> N
     assert r["liveAfterMs"] < 15_000
     assert console_world.registry.camera("cam-new") is not None
     errors = r["importErrors"]
-    assert len(errors) == 2 and {e[1] for e in errors} >= {"cam-imp3"}, errors  # row, camera id, message
+    assert [(e[0], e[1]) for e in errors] == [("2", "BAD ID"), ("3", "cam-imp3")], errors  # row, camera id, message
+    assert "rtsp://" in errors[1][2]
     assert console_world.registry.camera("cam-imp1") is None  # all or nothing
     assert (ARTIFACTS / "health.png").stat().st_size > 10_000
 
