@@ -166,6 +166,6 @@ def console_world(camera_server, tmp_path_factory) -> Iterator[ConsoleWorld]:
             world.wait_recording(cid)
         yield world
     finally:
+        supervisor.close()  # first: its live taps post to the server's event loop
         server.stop()
-        supervisor.close()
         engine.dispose()
