@@ -25,7 +25,8 @@ export class Timeline {
     this.svg.addEventListener("mouseleave", () => (this.tip.hidden = true));
     this.svg.addEventListener("keydown", (e) => this.key(e));
     this.svg.addEventListener("wheel", (e) => { e.preventDefault(); this.zoom(e.deltaY < 0 ? 0.5 : 2, this.timeAt(e)); });
-    this.el = h("div", { class: "timeline-box" }, this.svg, this.tip, this.axis = h("div", { class: "axis" }));
+    this.legend = h("div", { class: "legend", id: "timeline-legend" });
+    this.el = h("div", { class: "timeline-box" }, this.svg, this.tip, this.axis = h("div", { class: "axis" }), this.legend);
     new ResizeObserver(() => this.draw()).observe(this.svg);
   }
 
@@ -145,6 +146,12 @@ export class Timeline {
       labels.push(h("span", { style: { left: `${(this.x(ms) / w) * 100}%` } }, fmtTime(ms, false)));
     }
     this.axis.replaceChildren(...labels);
+    // A legend of what this day shows: recorded, and each gap reason present.
+    const swatch = (cls) => svg("svg", { width: 12, height: 12, class: "timeline" }, svg("rect", { class: cls, width: 12, height: 12 }));
+    const reasons = [...new Set(this.data.gaps.map((g) => g.reason))];
+    this.legend.replaceChildren(
+      h("span", {}, swatch("run"), ` ${t("pb.recorded")}`),
+      ...reasons.map((r) => h("span", { dataset: { reason: r } }, swatch(`gap reason-${r}`), ` ${t(`gap.${r}`)}`)));
     this.marks = svg("g", { class: "marks" });
     s.append(this.marks);
     this.drawMarks();
