@@ -57,7 +57,6 @@ export async function streamToken(cameraId) {
   return (await api(`/api/cameras/${encodeURIComponent(cameraId)}/stream-token`, { method: "POST" })).token;
 }
 
-export const RANK = { viewer: 0, investigator: 1, operator: 1, admin: 2 };
 /** Whether the signed-in role may use a page meant for `need` (mirrors streams/auth.py RIGHTS). */
 export function may(need) {
   const role = session.me?.role;
