@@ -218,6 +218,7 @@ class Segmenter:
         self._anchor_us = 0
         self._anchor_drift = 0
         self._last_pts: int | None = None
+        self._us_num, self._us_den = 1, 1
         self._frame_us = 40_000
         self._drift_us = 0
         self._reanchor = False
@@ -236,6 +237,10 @@ class Segmenter:
         """A new connection: new stream parameters and a new time anchor."""
         self.end_run()
         self._video = video
+        # Ticks to microseconds in integers: Fraction arithmetic on every packet is
+        # measurable with dozens of cameras in one process.
+        us_per_tick = Fraction(video.time_base) * 1_000_000
+        self._us_num, self._us_den = us_per_tick.numerator, us_per_tick.denominator
         self._audio = audio if audio is not None and audio.codec_context.name in MP4_AUDIO else None
         self._extradata = None
         self._anchor_pts = None
@@ -260,12 +265,11 @@ class Segmenter:
         (default: now on the injected clock)."""
         assert self._video is not None, "start_input first"
         pts = packet.pts
-        tb = self._video.time_base
         now = self.clock() if arrival_us is None else arrival_us
         if self._anchor_pts is None:
             self._set_anchor(pts, now)
         elif self._last_pts is not None:
-            step_us = int((pts - self._last_pts) * tb * 1_000_000)
+            step_us = (pts - self._last_pts) * self._us_num // self._us_den
             if step_us <= 0 or step_us > self.max_jump_us:
                 log.warning("%s/%s: pts jumped by %d ms; closing the segment and taking a new anchor",
                             self.camera_id, self.stream, step_us // 1000)
@@ -308,7 +312,7 @@ class Segmenter:
 
     def _t_us(self, pts: int) -> int:
         assert self._video is not None and self._anchor_pts is not None
-        return self._anchor_us + int((pts - self._anchor_pts) * self._video.time_base * 1_000_000)
+        return self._anchor_us + (pts - self._anchor_pts) * self._us_num // self._us_den
 
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)

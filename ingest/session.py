@@ -70,11 +70,12 @@ def classify(exc: BaseException, camera_id: str, stall_timeout: float) -> Sessio
     return SessionFailure("offline", "network", f"camera {camera_id}: {type(exc).__name__}: {text}")
 
 
-def open_options(camera: Camera, connect_timeout: float) -> dict[str, str]:
+def open_options(camera: Camera, io_timeout: float) -> dict[str, str]:
+    """FFmpeg options for pulling ``camera``. ``io_timeout`` is FFmpeg's own socket timeout
+    (connect and every read; for UDP, the wait for packets): the stall watchdog."""
     return {
         "rtsp_transport": camera.rtsp_transport,
-        # Socket I/O timeout inside FFmpeg's RTSP client, in microseconds.
-        "timeout": str(int(connect_timeout * 1_000_000)),
+        "timeout": str(int(io_timeout * 1_000_000)),
         "allowed_media_types": "video+audio",
     }
 
@@ -181,10 +182,13 @@ class CameraSession:
             self._stop.wait(delay)
 
     def _pull(self) -> None:
+        # The stall watchdog is FFmpeg's socket timeout, not PyAV's read timeout: PyAV's
+        # interrupt callback takes the GIL on every socket wait, which with dozens of
+        # cameras in one process costs more CPU than the muxing. PyAV bounds the open only.
         container = av.open(
             self.url,
-            options=open_options(self.camera, self.connect_timeout),
-            timeout=(self.connect_timeout, self.stall_timeout),
+            options=open_options(self.camera, self.stall_timeout),
+            timeout=(self.connect_timeout, None),
         )
         try:
             if not container.streams.video:
@@ -203,22 +207,30 @@ class CameraSession:
             self.status.audio_codec = audio.codec_context.name if audio is not None else None
             self.segmenter.start_input(video, audio)
             self._meter.reset()
-            joiner = AccessUnitJoiner(frame_ticks(video))
             streams = [video] if audio is None else [video, audio]
-            for packet in container.demux(streams):
-                if self._stop.is_set():
-                    return
-                if packet.stream is audio:
-                    if packet.size:
-                        self.segmenter.push_audio(packet)
-                        self._tap(packet)
-                    continue
-                for au, arrival in joiner.push(packet, self.clock()):
-                    self._on_access_unit(au, arrival)
-            for au, arrival in joiner.flush():
-                self._on_access_unit(au, arrival)
+            try:
+                self._demux(container, streams, video, audio)
+            except (av.error.TimeoutError, TimeoutError, av.error.ExitError) as exc:
+                raise SessionFailure("offline", "network", f"camera {self.camera.id}: no data for "
+                                     f"{self.stall_timeout:.0f} s (stalled); reconnecting") from exc
         finally:
             container.close()
+
+    def _demux(self, container: av.container.InputContainer, streams: list, video: av.video.stream.VideoStream,
+               audio: av.audio.stream.AudioStream | None) -> None:
+        joiner = AccessUnitJoiner(frame_ticks(video))
+        for packet in container.demux(streams):
+            if self._stop.is_set():
+                return
+            if packet.stream is audio:
+                if packet.size:
+                    self.segmenter.push_audio(packet)
+                    self._tap(packet)
+                continue
+            for au, arrival in joiner.push(packet, self.clock()):
+                self._on_access_unit(au, arrival)
+        for au, arrival in joiner.flush():
+            self._on_access_unit(au, arrival)
 
     def _on_access_unit(self, au: av.Packet, arrival_us: int) -> None:
         self.status.last_packet_us = arrival_us
@@ -235,10 +247,11 @@ class CameraSession:
             log.warning("%s", self.status.last_error)
             self.segmenter.end_run()
         self._tap(au)
-        fps, bps = self._meter.rates()
-        self.status.fps, self.status.bitrate_bps = fps, bps
-        self.status.keyframe_interval_s = self._meter.keyframe_interval_s
-        self.status.segments = self.segmenter.segments_closed
+        if au.is_keyframe:
+            # Once a GOP is often enough for a status, and keeps the per-frame path short.
+            self.status.fps, self.status.bitrate_bps = self._meter.rates()
+            self.status.keyframe_interval_s = self._meter.keyframe_interval_s
+            self.status.segments = self.segmenter.segments_closed
 
     def _tap(self, packet: av.Packet) -> None:
         for tap in self.taps:

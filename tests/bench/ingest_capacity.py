@@ -36,8 +36,11 @@ def measure_window(pids: list[int], seconds: float) -> tuple[float, int]:
     return used, sum(peak_rss_bytes(p) for p in pids)
 
 
-def run_sharpeyes(urls: list[str], seconds: float, work: Path) -> tuple[float, int, int]:
+def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool) -> tuple[float, int, int]:
     env = dict(os.environ, SHARPEYES_DATA_DIR=str(work / "data"), SHARPEYES_SEGMENT_TARGET_SECONDS="60",
+               # Recording only is the same work ffmpeg does; --with-media adds keyframe
+               # snapshots (a decoder per camera) as a default install runs them.
+               SHARPEYES_SNAPSHOTS="true" if extras else "false", SHARPEYES_MOTION="true" if extras else "false",
                SHARPEYES_HTTP_BIND=f"127.0.0.1:{free_port()}", SHARPEYES_RTSP_BIND=f"127.0.0.1:{free_port()}")
     cli = [sys.executable, "-m", "sharpeyes.cli"]
     subprocess.run(cli + ["region", "add", "bench", "Bench"], env=env, check=True, capture_output=True)
@@ -83,9 +86,13 @@ def main() -> None:
     ap.add_argument("--cameras", default="8,32,64", help="comma-separated N values")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured window per side")
     ap.add_argument("--size", default="1920x1080")
+    ap.add_argument("--with-media", action="store_true",
+                    help="keep sharpeyes' snapshots and motion on (defaults of a real install); off by default "
+                         "so both sides do the same work")
     args = ap.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
-    print(f"machine: {os.cpu_count()} cores; window {args.seconds:.0f} s after {WARMUP_S:.0f} s warm-up; {w}x{h}p25 ~4 Mbit/s")
+    print(f"machine: {os.cpu_count()} cores; window {args.seconds:.0f} s after {WARMUP_S:.0f} s warm-up; "
+          f"{w}x{h}p25 ~4 Mbit/s; sharpeyes {'with snapshots and motion' if args.with_media else 'recording only'}")
     print(f"{'N':>4} {'sharpeyes CPU%':>15} {'ffmpeg CPU%':>12} {'CPU ratio':>10} "
           f"{'sharpeyes RSS MB':>17} {'ffmpeg RSS MB':>14} {'RSS ratio':>10}")
     for n in (int(x) for x in args.cameras.split(",")):
@@ -95,7 +102,7 @@ def main() -> None:
         server = CameraServer(mounts, work / "cameras").start(timeout=60)
         try:
             urls = [server.url(p) for p in mounts]
-            s_cpu, s_rss, s_segs = run_sharpeyes(urls, args.seconds, work)
+            s_cpu, s_rss, s_segs = run_sharpeyes(urls, args.seconds, work, args.with_media)
             f_cpu, f_rss, f_segs = run_ffmpeg(urls, args.seconds, work)
         finally:
             server.stop()

@@ -119,3 +119,17 @@ def test_registry_change_reaches_a_running_recorder_within_five_seconds(tmp_path
     gaps = rec.index.gaps("late", "main")
     assert gaps and gaps[-1].reason == "disabled" and gaps[-1].end_us is None
     assert gaps[-1].start_us <= now_us()
+
+
+def test_a_silent_camera_is_detected_over_udp_too(tmp_path: Path, camera_server) -> None:  # type: ignore[no-untyped-def]
+    srv = camera_server({"/u": Mount("h264", size=SMALL, label="u")})
+    rec = Recorder.start(tmp_path, {"udp-cam": {"main_url": srv.url("/u"), "rtsp_transport": "udp"}},
+                         segment_target_seconds=2, stall_timeout_seconds=3)
+    try:
+        rec.wait_for(lambda: rec.status("udp-cam")["state"] == "recording", 20, "recording over UDP")
+        srv.pause()
+        rec.wait_for(lambda: rec.status("udp-cam")["state"] == "offline", 12, "the stall watchdog over UDP")
+        assert "stalled" in rec.status("udp-cam")["last_error"] or "no data" in rec.status("udp-cam")["last_error"]
+    finally:
+        srv.resume()
+        rec.close()
