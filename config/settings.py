@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     retention_region_quota_bytes: dict[str, int] = Field(default_factory=dict, description="Byte quota per region code (cameras of the region and below).")
     retention_min_free_bytes: int = Field(0, ge=0, description="Local store: delete the oldest non-held segments while free disk is below this; 0 = off.")
     retention_index_only: bool = Field(False, description="Bucket lifecycle rules delete the objects: the cleaner only removes index rows.")
+    # -- scale-out (docs/scale.md) --
+    use_leases: bool = Field(False, description="Share cameras with other workers through leases in the index "
+                             "(always on for 'sharpeyes ingest'; 'run' records everything unless this is set).")
+    lease_ttl_seconds: float = Field(15.0, ge=1.0, le=300.0, description="A dead worker's cameras are taken over after this.")
+    worker_max_cameras: int = Field(0, ge=0, description="Most cameras this worker records (0: its fair share, no cap).")
+    lease_slack: int = Field(1, ge=0, description="Cameras a worker may hold above its fair share when others are full.")
+    advertise_url: str = Field("", description="This worker's HTTP base URL as API nodes should reach it (live redirects).")
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

@@ -184,6 +184,7 @@ class Segmenter:
         on_closed: Callable[[SpoolEntry], None],
         on_started: Callable[[int], None] = lambda start_us: None,
         on_run_started: Callable[[int], None] = lambda start_us: None,
+        on_open: Callable[[SpoolEntry], None] = lambda entry: None,
         worker_id: str = "",
         max_jump_us: int = 5_000_000,
         max_drift_us: int = 2_000_000,
@@ -199,6 +200,7 @@ class Segmenter:
         self.on_closed = on_closed
         self.on_started = on_started
         self.on_run_started = on_run_started
+        self.on_open = on_open
         self.worker_id = worker_id
         self.max_jump_us = max_jump_us
         self.max_drift_us = max_drift_us
@@ -361,6 +363,7 @@ class Segmenter:
         in_band = parameter_sets(bytes(packet), ctx.name)
         if in_band:
             self._extradata = in_band
+        self.on_open(entry)
         path = self.spool.open(entry)
         self._seg = _OpenSegment(path, entry, self._video, self._audio, self._extradata)
         self._seg.base_pts = pts

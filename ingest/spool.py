@@ -42,6 +42,9 @@ class SpoolEntry:
     sha256: str | None = None
     drift_us: int = 0
     worker_id: str = ""
+    # The camera's lease epoch when recording began (None without leases): the fencing
+    # token the index checks, kept with the segment so recovery after a crash uses it too.
+    lease_epoch: int | None = None
     # File name stem, fixed when the segment opens (its start may still be refined
     # before it closes).
     name: str = ""

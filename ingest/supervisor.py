@@ -20,7 +20,7 @@ from ingest.session import CameraSession
 from ingest.spool import Spool, SpoolEntry
 from ingest.status import CameraStatus
 from ingest.uploader import Uploader
-from storage.index import SegmentIndex, now_us
+from storage.index import Fence, SegmentIndex, now_us
 from storage.objects import ObjectStore
 from storage.registry import Registry
 
@@ -40,6 +40,7 @@ class Supervisor:
         clock: Clock = now_us,
         owns: Callable[[Camera], bool] = lambda camera: True,
         attach: Callable[["Supervisor", CameraSession], Callable[[], None]] | None = None,
+        fence: Callable[[SpoolEntry], Fence | None] | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -54,7 +55,8 @@ class Supervisor:
         assert settings.spool_dir is not None
         self.spool = Spool(settings.spool_dir, settings.spool_quota_bytes)
         self.uploader = Uploader(
-            self.spool, store, index, on_dropped=self._record_dropped, quota_policy=settings.spool_policy
+            self.spool, store, index, on_dropped=self._record_dropped, quota_policy=settings.spool_policy,
+            fence=fence,
         )
         self.sessions: dict[SessionKey, CameraSession] = {}
         self._cameras: dict[str, Camera] = {}
@@ -102,11 +104,17 @@ class Supervisor:
                 log.exception("registry poll failed; keeping the current sessions")
 
     def reconcile(self, force: bool = False) -> None:
+        """Start and stop sessions to match the registry and ``owns``. ``force``: even
+        if the registry did not change (the lease keeper calls it when ownership did)."""
+        if self._stop.is_set():
+            return  # closing: no session may start behind close()'s back
         version = self.registry.version()
         if version == self._version and not force:
             return
         cameras = {c.id: c for c in self.registry.cameras()}
         with self._lock:
+            if self._stop.is_set():
+                return
             self._version = version
             wanted: dict[SessionKey, Camera] = {}
             for cam in cameras.values():
@@ -186,7 +194,15 @@ class Supervisor:
             max_drift_us=int(self.settings.max_clock_drift_seconds * 1_000_000),
             last_end_us=last_end_us,
             admit=self._admit,
+            on_open=self._stamp_lease_epoch,
         )
+
+    def _stamp_lease_epoch(self, entry: SpoolEntry) -> None:
+        """Record the epoch the camera is recorded under in the segment itself."""
+        if self.uploader.fence is not None:
+            fence = self.uploader.fence(entry)
+            if fence is not None:
+                entry.lease_epoch = fence[1]
 
     def _detach_session(self, key: SessionKey) -> None:
         detach = self._detach.pop(key, None)

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from storage.index import SegmentIndex, SegmentRecord
+from prometheus_client import Counter
+
+from storage.index import Fence, FencedOut, SegmentIndex, SegmentRecord
 from storage.keyframes import pack_keyframes
 from storage.mp4 import init_segment_size
 from storage.objects import ObjectStore, ObjectStoreUnavailable
@@ -23,6 +25,11 @@ from storage.stores import segment_key
 from ingest.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
+
+SEGMENTS_FENCED = Counter(
+    "sharpeyes_segments_fenced_total",
+    "Segments refused by the index because this worker had lost the camera's lease (deleted, not indexed).",
+)
 
 # Seconds to wait after a failed upload, growing while the store stays down.
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0)
@@ -48,6 +55,7 @@ class Uploader:
         on_stored: Callable[[SpoolEntry], None] = lambda e: None,
         on_dropped: Callable[[SpoolEntry], None] = lambda e: None,
         quota_policy: str = "drop-oldest-unuploaded",
+        fence: Callable[[SpoolEntry], Fence | None] | None = None,
     ):
         self.spool = spool
         self.store = store
@@ -55,6 +63,9 @@ class Uploader:
         self.on_stored = on_stored
         self.on_dropped = on_dropped
         self.quota_policy = quota_policy
+        # With leases: the (worker, epoch) a segment must still hold to be indexed.
+        self.fence = fence
+        self.fenced = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,6 +176,22 @@ class Uploader:
         if chain_key not in self._chain:
             last = self.index.last_segment(entry.camera_id, entry.stream)
             self._chain[chain_key] = last.sha256 if last is not None and last.start_us < entry.start_us else None
+        try:
+            self._index(entry, key, size, sha, init)
+        except FencedOut as exc:
+            self._drop_fenced(entry, key, exc)
+            return
+        self._chain[chain_key] = sha
+        self.spool.discard(entry)
+        self.uploaded += 1
+        self.uploaded_bytes += size
+        self.last_latency_s = time.monotonic() - started
+        self.latency_sum_s += self.last_latency_s
+        self.on_stored(entry)
+
+    def _index(self, entry: SpoolEntry, key: str, size: int, sha: str, init: bytes) -> None:
+        chain_key = (entry.camera_id, entry.stream)
+        assert entry.end_us is not None
         self.index.add_segment(
             SegmentRecord(
                 camera_id=entry.camera_id,
@@ -184,15 +211,37 @@ class Uploader:
                 keyframes=pack_keyframes(entry.keyframe_table()),
                 drift_us=entry.drift_us,
                 worker_id=entry.worker_id,
-            )
+            ),
+            fence=self._fence_for(entry),
         )
-        self._chain[chain_key] = sha
+
+    def _fence_for(self, entry: SpoolEntry) -> Fence | None:
+        """The epoch the segment was recorded under, if it says; else the current one.
+        A segment recovered after a crash is indexed if no other worker has taken the
+        camera since (same epoch), whether or not this worker holds it again yet."""
+        if self.fence is None:
+            return None
+        current = self.fence(entry)
+        if entry.lease_epoch is None or current is None:
+            return current
+        return (current[0], entry.lease_epoch)
+
+    def _drop_fenced(self, entry: SpoolEntry, key: str, exc: FencedOut) -> None:
+        """Another worker owns the camera now and records it: this segment would
+        overlap its recording, so it is thrown away rather than kept for a retry
+        that can never succeed. Its object goes too, unless a row points at it
+        (the same key indexed by someone else is not ours to delete)."""
+        try:
+            if not self.index.references(entry.camera_id, entry.stream, entry.start_us, key):
+                self.store.delete(key)
+        except Exception:  # noqa: BLE001 - an orphan object is harmless; retention lists it
+            log.exception("camera %s: could not delete the fenced object %s", entry.camera_id, key)
         self.spool.discard(entry)
-        self.uploaded += 1
-        self.uploaded_bytes += size
-        self.last_latency_s = time.monotonic() - started
-        self.latency_sum_s += self.last_latency_s
-        self.on_stored(entry)
+        self._chain.pop((entry.camera_id, entry.stream), None)
+        self.fenced += 1
+        SEGMENTS_FENCED.inc()
+        log.error("%s: dropped the %s segment at %d-%d (spool file and object deleted)",
+                  exc, entry.stream, entry.start_us, entry.end_us or entry.start_us)
 
     def enforce_quota(self) -> None:
         """Keep the spool under its quota with ``drop-oldest-unuploaded``: the oldest

@@ -45,6 +45,10 @@ def _mount_subcommands() -> None:
     app.command("recordings")(recordings)
     app.command("export")(export)
     app.command("verify")(verify)
+    from sharpeyes.cli_scale import db_app, workers_app
+
+    app.add_typer(db_app, name="db", help="The index database (migrations).")
+    app.add_typer(workers_app, name="workers", help="Live ingest workers and their cameras.")
 
 
 _mount_subcommands()
@@ -313,13 +317,18 @@ def run(ctx: typer.Context,
 def ingest_cmd(ctx: typer.Context,
                worker_id: Optional[str] = typer.Option(None, help="Name of this worker (default: host name)."),
                http_bind: Optional[str] = typer.Option(None, help="host:port for this worker's live and metrics endpoints."),
+               leases: bool = typer.Option(True, "--leases/--no-leases", help="Share the cameras with other workers by lease (default), or record them all."),
+               advertise_url: Optional[str] = typer.Option(None, help="This worker's HTTP base URL for API nodes' live redirects (default SHARPEYES_ADVERTISE_URL)."),
                ) -> None:
-    """An ingest worker: record cameras (and serve their live feeds), no console."""
+    """An ingest worker: record its share of the cameras (and serve their live feeds), no console."""
     from sharpeyes.process import run_process
 
     svc = services(ctx)
     if worker_id:
         svc.settings.worker_id = worker_id
+    svc.settings.use_leases = leases
+    if advertise_url:
+        svc.settings.advertise_url = advertise_url
     run_process(svc, http_bind=http_bind, ingest=True, serve=False)
 
 

@@ -35,28 +35,36 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
     host, _, port = bind.rpartition(":")
     supervisor = None
     extras: dict = {}
+    keeper = None
+    cleaner = None
     if ingest:
         from ingest.media import MediaPipelines
         from ingest.supervisor import Supervisor
-        from storage.index import now_us
         from storage.media import MediaIndex
 
         media_index = MediaIndex(svc.engine)
         pipelines = MediaPipelines(settings, media_index, clock=now_us)
         extras = {"media": pipelines, "media_index": media_index}
-        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach)
+        lease_hooks = {}
+        if settings.use_leases:
+            keeper = svc.lease_keeper()
+            lease_hooks = {"owns": keeper.owns, "fence": keeper.fence}
+        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach, **lease_hooks)
+        if keeper is not None:
+            keeper.attach(supervisor)
         supervisor.start()
+        if keeper is not None:
+            keeper.start()
+            log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
-    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
-                     extras=extras)
-    cleaner = None
-    if ingest:
         cleaner = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
                                    policy=retention_policy(settings), region_of=svc.registry.region_subtree,
                                    free_bytes=store_free_bytes(settings),
                                    interval_seconds=settings.retention_interval_seconds)
         cleaner.start()
-        ctx.extras["retention"] = cleaner
+        extras["retention"] = cleaner
+    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
+                     extras=extras)
     app = create_app(ctx)
     server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
     log.info("HTTP on http://%s", bind)
@@ -65,6 +73,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
     finally:
         if cleaner is not None:
             cleaner.close()
+        if keeper is not None:
+            keeper.drain()  # keep the leases valid while the last segments are indexed
         if supervisor is not None:
             log.info("stopping: closing open segments and uploading (up to %.0f s)", settings.shutdown_timeout_seconds)
             left = supervisor.close()
@@ -72,6 +82,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                 log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
             else:
                 log.info("spool drained; stopped cleanly")
+        if keeper is not None:
+            keeper.stop()
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

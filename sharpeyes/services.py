@@ -43,6 +43,16 @@ class Services:
         return open_object_store(self.settings)
 
 
+    def lease_keeper(self):  # type: ignore[no-untyped-def]
+        """This worker's ``ingest.leases.LeaseKeeper`` over the index (``use_leases``)."""
+        from ingest.leases import LeaseKeeper
+        from storage.camera_status import CameraStatusTable
+        from storage.leases import LeaseTable
+
+        return LeaseKeeper.from_settings(self.settings, LeaseTable(self.engine), self.registry,
+                                         CameraStatusTable(self.engine))
+
+
 class LazyServices:
     """What the CLI keeps in ``typer.Context.obj``: settings are read when a command
     first needs them, so ``--help`` works even with a broken config."""

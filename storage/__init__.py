@@ -2,7 +2,9 @@
 
 from storage.audit import AuditLog, VerifyResult
 from storage.database import open_engine
-from storage.index import SegmentIndex, SegmentRecord, now_us
+from storage.camera_status import CameraStatusTable
+from storage.index import Fence, FencedOut, SegmentIndex, SegmentRecord, now_us
+from storage.leases import Lease, LeaseTable, WorkerInfo
 from storage.keyframes import Keyframe, pack_keyframes, unpack_keyframes
 from storage.local import LocalObjectStore
 from storage.objects import (
@@ -20,6 +22,12 @@ from storage.stores import open_object_store, segment_key
 from storage.users import ROLES, ApiKey, User, UserError, UserStore, ensure_first_admin
 
 __all__ = [
+    "CameraStatusTable",
+    "Fence",
+    "FencedOut",
+    "Lease",
+    "LeaseTable",
+    "WorkerInfo",
     "InvalidObjectKey",
     "ROLES",
     "ApiKey",

@@ -6,7 +6,7 @@ and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid; BigInteger on PostgreSQL.
@@ -73,6 +73,9 @@ class SegmentRow(Base):
     __table_args__ = (
         Index("ix_segments_camera_time", "camera_id", "stream", "start_us", unique=True),
         Index("ix_segments_start", "start_us"),
+        # Covers a timeline (start and end only) so it reads the index alone, not ~1,440
+        # heap pages scattered among every other camera's rows (migration 0007).
+        Index("ix_segments_timeline", "camera_id", "stream", "start_us", "end_us"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -291,3 +294,57 @@ class ExportRow(Base):
     clip_sha256: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str] = mapped_column(Text, default="")
     finished_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# -- scale-out: leases, workers, published camera status (issue 9) -------------
+
+
+class CameraLeaseRow(Base):
+    """Which ingest worker records a camera now. ``epoch`` is the fencing token: it
+    grows by one on every change of owner, and the uploader indexes a segment only
+    while its (worker, epoch) is still the row's (see ``SegmentIndex.add_segment``)."""
+
+    __tablename__ = "camera_leases"
+    __table_args__ = (Index("ix_camera_leases_worker", "worker_id"),)
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The lease is free once expires_us is in the past (a release sets it to now).
+    expires_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    heartbeat_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    # When the current owner took it (owner's clock).
+    acquired_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WorkerRow(Base):
+    """An ingest worker that heartbeats. Live while ``last_seen_us`` is within one lease TTL."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seen_us: Mapped[int] = mapped_column(BigInteger)
+    # Most cameras this worker takes (0: no cap, only its fair share).
+    capacity: Mapped[int] = mapped_column(Integer, default=0)
+    # Cameras it held at its last heartbeat: others use it to see who is short.
+    held: Mapped[int] = mapped_column(Integer, default=0)
+    # Its HTTP base URL (live endpoints), for API nodes to redirect to.
+    advertise_url: Mapped[str] = mapped_column(Text, default="")
+    started_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CameraStatusRow(Base):
+    """A camera stream's status as its owning worker last published it, for API nodes
+    that record nothing themselves. ``detail`` is ``CameraStatus.as_dict()`` as JSON."""
+
+    __tablename__ = "camera_status"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    fps: Mapped[float] = mapped_column(Float, default=0.0)
+    bitrate_bps: Mapped[float] = mapped_column(Float, default=0.0)
+    last_error: Mapped[str] = mapped_column(Text, default="")  # redacted by the session
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    updated_us: Mapped[int] = mapped_column(BigInteger)

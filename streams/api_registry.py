@@ -18,6 +18,8 @@ from config.fleet import FleetFileError, read_fleet_text
 from config.redact import redact_url
 from ingest.probe import probe_url
 from ingest.transcode import TranscodeError, check_profile
+from storage.camera_status import CameraStatusTable
+from storage.index import now_us
 from storage.registry import RegistryError
 from streams.auth import Principal, allow, audit, camera_not_found
 from streams.context import AppContext
@@ -30,9 +32,12 @@ def _ctx(request: Request) -> AppContext:
 
 
 def statuses(ctx: AppContext) -> dict[tuple[str, str], dict[str, Any]]:
-    """Live status of every camera stream this process records (empty on API-only nodes)."""
+    """Live status of every camera stream: from this process's supervisor when it
+    records, else (API-only nodes) as the ingest workers last published it to the
+    index; a status not refreshed for two lease TTLs is left out (its worker is gone)."""
     if ctx.supervisor is None:
-        return {}
+        stale_us = int(2 * ctx.settings.lease_ttl_seconds * 1_000_000)
+        return CameraStatusTable(ctx.index.engine).statuses(now_us=now_us(), stale_us=stale_us)
     return {(s.camera_id, s.stream): s.as_dict() for s in ctx.supervisor.statuses()}
 
 

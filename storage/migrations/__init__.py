@@ -23,4 +23,15 @@ def alembic_config(engine: Engine | None = None) -> Config:
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema of ``engine``'s database to the newest revision."""
     # "heads": work branches may add migrations in parallel before they are chained.
-    command.upgrade(alembic_config(engine), "heads")
+    if engine.dialect.name != "postgresql":
+        command.upgrade(alembic_config(engine), "heads")  # SQLite serialises writers itself
+        return
+    # Many workers and API nodes start at once against one PostgreSQL: one migrates,
+    # the others wait on the advisory lock and then find nothing to do.
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT pg_advisory_lock(728375001)")
+        try:
+            command.upgrade(alembic_config(engine), "heads")
+        finally:
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(728375001)")
+            conn.commit()

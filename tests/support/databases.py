@@ -11,6 +11,12 @@ Fixtures:
 - ``index_engine``: ``storage.open_engine(database_url)``, migrated, disposed after.
 
 Use ``database_url`` (or ``index_engine``) in any test to run it on both back ends.
+
+Process-level tests (those that build ``Settings``, e.g. ``tests.support.recording.Recorder``)
+call ``process_database_url(data_dir)``: None (SQLite in ``data_dir``) unless the run is
+``--db=postgresql``, then a PostgreSQL database tied to ``data_dir`` (the same one when a
+test restarts a process on the same directory), dropped at the end of the session.
+With ``--db=both`` they run once, on SQLite: both would double their minutes.
 """
 
 from __future__ import annotations
@@ -40,6 +46,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="SQLAlchemy URL of a PostgreSQL maintenance database where test databases "
         f"may be created (default: $SHARPEYES_TEST_PG_URL or {DEFAULT_PG_URL})",
     )
+
+
+_process_db: dict[str, object] = {"backend": "sqlite", "admin": None, "created": {}}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _process_db["backend"] = config.getoption("--db", default="both")
+    _process_db["admin"] = PostgresAdmin(str(config.getoption("--pg-url", default=DEFAULT_PG_URL)))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    admin = _process_db["admin"]
+    created: dict[str, str] = _process_db["created"]  # type: ignore[assignment]
+    for name in created.values():
+        admin.drop(name)  # type: ignore[union-attr]
+    created.clear()
+
+
+def process_database_url(data_dir: Path) -> str | None:
+    """The index URL a process-level test should use for ``data_dir`` (see module docstring)."""
+    if _process_db["backend"] != "postgresql":
+        return None
+    admin: PostgresAdmin = _process_db["admin"]  # type: ignore[assignment]
+    reason = admin.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    created: dict[str, str] = _process_db["created"]  # type: ignore[assignment]
+    key = str(Path(data_dir).resolve())
+    if key not in created:
+        created[key] = admin.create()
+    return admin.url_for(created[key])
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

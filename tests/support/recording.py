@@ -17,6 +17,7 @@ from config.cameras import Camera, Region
 from config.settings import Settings
 from ingest.supervisor import Supervisor
 from sharpeyes.services import Services
+from tests.support.databases import process_database_url
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Recorder:
         and start recording them."""
         kw: dict[str, Any] = {"data_dir": data_dir, "registry_poll_seconds": 0.5,
                               "connect_timeout_seconds": 5, "stall_timeout_seconds": 5}
+        database_url = database_url or process_database_url(data_dir)  # --db=postgresql
         if database_url:
             kw["database_url"] = database_url
         if s3 is not None:
