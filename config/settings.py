@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     spool_quota_bytes: int = Field(20 * 1024**3, ge=1024**2)
     spool_policy: SpoolPolicy = "drop-oldest-unuploaded"
     http_bind: str = Field("127.0.0.1:8080", description="host:port of the API and console.")
+    forwarded_allow_ips: str = Field("127.0.0.1", description="Proxies (comma-separated IPs, or *) whose "
+                                     "X-Forwarded-For is trusted for the client address in the audit trail.")
     rtsp_bind: str = Field("127.0.0.1:8554", description="host:port of the RTSP restream server.")
     registry_poll_seconds: float = Field(2.0, gt=0, le=5.0)
     stall_timeout_seconds: float = Field(10.0, ge=1.0, description="Reconnect when no packet arrives for this long.")
@@ -77,6 +79,16 @@ class Settings(BaseSettings):
     worker_max_cameras: int = Field(0, ge=0, description="Most cameras this worker records (0: its fair share, no cap).")
     lease_slack: int = Field(1, ge=0, description="Cameras a worker may hold above its fair share when others are full.")
     advertise_url: str = Field("", description="This worker's HTTP base URL as API nodes should reach it (live redirects).")
+    ice_servers: list[str] = Field(
+        default_factory=list,
+        description="STUN/TURN URLs for WebRTC (stun:host:3478, turn:user:pass@host:3478); empty: host candidates only.",
+    )
+    webrtc_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Local addresses WebRTC offers as ICE host candidates; empty: every address but loopback "
+        "(aioice's choice). Set [127.0.0.1] for loopback-only tests and single-host set-ups.",
+    )
+    live_max_viewers: int = Field(100, ge=1, description="Live viewers per camera stream (WebRTC + MSE); more get 429.")
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

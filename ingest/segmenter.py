@@ -22,6 +22,7 @@ from typing import Callable
 
 import av
 
+from ingest.h264 import parameter_set_nals, split_annexb
 from ingest.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -418,38 +419,12 @@ def _iso(t_us: int) -> str:
     return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_H264_PARAM_SETS = {7, 8}
-_HEVC_PARAM_SETS = {32, 33, 34}
-
-
 def parameter_sets(annexb: bytes, codec: str) -> bytes | None:
-    """The in-band SPS/PPS (and VPS for H.265) of a keyframe, as Annex B.
+    """The in-band parameter sets (SPS/PPS, and VPS for H.265) of a keyframe, as Annex B;
+    ``codec`` is FFmpeg's name ("h264" or "hevc").
 
     Some cameras send no sprop-parameter-sets in their SDP; the MP4 header
-    still needs them, so they are taken from the first keyframe.
+    still needs them, so they are taken from the keyframe.
     """
-    wanted = _HEVC_PARAM_SETS if codec == "hevc" else _H264_PARAM_SETS
-    out = []
-    for nal in split_annexb(annexb):
-        if not nal:
-            continue
-        kind = (nal[0] >> 1) & 0x3F if codec == "hevc" else nal[0] & 0x1F
-        if kind in wanted:
-            out.append(b"\x00\x00\x00\x01" + nal)
-    return b"".join(out) or None
-
-
-def split_annexb(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B byte stream (start codes removed)."""
-    nals = []
-    start = data.find(b"\x00\x00\x01")
-    while start >= 0:
-        start += 3
-        nxt = data.find(b"\x00\x00\x01", start)
-        if nxt < 0:
-            nals.append(data[start:])
-            break
-        end = nxt - 1 if data[nxt - 1] == 0 else nxt
-        nals.append(data[start:end])
-        start = nxt
-    return nals
+    sets = parameter_set_nals("h265" if codec == "hevc" else "h264", split_annexb(annexb))
+    return b"".join(b"\x00\x00\x00\x01" + nal for nal in sets) or None

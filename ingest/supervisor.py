@@ -15,6 +15,7 @@ from typing import Callable
 
 from config.cameras import STREAMS, Camera, StreamName
 from config.settings import Settings
+from ingest.live_hub import LiveHubs
 from ingest.segmenter import Clock, Segmenter
 from ingest.session import CameraSession
 from ingest.spool import Spool, SpoolEntry
@@ -59,6 +60,8 @@ class Supervisor:
             fence=fence,
         )
         self.sessions: dict[SessionKey, CameraSession] = {}
+        # One live hub per camera stream; it outlives restarts of the session that feeds it.
+        self.live = LiveHubs()
         self._cameras: dict[str, Camera] = {}
         self._version: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -136,9 +139,12 @@ class Supervisor:
                     session.stop(gap_reason=reason)
                     self._detach_session(key)
                     self._past_refusals += session.segmenter.refusals
+                    if cam is None:
+                        self.live.remove(*key)
             for key, cam in wanted.items():
                 if key not in self.sessions:
                     self.sessions[key] = self._new_session(cam, key[1])
+                    self.live.attach(self.sessions[key])
                     if self.attach is not None:
                         try:
                             self._detach[key] = self.attach(self, self.sessions[key])

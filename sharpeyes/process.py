@@ -66,7 +66,16 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
     ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
                      extras=extras)
     app = create_app(ctx)
-    server = _Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False))
+    if supervisor is not None:
+        from streams.live_rtsp import install_restream
+
+        install_restream(app, supervisor.live, settings.rtsp_bind)
+        log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)
+    # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
+    # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
+    server = _Server(uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,
+                                    forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
+                                    ws_per_message_deflate=False))
     log.info("HTTP on http://%s", bind)
     try:
         server.run()

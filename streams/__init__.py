@@ -1,10 +1,13 @@
 """The HTTP API, live and archive endpoints, the RTSP server and the web console.
 
-RTSP and simulated cameras (imported from their modules, so ``import streams`` stays light):
+Live view, RTSP and simulated cameras (imported from their modules, so ``import streams`` stays light):
 
 - ``streams.rtsp_server``: ``RtspServer``, ``AccessUnitSource``, ``SessionInfo``
-- ``streams.fanout``: ``AccessUnitFanout`` (GOP cache + bounded per-subscriber queues)
-- ``streams.h264``: ``AccessUnit``, Annex-B splitting, RFC 6184 payloads, ``sdp_fmtp``
 - ``streams.simulated``: ``start_simulated_cameras``, ``SimulatedCameras``, ``StreamSpec``, ``LoopSource``
+- ``streams.live_webrtc``: WHEP (WebRTC passthrough from the live hub)
+- ``streams.live_mse``: fMP4 over WebSocket; ``streams.live_index``: ``GET /api/streams``
 - ``streams.background``: ``BackgroundLoop`` (an event loop in a thread, for sync callers)
+
+The live hub, fan-out and H.264 helpers are in ``ingest`` (``ingest.live_hub``,
+``ingest.fanout``, ``ingest.h264``), next to the session they tap.
 """

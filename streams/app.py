@@ -9,6 +9,7 @@ from streams.auth import install_auth, public
 from streams.console import install_console
 from streams.context import AppContext
 from streams.metrics import install_metrics
+from streams.live import install_live
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -27,6 +28,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_archive.router)
     app.include_router(api_holds.router)
     app.include_router(api_exports.router)
+    install_live(app, ctx)
     app.include_router(api_health_console.router)
     install_console(app)
     return app

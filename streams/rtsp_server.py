@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from streams.h264 import AccessUnit, sdp_fmtp
+from ingest.h264 import AccessUnit, sdp_fmtp
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Subscription(Protocol):
 
 
 class AccessUnitSource(Protocol):
-    """A stream the server can serve. ``streams.fanout.AccessUnitFanout`` does the hard part."""
+    """A stream the server can serve. ``ingest.fanout.AccessUnitFanout`` does the hard part."""
 
     codec: str  # "h264"; "h265" later
 

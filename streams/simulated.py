@@ -22,8 +22,8 @@ import av
 import cv2
 import numpy as np
 
-from streams.fanout import AccessUnitFanout, AccessUnitSubscription
-from streams.h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_type, split_annexb
+from ingest.fanout import AccessUnitFanout, AccessUnitSubscription
+from ingest.h264 import NAL_PPS, NAL_SPS, AccessUnit, nal_type, split_annexb
 from streams.rtsp_server import RtspServer
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.fanout import AccessUnitFanout
-from streams.h264 import NAL_FU_A, RTP_MAX_PAYLOAD, AccessUnit, fu_a_payloads, sdp_fmtp, split_annexb
+from ingest.fanout import AccessUnitFanout
+from ingest.h264 import NAL_FU_A, RTP_MAX_PAYLOAD, AccessUnit, fu_a_payloads, sdp_fmtp, split_annexb
 
 
 def test_split_annexb_mixed_start_codes() -> None:

@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Generic, Protocol, TypeVar
 
-from streams.h264 import AccessUnit
+
+
+class Keyframed(Protocol):
+    """What the fan-out needs of an item: whether a viewer may start there."""
+
+    @property
+    def keyframe(self) -> bool: ...
+
+
+# Access units by default; the MSE muxer fans out its fMP4 fragments the same way.
+T = TypeVar("T", bound=Keyframed)
 
 # 6 s at 25 fps: more than one 2 s GOP, so a new subscriber gets the whole cached GOP.
 DEFAULT_MAX_QUEUE = 150
@@ -19,20 +30,20 @@ DEFAULT_MAX_QUEUE = 150
 MAX_GOP_CACHE = 600
 
 
-class AccessUnitSubscription:
+class AccessUnitSubscription(Generic[T]):
     """An async iterator of access units that starts at a keyframe. Close it when done."""
 
-    def __init__(self, fanout: AccessUnitFanout, max_queue: int) -> None:
+    def __init__(self, fanout: AccessUnitFanout[T], max_queue: int) -> None:
         self._fanout = fanout
         self._max_queue = max_queue
-        self._queue: deque[AccessUnit] = deque()
+        self._queue: deque[T] = deque()
         self._wakeup = asyncio.Event()
         self._need_keyframe = True
         self._closed = False
         self.dropped = 0  # access units thrown away because this subscriber fell behind
         self.overflows = 0  # times the queue overflowed
 
-    def _offer(self, au: AccessUnit) -> None:
+    def _offer(self, au: T) -> None:
         if self._closed:
             return
         if len(self._queue) >= self._max_queue:
@@ -57,10 +68,10 @@ class AccessUnitSubscription:
         self._fanout._unsubscribe(self)
         self._end()
 
-    def __aiter__(self) -> AccessUnitSubscription:
+    def __aiter__(self) -> AccessUnitSubscription[T]:
         return self
 
-    async def __anext__(self) -> AccessUnit:
+    async def __anext__(self) -> T:
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
@@ -68,25 +79,25 @@ class AccessUnitSubscription:
             await self._wakeup.wait()
         return self._queue.popleft()
 
-    def get_nowait(self) -> AccessUnit | None:
+    def get_nowait(self) -> T | None:
         """The next queued access unit, or None if none is queued yet."""
         return self._queue.popleft() if self._queue else None
 
 
-class AccessUnitFanout:
+class AccessUnitFanout(Generic[T]):
     """Keeps the current GOP and hands every published access unit to all subscribers."""
 
     def __init__(self, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self._max_queue = max_queue
-        self._subs: set[AccessUnitSubscription] = set()
-        self._gop: list[AccessUnit] = []
+        self._subs: set[AccessUnitSubscription[T]] = set()
+        self._gop: list[T] = []
         self._closed = False
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subs)
 
-    def publish(self, au: AccessUnit) -> None:
+    def publish(self, au: T) -> None:
         """Cache and deliver one access unit. Must be called on the subscribers' event loop."""
         if au.keyframe:
             self._gop = [au]
@@ -97,7 +108,7 @@ class AccessUnitFanout:
         for sub in self._subs:
             sub._offer(au)
 
-    def subscribe(self, max_queue: int | None = None) -> AccessUnitSubscription:
+    def subscribe(self, max_queue: int | None = None) -> AccessUnitSubscription[T]:
         """A new subscription, primed with the cached GOP so it can start at once."""
         sub = AccessUnitSubscription(self, max_queue or self._max_queue)
         if self._closed:
@@ -108,7 +119,7 @@ class AccessUnitFanout:
         self._subs.add(sub)
         return sub
 
-    def _unsubscribe(self, sub: AccessUnitSubscription) -> None:
+    def _unsubscribe(self, sub: AccessUnitSubscription[T]) -> None:
         self._subs.discard(sub)
 
     def close(self) -> None:

@@ -23,6 +23,10 @@ NAL_AUD = 9
 NAL_FU_A = 28
 
 
+# H.265 VPS, SPS, PPS nal_unit_types, in decoding order.
+HEVC_PARAMETER_SETS = (32, 33, 34)
+
+
 def nal_type(nal: bytes) -> int:
     """The nal_unit_type of an H.264 NAL unit (its first byte's low five bits)."""
     return nal[0] & 0x1F
@@ -46,6 +50,18 @@ def split_annexb(data: bytes) -> list[bytes]:
             nals.append(nal)
         i = nxt
     return nals
+
+
+def parameter_set_nals(codec: str, nals: list[bytes]) -> tuple[bytes, ...]:
+    """One of each parameter set in ``nals`` (``codec`` "h264" or "h265"), in decoding order;
+    () unless all are there."""
+    if codec == "h264":
+        sps = next((n for n in nals if nal_type(n) == NAL_SPS), None)
+        pps = next((n for n in nals if nal_type(n) == NAL_PPS), None)
+        return (sps, pps) if sps and pps else ()
+    found = {t: next((n for n in nals if (n[0] >> 1) & 0x3F == t), None) for t in HEVC_PARAMETER_SETS}
+    return tuple(found[t] for t in HEVC_PARAMETER_SETS) if all(found.values()) else ()  # type: ignore[misc]
+
 
 
 @dataclass(frozen=True, eq=False)
