@@ -123,8 +123,6 @@ def console_world(camera_server, tmp_path_factory) -> Iterator[ConsoleWorld]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    # The wall plays through the live routes (WHEP, MSE): they come with the live branch.
-    pytest.importorskip("streams.live", reason="the live routes (streams/live.py) are not merged yet")
     tmp: Path = tmp_path_factory.mktemp("console")
     cams = camera_server({
         "/a": Mount("h264", size=SIZE, label="cam-a", gop_seconds=1),
