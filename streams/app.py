@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from streams import api_archive, api_exports, api_holds, api_media, api_registry
+from streams import api_archive, api_exports, api_health_console, api_holds, api_media, api_registry
 from streams.auth import install_auth, public
+from streams.console import install_console
 from streams.context import AppContext
 from streams.metrics import install_metrics
 from streams.live import install_live
@@ -28,4 +29,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_holds.router)
     app.include_router(api_exports.router)
     install_live(app, ctx)
+    app.include_router(api_health_console.router)
+    install_console(app)
     return app

@@ -21,7 +21,8 @@ from streams.auth import route_rule, walk_routes
 from tests.auth.conftest import CAMERA_PASSWORD, World
 
 # Routes anyone may call. Each still declares public(), except the framework's docs.
-PUBLIC = {"/api/ping", "/api/auth/token", "/api/auth/refresh", "/metrics", "/api/keys/export"}
+# "/" and "/web/{path:path}" are the web console's static files (streams/console.py).
+PUBLIC = {"/api/ping", "/api/auth/token", "/api/auth/refresh", "/metrics", "/api/keys/export", "/", "/web/{path:path}"}
 FRAMEWORK = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 # The rules of the routes this module's authors know about; a changed rule must change here too.
@@ -38,6 +39,7 @@ EXPECTED = {
     ("DELETE", "/api/keys/{key_id}"): "admin",
     ("GET", "/api/audit"): "admin",
     ("GET", "/api/health"): "operator",
+    ("GET", "/api/health/fleet"): "operator",
 }
 
 IN_SCOPE, OUT_OF_SCOPE, UNKNOWN = "cam-in", "cam-out", "cam-zzz"  # same length: identical 404s
