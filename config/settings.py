@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     spool_quota_bytes: int = Field(20 * 1024**3, ge=1024**2)
     spool_policy: SpoolPolicy = "drop-oldest-unuploaded"
     http_bind: str = Field("127.0.0.1:8080", description="host:port of the API and console.")
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS (with HSTS) instead of HTTP.")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     forwarded_allow_ips: str = Field("127.0.0.1", description="Proxies (comma-separated IPs, or *) whose "
                                      "X-Forwarded-For is trusted for the client address in the audit trail.")
     rtsp_bind: str = Field("127.0.0.1:8554", description="host:port of the RTSP restream server.")
@@ -97,6 +99,12 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError(f"{value!r}: expected host:port, for example 127.0.0.1:8080")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "Settings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both (PEM files) or neither")
+        return self
 
     @model_validator(mode="after")
     def _derive_paths(self) -> "Settings":

@@ -303,14 +303,27 @@ def _clean(exc: Exception) -> str:
 # -- processes ----------------------------------------------------------------------
 
 
+def with_tls(svc: Services, tls_cert: Optional[Path], tls_key: Optional[Path]) -> Services:
+    """Apply --tls-cert/--tls-key over the settings (both or neither)."""
+    if tls_cert is not None or tls_key is not None:
+        if tls_cert is None or tls_key is None:
+            fail("--tls-cert and --tls-key go together: give both PEM files")
+        svc.settings.tls_cert, svc.settings.tls_key = tls_cert, tls_key
+    return svc
+
+
 @app.command("run")
 def run(ctx: typer.Context,
         http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console (default SHARPEYES_HTTP_BIND or 127.0.0.1:8080)."),
+        tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", exists=True, dir_okay=False,
+                                                help="PEM certificate: serve HTTPS with HSTS (with --tls-key)."),
+        tls_key: Optional[Path] = typer.Option(None, "--tls-key", exists=True, dir_okay=False,
+                                               help="PEM private key of --tls-cert."),
         ) -> None:
     """Everything in one process: record every enabled camera and serve the API and console."""
     from sharpeyes.process import run_process
 
-    run_process(services(ctx), http_bind=http_bind, ingest=True, serve=True)
+    run_process(with_tls(services(ctx), tls_cert, tls_key), http_bind=http_bind, ingest=True, serve=True)
 
 
 @app.command("ingest")
@@ -334,11 +347,16 @@ def ingest_cmd(ctx: typer.Context,
 
 @app.command("serve")
 def serve_cmd(ctx: typer.Context,
-              http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console.")) -> None:
+              http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console."),
+              tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", exists=True, dir_okay=False,
+                                                      help="PEM certificate: serve HTTPS with HSTS (with --tls-key)."),
+              tls_key: Optional[Path] = typer.Option(None, "--tls-key", exists=True, dir_okay=False,
+                                                     help="PEM private key of --tls-cert."),
+              ) -> None:
     """A stateless API and console node (no recording)."""
     from sharpeyes.process import run_process
 
-    run_process(services(ctx), http_bind=http_bind, ingest=False, serve=True)
+    run_process(with_tls(services(ctx), tls_cert, tls_key), http_bind=http_bind, ingest=False, serve=True)
 
 
 @app.command("demo")

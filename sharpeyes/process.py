@@ -32,7 +32,6 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
             # Printed once, never logged: only its hash is stored.
             print(f"\nFirst admin created: user 'admin', password {password}\n"
                   "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
-    host, _, port = bind.rpartition(":")
     supervisor = None
     extras: dict = {}
     keeper = None
@@ -71,12 +70,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
 
         install_restream(app, supervisor.live, settings.rtsp_bind)
         log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)
-    # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
-    # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
-    server = _Server(uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,
-                                    forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
-                                    ws_per_message_deflate=False))
-    log.info("HTTP on http://%s", bind)
+    server = _Server(http_config(app, settings, bind))
+    log.info("%s on %s://%s", "HTTPS" if settings.tls_cert else "HTTP", "https" if settings.tls_cert else "http", bind)
     try:
         server.run()
     finally:
@@ -93,6 +88,19 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                 log.info("spool drained; stopped cleanly")
         if keeper is not None:
             keeper.stop()
+
+
+def http_config(app: object, settings: Settings, bind: str) -> uvicorn.Config:
+    """uvicorn's settings for the API: HTTPS when a certificate is configured."""
+    host, _, port = bind.rpartition(":")
+    tls = {}
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
+    # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
+    return uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,  # type: ignore[arg-type]
+                          forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
+                          ws_per_message_deflate=False, **tls)
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

@@ -16,6 +16,16 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="sharpeyes", version="0.1.0")
     app.state.ctx = ctx
 
+    if ctx.settings.tls_cert is not None:
+        @app.middleware("http")
+        async def hsts(request, call_next):  # type: ignore[no-untyped-def]
+            # Served over HTTPS: browsers must never fall back to plain HTTP for this host.
+            response = await call_next(request)
+            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+            return response
+
+    # No CORS middleware on purpose: other origins cannot read the API from a browser.
+
     @app.get("/api/ping", dependencies=[public()])
     def ping() -> dict[str, str]:
         return {"status": "ok"}
