@@ -175,7 +175,9 @@ class LiveHub:
     def _new_source(self, stream: av.video.stream.VideoStream) -> None:
         self._source_stream = stream
         ctx = stream.codec_context
-        codec = _CODECS.get(ctx.name, ctx.name)
+        # canonical_name: an encoder's stream (libx264, from a transcode profile) is "h264".
+        name = ctx.codec.canonical_name if ctx.codec is not None else ctx.name
+        codec = _CODECS.get(name, name)
         rate = stream.guessed_rate or stream.average_rate
         fps = float(rate) if rate else None
         if fps:

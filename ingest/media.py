@@ -163,6 +163,13 @@ class MediaPipelines:
         if spec.name == "live-h264":
             with self._lock:
                 self._live[cam.id] = transcoder
+            # Live viewers get the H.264, not the camera's H.265: move the hub's tap from
+            # the session (native packets) to the transcoder's output.
+            hub = supervisor.live.get(cam.id, "main")
+            if hub is not None:
+                if hub.tap in session.taps:
+                    session.taps.remove(hub.tap)
+                transcoder.outputs.append(hub.tap)
         elif spec.name == "sub":
             if cam.sub_url:
                 log.info("camera %s has a sub-stream; the sub profile is not needed and is off", cam.id)

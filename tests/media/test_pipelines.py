@@ -61,6 +61,10 @@ def test_live_h264_turns_h265_into_decodable_h264(media_rig, cams):
     assert frames and (frames[-1].width, frames[-1].height) == (320, 180)
     assert rig.index.segments("hevccam", "main", 0, 2**62) == [] or \
         {s.codec for s in rig.index.segments("hevccam", "main", 0, 2**62)} == {"h265"}
+    # Live viewers are served the H.264 (the hub is fed by the transcoder, not the camera).
+    hub = rig.supervisor.live.get("hevccam", "main")
+    wait_for(lambda: hub.params is not None and hub.access_units > 10, what="H.264 in the live hub")
+    assert hub.params.codec == "h264" and (hub.params.width, hub.params.height) == (320, 180)
 
 
 def test_motion_decodes_the_sub_stream_and_the_main_only_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
