@@ -79,6 +79,8 @@ class _OpenSegment:
 
     def __init__(self, path: Path, entry: SpoolEntry, video: av.video.stream.VideoStream,
                  audio: av.audio.stream.AudioStream | None, extradata: bytes | None):
+        """``entry.width``/``height`` win over the template's: they change when the
+        camera switches resolution mid-stream."""
         self.entry = entry
         self.file = HashingFile(path)
         self.container = av.open(
@@ -99,6 +101,8 @@ class _OpenSegment:
         self.video = self.container.add_stream_from_template(video)
         if extradata:
             self.video.codec_context.extradata = extradata
+        self.video.codec_context.width = entry.width
+        self.video.codec_context.height = entry.height
         if video.codec_context.name == "hevc":
             # Apple players and browsers only take H.265 in MP4 tagged hvc1.
             self.video.codec_tag = "hvc1"
@@ -216,6 +220,8 @@ class Segmenter:
         self._video: av.video.stream.VideoStream | None = None
         self._audio: av.audio.stream.AudioStream | None = None
         self._extradata: bytes | None = None
+        # (width, height) decoded from the stream after an in-band change; None: the input's.
+        self._dimensions: tuple[int, int] | None = None
         self._seg: _OpenSegment | None = None
         self._anchor_pts: int | None = None
         self._anchor_us = 0
@@ -246,6 +252,7 @@ class Segmenter:
         self._us_num, self._us_den = us_per_tick.numerator, us_per_tick.denominator
         self._audio = audio if audio is not None and audio.codec_context.name in MP4_AUDIO else None
         self._extradata = None
+        self._dimensions = None
         self._anchor_pts = None
         self._last_pts = None
 
@@ -320,7 +327,17 @@ class Segmenter:
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
         admitted = self.admit()
-        if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor or not admitted):
+        assert self._video is not None
+        # In-band parameter sets, once a GOP: what the frames really use. New ones (a
+        # camera switched resolution or profile) need a new segment with a new header.
+        in_band = parameter_sets(bytes(packet), self._video.codec_context.name)
+        changed = self._seg is not None and in_band is not None and in_band != self._extradata
+        if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor
+                                      or not admitted or changed):
+            if changed:
+                log.info("%s/%s: new parameter sets in-band (resolution or profile change); new segment",
+                         self.camera_id, self.stream)
+                self._dimensions = _dimensions(packet, self._video.codec_context.name, in_band)
             self._close(pts)
             if self._reanchor:
                 log.info("%s/%s: clock drift %d ms past the bound; new anchor",
@@ -331,7 +348,7 @@ class Segmenter:
         if self._seg is None:
             if admitted:
                 self._refusing = False
-                self._open(packet, pts, t)
+                self._open(packet, pts, t, in_band)
             elif not self._refusing:
                 self._refusing = True
                 self._announce_start = True
@@ -340,7 +357,7 @@ class Segmenter:
                           self.camera_id, self.stream)
                 self.on_refused(t)
 
-    def _open(self, packet: av.Packet, pts: int, t: int) -> None:
+    def _open(self, packet: av.Packet, pts: int, t: int, in_band: bytes | None) -> None:
         assert self._video is not None
         if self.last_end_us is not None and t < self.last_end_us:
             # Never overlap what is already recorded: shift the anchor forward.
@@ -352,8 +369,8 @@ class Segmenter:
             stream=self.stream,
             start_us=t,
             codec=SUPPORTED_VIDEO.get(ctx.codec.canonical_name, ctx.name),  # canonical: libx264 -> h264
-            width=ctx.width,
-            height=ctx.height,
+            width=self._dimensions[0] if self._dimensions else ctx.width,
+            height=self._dimensions[1] if self._dimensions else ctx.height,
             audio_codec=self._audio.codec_context.name if self._audio is not None else None,
             worker_id=self.worker_id,
             name=str(t),
@@ -361,7 +378,6 @@ class Segmenter:
         # Prefer the parameter sets the camera sends in-band at this keyframe: they
         # are what the frames really use (the SDP's may be stale or missing), and in
         # Annex B, which tells the MP4 muxer to convert the Annex B frames.
-        in_band = parameter_sets(bytes(packet), ctx.name)
         if in_band:
             self._extradata = in_band
         self.on_open(entry)
@@ -417,6 +433,17 @@ class Segmenter:
 
 def _iso(t_us: int) -> str:
     return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _dimensions(packet: av.Packet, codec: str, extradata: bytes) -> tuple[int, int] | None:
+    """Width and height of a keyframe, by decoding it (only after a parameter-set change)."""
+    try:
+        decoder = av.CodecContext.create(codec, "r")
+        decoder.extradata = extradata
+        frames = decoder.decode(av.Packet(bytes(packet))) + decoder.decode(None)
+    except (av.error.FFmpegError, ValueError):
+        return None
+    return (frames[0].width, frames[0].height) if frames else None
 
 
 def parameter_sets(annexb: bytes, codec: str) -> bytes | None:

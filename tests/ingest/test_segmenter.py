@@ -207,3 +207,18 @@ def test_a_burst_of_buffered_frames_at_connect_does_not_put_times_in_the_future(
         assert e.end_us <= arrivals[-1] + 40_000, "no segment ends after its frames arrived"
     for a, b in zip(closed, closed[1:]):
         assert a.end_us == b.start_us
+
+
+def test_a_resolution_change_mid_stream_starts_a_segment_with_the_new_size(tmp_path: Path) -> None:
+    small = encode(seconds=2.0, gop=25, size=(320, 180))
+    big = encode(seconds=2.0, gop=25, size=(640, 360))
+    step = 3600
+    last = small.video_packets[-1].pts
+    # One RTSP session: the camera switches resolution, its pts carry on.
+    packets = list(small.video_packets) + [clone(p, pts=last + step * (i + 1)) for i, p in enumerate(big.video_packets)]
+    spool, closed = run(small, packets=packets, tmp=tmp_path, target_s=10)
+    assert [(e.width, e.height) for e in closed] == [(320, 180), (640, 360)]
+    assert closed[0].end_us == closed[1].start_us
+    for e, size in zip(closed, [(320, 180), (640, 360)]):
+        frames = check_file(spool, e)
+        assert (frames[-1].width, frames[-1].height) == size and len(frames) == 50
