@@ -108,6 +108,14 @@ class AccessUnitFanout(Generic[T]):
         for sub in self._subs:
             sub._offer(au)
 
+    @property
+    def has_gop(self) -> bool:
+        return bool(self._gop)
+
+    def clear_cache(self) -> None:
+        """Forget the cached GOP (the publisher paused: it would be stale for the next subscriber)."""
+        self._gop = []
+
     def subscribe(self, max_queue: int | None = None) -> AccessUnitSubscription[T]:
         """A new subscription, primed with the cached GOP so it can start at once."""
         sub = AccessUnitSubscription(self, max_queue or self._max_queue)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable
 
 import av
 
-from ingest.fanout import AccessUnitFanout, AccessUnitSubscription
+from ingest.fanout import MAX_GOP_CACHE, AccessUnitFanout, AccessUnitSubscription
 from ingest.h264 import HEVC_PARAMETER_SETS, NAL_PPS, NAL_SPS, AccessUnit, nal_type, parameter_set_nals, split_annexb
 
 if TYPE_CHECKING:
@@ -130,6 +130,10 @@ class LiveHub:
         self._last_in: int | None = None
         self._last_out: int | None = None
         self._frame_90k = 3600
+        # Session-thread GOP cache while nobody watches: (packet, wallclock) as they came.
+        self._idle_gop: list[tuple[av.Packet, float]] = []
+        self._watched = False  # converting and posting every frame (someone subscribed)
+        self._lock = threading.Lock()
 
     # -- the session side (session thread) ---------------------------------------------
 
@@ -139,15 +143,40 @@ class LiveHub:
         session.taps.append(self.tap)
 
     def tap(self, packet: av.Packet) -> None:
-        """A ``CameraSession`` tap: converts and posts one access unit; never blocks."""
+        """A ``CameraSession`` tap: converts and posts one access unit; never blocks.
+
+        With nobody watching, the current GOP is only kept as it came (no conversion, no
+        wake-up of the event loop per frame: most cameras are not watched most of the
+        time); the first viewer gets it at once, converted, then the live frames."""
         stream = packet.stream
         if stream is None or stream.type != "video" or packet.pts is None:
             return  # audio is not served live yet
         if stream is not self._source_stream:
             self._new_source(stream)
-        params = self.params
-        if params is None:
+        if self.params is None:
             return
+        self.last_au_monotonic = time.monotonic()
+        self.access_units += 1
+        with self._lock:
+            if not self._watched:
+                if packet.is_keyframe:
+                    self._idle_gop = [(packet, time.time())]
+                elif self._idle_gop and len(self._idle_gop) < MAX_GOP_CACHE:
+                    self._idle_gop.append((packet, time.time()))
+                return
+            if not self.fanout.subscriber_count:
+                # The last viewer left: stop converting; the fan-out's GOP goes stale.
+                self._watched = False
+                self._idle_gop = [(packet, time.time())] if packet.is_keyframe else []
+                self._hubs.post(self.fanout.clear_cache)
+                return
+            self._hubs.post(self.fanout.publish, self._to_au(packet, time.time()))
+
+    def _to_au(self, packet: av.Packet, wallclock: float) -> AccessUnit:
+        """One packet as a viewer's access unit: 90 kHz pts on one continuous timeline,
+        parameter sets in front of keyframes. Called with ``_lock`` held."""
+        params = self.params
+        assert params is not None
         pts = int(packet.pts * packet.time_base / TIME_BASE_90K) if packet.time_base else packet.pts
         out = pts + self._offset_90k
         if self._last_out is not None and not (0 < out - self._last_out <= MAX_PTS_STEP_90K):
@@ -167,10 +196,7 @@ class LiveHub:
             if not inband:
                 # Every keyframe must decode on its own: WebRTC and fMP4 viewers join there.
                 nals = params.parameter_sets + nals
-        au = AccessUnit(nals, out, keyframe, wallclock=time.time())
-        self.last_au_monotonic = time.monotonic()
-        self.access_units += 1
-        self._hubs.post(self.fanout.publish, au)
+        return AccessUnit(nals, out, keyframe, wallclock=wallclock)
 
     def _new_source(self, stream: av.video.stream.VideoStream) -> None:
         self._source_stream = stream
@@ -208,8 +234,18 @@ class LiveHub:
         return self.params.parameter_sets if self.params is not None else ()
 
     def subscribe(self, max_queue: int | None = None) -> AccessUnitSubscription[AccessUnit]:
-        """Access units from the last keyframe on (the cached GOP first). Close it when done."""
-        return self.fanout.subscribe(max_queue)
+        """Access units from the last keyframe on (the cached GOP first). Close it when done.
+        On the viewers' event loop."""
+        with self._lock:
+            if not self._watched:
+                # The first viewer: convert the GOP kept while nobody watched, here and now,
+                # so this viewer starts at once; the session thread converts from here on.
+                self.fanout.clear_cache()
+                for packet, wallclock in self._idle_gop:
+                    self.fanout.publish(self._to_au(packet, wallclock))
+                self._idle_gop = []
+                self._watched = True
+            return self.fanout.subscribe(max_queue)
 
     @property
     def viewer_count(self) -> int:
@@ -217,6 +253,11 @@ class LiveHub:
 
         Not the fan-out's subscriber count: MSE viewers share one subscription (one muxer)."""
         return self.viewers
+
+    @property
+    def has_gop(self) -> bool:
+        """A keyframe is cached: a new viewer starts at once."""
+        return bool(self._idle_gop) or self.fanout.has_gop
 
     @property
     def online(self) -> bool:

@@ -280,7 +280,7 @@ def run_bench(args: argparse.Namespace) -> None:
     headers = {"Authorization": auth}
     try:
         deadline = time.monotonic() + 30
-        while not ((hub := supervisor.live.get("cam1", "main")) and hub.online and hub.fanout._gop):
+        while not ((hub := supervisor.live.get("cam1", "main")) and hub.online and hub.has_gop):
             if time.monotonic() > deadline:
                 raise SystemExit("camera did not come online")
             time.sleep(0.1)

@@ -84,7 +84,7 @@ class LiveWorld:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             hub = self.hub(camera_id, stream)
-            if hub is not None and hub.online and hub.fanout._gop:
+            if hub is not None and hub.online and hub.has_gop:
                 return
             time.sleep(0.1)
         raise AssertionError(f"camera {camera_id}/{stream} did not come online")

@@ -178,4 +178,30 @@ def test_a_hub_without_a_loop_drops_quietly():
     hubs.bind_loop(loop)
     loop.close()
     session.taps[0](enc.video_packets[0])  # the loop closed at shutdown: still quiet
+    hubs.post(print, "never printed")  # a post to the closed loop is dropped, and the loop forgotten
     assert hubs.loop is None
+
+
+def test_an_unwatched_hub_wakes_no_event_loop_and_the_first_viewer_still_starts_at_once():
+    enc = encode(seconds=2.4, gop=50)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        hubs = LiveHubs()
+        hubs.bind_loop(loop)
+        posts = []
+        real_post = hubs.post
+        hubs.post = lambda fn, *args: (posts.append(fn), real_post(fn, *args))  # count, then post
+        session = _Session()
+        hub = hubs.attach(session)
+        for p in enc.video_packets:
+            session.taps[0](p)
+        await asyncio.sleep(0)
+        assert [fn for fn in posts if getattr(fn, "__name__", "") == "publish"] == []
+        sub = hub.subscribe()
+        got = drain(sub)
+        assert got and got[0].keyframe and len(got) == len(enc.video_packets) - 50  # the GOP since frame 50
+        assert len(decode(got)) == len(got)
+        sub.close()
+
+    run(main())
