@@ -79,3 +79,19 @@ def test_motion_decodes_the_sub_stream_and_the_main_only_when_asked(tmp_path) ->
     assert motion_stream(main_only, default) is None, "decoding every main-stream frame is opt-in"
     assert motion_stream(main_only, Settings(data_dir=tmp_path, motion_on_main=True)) == "main"
     assert motion_stream(with_sub, Settings(data_dir=tmp_path, motion=False)) is None
+
+
+def test_archive_h264_records_the_h265_camera_as_h264(media_rig, cams):
+    rig = media_rig(motion=False, snapshots=False, live_height=180)
+    rig.add("archcam", cams.url("/h265"), transcode="archive-h264")
+    segs = wait_for(lambda: (s := rig.index.segments("archcam", "main", 0, 2**62)) and len(s) >= 2 and s,
+                    timeout=60, what="two re-encoded segments")
+    assert {s.codec for s in segs} == {"h264"}, "recorded as H.264, not the camera's H.265"
+    for a, b in zip(segs, segs[1:]):
+        assert abs(b.start_us - a.end_us) <= 100_000
+    data = rig.supervisor.uploader.store.get_range(segs[0].object_key, 0, segs[0].bytes)
+    import io
+
+    with av.open(io.BytesIO(data)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in c.decode(video=0)) > 10
