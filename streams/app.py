@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from streams import api_archive, api_exports, api_health_console, api_holds, api_media, api_registry
 from streams.auth import install_auth, public
@@ -25,6 +26,12 @@ def create_app(ctx: AppContext) -> FastAPI:
             return response
 
     # No CORS middleware on purpose: other origins cannot read the API from a browser.
+
+    @app.exception_handler(OverflowError)
+    async def number_out_of_range(request, exc):  # type: ignore[no-untyped-def]
+        # An id or time past 64 bits reaches the database driver as OverflowError: the
+        # caller's mistake (422), found by fuzzing, not a server error.
+        return JSONResponse(status_code=422, content={"detail": "a number in the request is out of range"})
 
     @app.get("/api/ping", dependencies=[public()])
     def ping() -> dict[str, str]:

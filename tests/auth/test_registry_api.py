@@ -42,3 +42,8 @@ def test_retention_below_the_floor_needs_an_admin(world: World) -> None:
     assert r.status_code == 422 and "30" in r.text
     r = world.client.patch("/api/cameras/cam-in", json=change, headers=world.headers("admin"))
     assert r.status_code == 200 and r.json()["retention_days"] == 7
+
+
+def test_a_number_past_64_bits_is_the_callers_mistake_not_a_server_error(world: World) -> None:
+    r = world.client.delete("/api/keys/9223372036854775808", headers=world.headers("admin"))
+    assert r.status_code == 422 and "out of range" in r.text

@@ -1,0 +1,49 @@
+"""Opt-in soak: schemathesis fuzzes every operation of the OpenAPI schema, signed in as an admin.
+
+    ./tests/run.sh -m slow tests/soak --fuzz-minutes 10
+
+No answer may be a server error (5xx), and no answer may contain the camera password or a
+user's password. The default run skips it (``slow``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from tests.auth.conftest import CAMERA_PASSWORD, PASSWORD
+
+
+@pytest.mark.slow
+def test_no_server_errors_and_no_leaked_secret(world, request) -> None:  # type: ignore[no-untyped-def]
+    schema = schemathesis.openapi.from_asgi("/openapi.json", world.app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    budget_s = float(request.config.getoption("--fuzz-minutes")) * 60
+    deadline = time.monotonic() + budget_s
+    headers = world.headers("admin")
+    failures: list[str] = []
+    calls = 0
+    while time.monotonic() < deadline:
+        for operation in operations:
+            if time.monotonic() >= deadline:
+                break
+
+            @given(case=operation.as_strategy())
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            def fuzz(case) -> None:  # type: ignore[no-untyped-def]
+                nonlocal calls
+                case.headers = {**(case.headers or {}), **headers}
+                response = case.call()
+                calls += 1
+                where = f"{case.method} {case.formatted_path}"
+                if response.status_code >= 500:
+                    failures.append(f"{where}: {response.status_code} {response.text[:200]}")
+                if CAMERA_PASSWORD in response.text or PASSWORD in response.text:
+                    failures.append(f"{where}: a password leaked")
+
+            fuzz()
+    print(f"\nfuzzed {len(operations)} operations with {calls} requests in {budget_s:.0f} s")
+    assert not failures, "\n".join(sorted(set(failures))[:20])
