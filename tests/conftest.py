@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.support.cameras",
     "tests.support.s3server",
     "tests.support.databases",
+    "tests.support.soak",
     "tests.faults.plugin",
 ]
