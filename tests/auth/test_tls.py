@@ -5,25 +5,22 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from config.settings import Settings
-from sharpeyes.process import http_config
 from storage.database import open_engine
 from storage.index import SegmentIndex
 from storage.registry import Registry
 from streams.app import create_app
 from streams.context import AppContext
+from tests.support.http import UvicornThread
 from tests.support.s3server import free_port
 
 
@@ -48,14 +45,10 @@ def test_https_with_hsts_and_no_cors(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, tls_cert=cert, tls_key=key)
     engine = open_engine(settings.database_url)
     ctx = AppContext(settings=settings, index=SegmentIndex(engine), registry=Registry(engine), store=None)  # type: ignore[arg-type]
-    bind = f"127.0.0.1:{free_port()}"
-    server = uvicorn.Server(http_config(create_app(ctx), settings, bind))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    port = free_port()
+    bind = f"127.0.0.1:{port}"
+    server = UvicornThread(create_app(ctx), port, settings).start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
         verify = ssl.create_default_context(cafile=str(cert))
         r = httpx.get(f"https://{bind}/api/ping", verify=verify, headers={"Origin": "https://elsewhere.example"})
         assert r.status_code == 200
@@ -64,8 +57,7 @@ def test_https_with_hsts_and_no_cors(tmp_path: Path) -> None:
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://{bind}/api/ping", timeout=3)  # plain HTTP is not served
     finally:
-        server.should_exit = True
-        thread.join(10)
+        server.stop()
 
 
 def test_a_certificate_without_its_key_is_refused(tmp_path: Path) -> None:

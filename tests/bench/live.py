@@ -250,7 +250,7 @@ def run_bench(args: argparse.Namespace) -> None:
     from streams.auth import AuthState
     from streams.context import AppContext
     from streams.tokens import TokenSigner
-    from tests.live.conftest import UvicornThread
+    from tests.support.http import UvicornThread
     from tests.support.cameras import CameraServer, Mount, camera_size, free_port
 
     size = camera_size()

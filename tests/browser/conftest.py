@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 
 from config.cameras import Camera, Region
@@ -35,6 +33,7 @@ from storage.stores import open_object_store
 from storage.users import UserStore
 from streams.app import create_app
 from streams.context import AppContext
+from tests.support.http import UvicornThread
 from tests.support.cameras import Mount, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -53,28 +52,6 @@ def _skip_reason() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"no Chromium at {CHROMIUM}"
     return None
-
-
-class UvicornThread:
-    """The app served by uvicorn on 127.0.0.1 in a thread, with its lifespan."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        self.port = port
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-browser", daemon=True)
-
-    def start(self) -> "UvicornThread":
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 @dataclass

@@ -7,7 +7,6 @@ loopback work-around documented in docs/live.md.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 
 from config.cameras import Camera, Region
@@ -33,35 +31,11 @@ from streams.auth import AuthState
 from streams.context import AppContext
 from streams.live_rtsp import install_restream
 from streams.tokens import TokenSigner
+from tests.support.http import UvicornThread
 from tests.support.cameras import Mount, free_port
 
 PASSWORD = "correct horse battery"
 MAX_VIEWERS = 10
-
-
-class UvicornThread:
-    """The app served by uvicorn on 127.0.0.1 in a thread, with its lifespan."""
-
-    def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
-        self.port = port
-        # No permessage-deflate, as run_process.
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                ws_per_message_deflate=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
-
-    def start(self) -> "UvicornThread":
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 @dataclass
