@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -303,6 +303,12 @@ def _clean(exc: Exception) -> str:
 # -- processes ----------------------------------------------------------------------
 
 
+TlsCert = Annotated[Optional[Path], typer.Option("--tls-cert", exists=True, dir_okay=False,
+                                                 help="PEM certificate: serve HTTPS with HSTS (with --tls-key).")]
+TlsKey = Annotated[Optional[Path], typer.Option("--tls-key", exists=True, dir_okay=False,
+                                                help="PEM private key of --tls-cert.")]
+
+
 def with_tls(svc: Services, tls_cert: Optional[Path], tls_key: Optional[Path]) -> Services:
     """Apply --tls-cert/--tls-key over the settings (both or neither)."""
     if tls_cert is not None or tls_key is not None:
@@ -315,10 +321,8 @@ def with_tls(svc: Services, tls_cert: Optional[Path], tls_key: Optional[Path]) -
 @app.command("run")
 def run(ctx: typer.Context,
         http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console (default SHARPEYES_HTTP_BIND or 127.0.0.1:8080)."),
-        tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", exists=True, dir_okay=False,
-                                                help="PEM certificate: serve HTTPS with HSTS (with --tls-key)."),
-        tls_key: Optional[Path] = typer.Option(None, "--tls-key", exists=True, dir_okay=False,
-                                               help="PEM private key of --tls-cert."),
+        tls_cert: TlsCert = None,
+        tls_key: TlsKey = None,
         ) -> None:
     """Everything in one process: record every enabled camera and serve the API and console."""
     from sharpeyes.process import run_process
@@ -348,10 +352,8 @@ def ingest_cmd(ctx: typer.Context,
 @app.command("serve")
 def serve_cmd(ctx: typer.Context,
               http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console."),
-              tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", exists=True, dir_okay=False,
-                                                      help="PEM certificate: serve HTTPS with HSTS (with --tls-key)."),
-              tls_key: Optional[Path] = typer.Option(None, "--tls-key", exists=True, dir_okay=False,
-                                                     help="PEM private key of --tls-cert."),
+              tls_cert: TlsCert = None,
+              tls_key: TlsKey = None,
               ) -> None:
     """A stateless API and console node (no recording)."""
     from sharpeyes.process import run_process

@@ -11,7 +11,7 @@ import pytest
 from minio import Minio
 
 from tests.scale.cluster import S, Cluster
-from tests.scale.test_multi_worker import assert_no_overlap, cluster, pg_url, start_cameras  # noqa: F401 - fixtures
+from tests.scale.test_multi_worker import assert_no_overlap, cluster, start_cameras  # noqa: F401 - fixtures
 
 TTL = 4.0
 

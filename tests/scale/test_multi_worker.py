@@ -25,20 +25,8 @@ ONE_RECONNECT_S = 5.0
 
 
 @pytest.fixture
-def pg_url(postgres_admin) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    reason = postgres_admin.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    name = postgres_admin.create()
-    try:
-        yield postgres_admin.url_for(name)
-    finally:
-        postgres_admin.drop(name)
-
-
-@pytest.fixture
-def cluster(pg_url: str, tmp_path: Path, s3_server, s3_bucket: str) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    c = Cluster.create(pg_url, tmp_path, s3_server, s3_bucket, ttl=TTL, segment_seconds=SEGMENT)
+def cluster(postgres_url: str, tmp_path: Path, s3_server, s3_bucket: str) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+    c = Cluster.create(postgres_url, tmp_path, s3_server, s3_bucket, ttl=TTL, segment_seconds=SEGMENT)
     try:
         yield c
     finally:

@@ -155,15 +155,20 @@ def database_url(db_backend: str, request: pytest.FixtureRequest, tmp_path: Path
     if db_backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'index.db'}"
         return
-    admin: PostgresAdmin = request.getfixturevalue("postgres_admin")
-    reason = admin.unavailable_reason()
+    yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: PostgresAdmin) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped after it (skipped without a server)."""
+    reason = postgres_admin.unavailable_reason()
     if reason:
         pytest.skip(reason)
-    name = admin.create()
+    name = postgres_admin.create()
     try:
-        yield admin.url_for(name)
+        yield postgres_admin.url_for(name)
     finally:
-        admin.drop(name)
+        postgres_admin.drop(name)
 
 
 @pytest.fixture
