@@ -154,11 +154,7 @@ class Supervisor:
             self._cameras = cameras
 
     def _new_session(self, camera: Camera, stream: StreamName) -> CameraSession:
-        last = self.index.last_segment(camera.id, stream)
-        last_end = max(
-            (t for t in (last.end_us if last else None, self.spool.last_end_us(camera.id, stream)) if t is not None),
-            default=None,
-        )
+        last_end = self.recorded_until(camera.id, stream)
         initial_gap, adopt_gap = None, None
         stale = sorted(self.index.open_gaps(camera.id, stream), key=lambda g: g.start_us)
         if stale:
@@ -182,13 +178,20 @@ class Supervisor:
             adopt_gap=adopt_gap,
         )
 
+    def recorded_until(self, camera_id: str, stream: StreamName) -> int | None:
+        """End of what is recorded for the stream, in the spool or the index.
+
+        The spool is read first: a segment the uploader moves to the index meanwhile is
+        then seen in one or the other, never missed by both."""
+        spooled = self.spool.last_end_us(camera_id, stream)
+        last = self.index.last_segment(camera_id, stream)
+        return max((t for t in (spooled, last.end_us if last else None) if t is not None), default=None)
+
     def new_segmenter(self, camera: Camera, stream: StreamName, last_end_us: int | None = None) -> Segmenter:
         """A segmenter that spools and uploads ``camera``'s ``stream`` (also used for
         streams a transcoder makes, e.g. the ``sub`` profile)."""
         if last_end_us is None:
-            last = self.index.last_segment(camera.id, stream)
-            last_end_us = max((t for t in (last.end_us if last else None, self.spool.last_end_us(camera.id, stream))
-                               if t is not None), default=None)
+            last_end_us = self.recorded_until(camera.id, stream)
         return Segmenter(
             camera.id,
             stream,
