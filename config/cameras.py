@@ -1,6 +1,6 @@
 """Camera and region models: what an operator registers.
 
-These are the validated shapes. They are stored by ``storage.registry`` and
+These are the validated shapes. They are stored by ``storage.index.registry`` and
 read back into these models, so every write path checks the same rules.
 """
 

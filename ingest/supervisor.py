@@ -15,15 +15,15 @@ from typing import Callable
 
 from config.cameras import STREAMS, Camera, StreamName
 from config.settings import Settings
-from ingest.live_hub import LiveHubs
-from ingest.segmenter import Clock, Segmenter
-from ingest.session import CameraSession
-from ingest.spool import Spool, SpoolEntry
-from ingest.status import CameraStatus
-from ingest.uploader import Uploader
-from storage.index import Fence, SegmentIndex, now_us
-from storage.objects import ObjectStore
-from storage.registry import Registry
+from ingest.live.hub import LiveHubs
+from ingest.recording.segmenter import Clock, Segmenter
+from ingest.recording.session import CameraSession
+from ingest.recording.spool import Spool, SpoolEntry
+from ingest.recording.status import CameraStatus
+from ingest.recording.uploader import Uploader
+from storage.index.segments import Fence, SegmentIndex, now_us
+from storage.objects.store import ObjectStore
+from storage.index.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Supervisor:
         self.clock = clock
         # Which cameras this worker records (all, unless leases say otherwise).
         self.owns = owns
-        # Adds taps to each new session (snapshots, motion, transcode: ingest.media);
+        # Adds taps to each new session (snapshots, motion, transcode: ingest.media.pipelines);
         # returns what to call when the session stops.
         self.attach = attach
         self._detach: dict[SessionKey, Callable[[], None]] = {}

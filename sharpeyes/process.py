@@ -11,9 +11,9 @@ import uvicorn
 
 from config.settings import Settings
 from sharpeyes.services import Services
-from storage.index import now_us
-from storage.retention import RetentionCleaner, RetentionPolicy, disk_free
-from storage.users import UserStore, ensure_first_admin
+from storage.index.segments import now_us
+from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_free
+from streams.access.users import UserStore, ensure_first_admin
 from streams.app import create_app
 from streams.context import AppContext
 
@@ -37,9 +37,9 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
     keeper = None
     cleaner = None
     if ingest:
-        from ingest.media import MediaPipelines
+        from ingest.media.pipelines import MediaPipelines
         from ingest.supervisor import Supervisor
-        from storage.media import MediaIndex
+        from storage.index.media import MediaIndex
 
         media_index = MediaIndex(svc.engine)
         pipelines = MediaPipelines(settings, media_index, clock=now_us)
@@ -66,7 +66,7 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                      extras=extras)
     app = create_app(ctx)
     if supervisor is not None:
-        from streams.live_rtsp import install_restream
+        from streams.live.restream import install_restream
 
         install_restream(app, supervisor.live, settings.rtsp_bind)
         log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)

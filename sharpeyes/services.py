@@ -9,11 +9,11 @@ import typer
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.objects import ObjectStore
-from storage.registry import Registry
-from storage.secrets import SecretCipher, load_cipher
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.objects.store import ObjectStore
+from storage.index.registry import Registry
+from storage.index.credentials import SecretCipher, load_cipher
 
 
 @dataclass
@@ -38,16 +38,16 @@ class Services:
 
     @cached_property
     def store(self) -> ObjectStore:
-        from storage.stores import open_object_store
+        from storage.objects.open import open_object_store
 
         return open_object_store(self.settings)
 
 
     def lease_keeper(self):  # type: ignore[no-untyped-def]
-        """This worker's ``ingest.leases.LeaseKeeper`` over the index (``use_leases``)."""
-        from ingest.leases import LeaseKeeper
-        from storage.camera_status import CameraStatusTable
-        from storage.leases import LeaseTable
+        """This worker's ``ingest.cluster.lease_keeper.LeaseKeeper`` over the index (``use_leases``)."""
+        from ingest.cluster.lease_keeper import LeaseKeeper
+        from storage.index.camera_status import CameraStatusTable
+        from storage.index.leases import LeaseTable
 
         return LeaseKeeper.from_settings(self.settings, LeaseTable(self.engine), self.registry,
                                          CameraStatusTable(self.engine))
@@ -67,7 +67,7 @@ class LazyServices:
 
 
 def from_context(ctx: typer.Context) -> Services:
-    """The process services of a CLI command (see ``sharpeyes.cli``)."""
+    """The process services of a CLI command (see ``sharpeyes.cli.main``)."""
     obj = ctx.find_root().obj
     if isinstance(obj, Services):
         return obj

@@ -1,13 +1,12 @@
 """Object stores, the segment index and registry (SQLAlchemy + Alembic), keyframe tables."""
 
-from storage.audit import AuditLog, VerifyResult
-from storage.database import open_engine
-from storage.camera_status import CameraStatusTable
-from storage.index import Fence, FencedOut, SegmentIndex, SegmentRecord, now_us
-from storage.leases import Lease, LeaseTable, WorkerInfo
-from storage.keyframes import Keyframe, pack_keyframes, unpack_keyframes
-from storage.local import LocalObjectStore
-from storage.objects import (
+from storage.db.engine import open_engine
+from storage.index.camera_status import CameraStatusTable
+from storage.index.segments import Fence, FencedOut, SegmentIndex, SegmentRecord, now_us
+from storage.index.leases import Lease, LeaseTable, WorkerInfo
+from storage.index.keyframes import Keyframe, pack_keyframes, unpack_keyframes
+from storage.objects.local import LocalObjectStore
+from storage.objects.store import (
     InvalidObjectKey,
     ObjectInfo,
     ObjectNotFound,
@@ -15,11 +14,10 @@ from storage.objects import (
     ObjectStoreUnavailable,
     check_key,
 )
-from storage.registry import Registry, RegistryError
-from storage.s3 import S3ObjectStore
-from storage.secrets import SecretCipher, SecretKeyError, load_cipher, public_camera_dict
-from storage.stores import open_object_store, segment_key
-from storage.users import ROLES, ApiKey, User, UserError, UserStore, ensure_first_admin
+from storage.index.registry import Registry, RegistryError
+from storage.objects.s3 import S3ObjectStore
+from storage.index.credentials import SecretCipher, SecretKeyError, load_cipher, public_camera_dict
+from storage.objects.open import open_object_store, segment_key
 
 __all__ = [
     "CameraStatusTable",
@@ -29,16 +27,8 @@ __all__ = [
     "LeaseTable",
     "WorkerInfo",
     "InvalidObjectKey",
-    "ROLES",
-    "ApiKey",
-    "AuditLog",
     "SecretCipher",
     "SecretKeyError",
-    "User",
-    "UserError",
-    "UserStore",
-    "VerifyResult",
-    "ensure_first_admin",
     "load_cipher",
     "public_camera_dict",
     "Keyframe",

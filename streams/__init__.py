@@ -2,12 +2,12 @@
 
 Live view, RTSP and simulated cameras (imported from their modules, so ``import streams`` stays light):
 
-- ``streams.rtsp_server``: ``RtspServer``, ``AccessUnitSource``, ``SessionInfo``
-- ``streams.simulated``: ``start_simulated_cameras``, ``SimulatedCameras``, ``StreamSpec``, ``LoopSource``
-- ``streams.live_webrtc``: WHEP (WebRTC passthrough from the live hub)
-- ``streams.live_mse``: fMP4 over WebSocket; ``streams.live_index``: ``GET /api/streams``
+- ``streams.rtsp.server``: ``RtspServer``, ``AccessUnitSource``, ``SessionInfo``
+- ``streams.demo.simulated``: ``start_simulated_cameras``, ``SimulatedCameras``, ``StreamSpec``, ``LoopSource``
+- ``streams.live.webrtc``: WHEP (WebRTC passthrough from the live hub)
+- ``streams.live.mse``: fMP4 over WebSocket; ``streams.live.catalog``: ``GET /api/streams``
 - ``streams.background``: ``BackgroundLoop`` (an event loop in a thread, for sync callers)
 
-The live hub, fan-out and H.264 helpers are in ``ingest`` (``ingest.live_hub``,
-``ingest.fanout``, ``ingest.h264``), next to the session they tap.
+The live hub, fan-out and H.264 helpers are in ``ingest`` (``ingest.live.hub``,
+``ingest.live.fanout``, ``storage.mp4.nal``), next to the session they tap.
 """

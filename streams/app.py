@@ -5,12 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from streams import api_archive, api_exports, api_health_console, api_holds, api_media, api_registry
-from streams.auth import install_auth, public
-from streams.console import install_console
+from streams.api import archive as api_archive
+from streams.api import exports as api_exports
+from streams.api import fleet_health as api_health_console
+from streams.api import holds as api_holds
+from streams.api import media as api_media
+from streams.api import registry as api_registry
+from streams.access.guard import install_auth, public
+from streams.console.routes import install_console
 from streams.context import AppContext
-from streams.metrics import install_metrics
-from streams.live import install_live
+from streams.api.metrics import install_metrics
+from streams.live.routes import install_live
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -37,7 +42,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     def ping() -> dict[str, str]:
         return {"status": "ok"}
 
-    # Every other route declares allow(...) or public(); see streams/auth.py.
+    # Every other route declares allow(...) or public(); see streams/access/guard.py.
     install_auth(app, ctx)
     app.include_router(api_registry.router)
     app.include_router(api_media.router)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import Settings
-from storage.index import SegmentIndex
-from storage.objects import ObjectStore
-from storage.registry import Registry
+from storage.index.segments import SegmentIndex
+from storage.objects.store import ObjectStore
+from storage.index.registry import Registry
 
 
 @dataclass

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import av
 
-from ingest.access_units import AccessUnitJoiner
-from ingest.segmenter import Segmenter
-from ingest.spool import Spool
-from ingest.uploader import Uploader
-from storage.index import SegmentIndex
-from storage.objects import ObjectStore
+from ingest.recording.access_units import AccessUnitJoiner
+from ingest.recording.segmenter import Segmenter
+from ingest.recording.spool import Spool
+from ingest.recording.uploader import Uploader
+from storage.index.segments import SegmentIndex
+from storage.objects.store import ObjectStore
 from tests.support.clips import make_clip
 
 T0 = 1_749_974_400_000_000  # 2025-06-15T08:00:00Z (in the past: "now" bounds the gaps), microseconds

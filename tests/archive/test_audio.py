@@ -8,13 +8,13 @@ from pathlib import Path
 import av
 import pytest
 
-from ingest.segmenter import Segmenter
-from ingest.spool import Spool
-from ingest.uploader import Uploader
-from storage.clips import plan_clip
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.local import LocalObjectStore
+from ingest.recording.segmenter import Segmenter
+from ingest.recording.spool import Spool
+from ingest.recording.uploader import Uploader
+from storage.archive.clips import plan_clip
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.objects.local import LocalObjectStore
 from tests.archive.recorded import T0
 from tests.support.packets import encode
 

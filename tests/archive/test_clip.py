@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.clips import plan_clip
+from storage.archive.clips import plan_clip
 from tests.archive.conftest import GAP, Archive
 from tests.archive.helpers import code_at, decode, ffprobe, presented
 from tests.archive.recorded import FRAME_US, T0

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from storage.clips import EncodingChanged, SegmentCorrupt, SegmentMissing, plan_clip
+from storage.archive.clips import EncodingChanged, SegmentCorrupt, SegmentMissing, plan_clip
 from tests.archive.conftest import Archive, build_archive
 from tests.archive.helpers import decode, presented
 from tests.archive.recorded import T0, record
@@ -61,7 +61,7 @@ def test_a_fragment_that_is_not_a_fragment_is_refused(damaged: Archive) -> None:
     seg = segment_at(damaged, 8)
     path = object_path(damaged, seg.object_key)
     data = bytearray(path.read_bytes())
-    from storage.keyframes import unpack_keyframes
+    from storage.index.keyframes import unpack_keyframes
     off = unpack_keyframes(seg.keyframes)[1].byte_offset
     data[off + 4:off + 8] = b"junk"  # the second GOP's moof header
     path.write_bytes(bytes(data))

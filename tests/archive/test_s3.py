@@ -7,10 +7,10 @@ from typing import Iterator
 
 import pytest
 
-from storage.clips import plan_clip
-from storage.keyframes import unpack_keyframes
-from storage.objects import ObjectInfo
-from storage.s3 import S3ObjectStore
+from storage.archive.clips import plan_clip
+from storage.index.keyframes import unpack_keyframes
+from storage.objects.store import ObjectInfo
+from storage.objects.s3 import S3ObjectStore
 from tests.archive.conftest import Archive, build_archive
 from tests.archive.helpers import code_at, decode, presented
 from tests.archive.recorded import T0

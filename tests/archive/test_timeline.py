@@ -6,9 +6,9 @@ import typer
 from typer.testing import CliRunner
 
 from config.times import TimeError, parse_time
-from sharpeyes.cli_archive import recordings
+from sharpeyes.cli.archive import recordings
 from sharpeyes.services import Services
-from storage.timeline import runs_of, timeline
+from storage.archive.timeline import runs_of, timeline
 from tests.archive.conftest import Archive
 from tests.archive.recorded import T0
 

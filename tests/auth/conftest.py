@@ -12,17 +12,17 @@ from fastapi.testclient import TestClient
 
 from config.cameras import Camera, Region
 from config.settings import Settings
-from storage.audit import AuditLog
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.registry import Registry
-from storage.secrets import load_cipher
-from storage.users import ROLES, UserStore
+from streams.access.audit import AuditLog
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.index.registry import Registry
+from storage.index.credentials import load_cipher
+from streams.access.users import ROLES, UserStore
 from streams.app import create_app
-from streams.auth import AuthState
+from streams.access.guard import AuthState
 from streams.context import AppContext
-from streams.ratelimit import SignInLimiter
-from streams.tokens import TokenSigner
+from streams.access.ratelimit import SignInLimiter
+from streams.access.tokens import TokenSigner
 
 PASSWORD = "correct horse battery"
 CAMERA_PASSWORD = "Cam3raS3cret!x"

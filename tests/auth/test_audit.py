@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from storage.audit import AuditLog
+from streams.access.audit import AuditLog
 from tests.auth.conftest import World
 
 
@@ -70,7 +70,7 @@ def test_concurrent_appends_keep_one_chain(world: World) -> None:
 
 
 def test_unknown_action_refused(world: World) -> None:
-    with pytest.raises(ValueError, match="add it to storage.audit.ACTIONS"):
+    with pytest.raises(ValueError, match="add it to streams.access.audit.ACTIONS"):
         world.audit.append(user="x", role="viewer", client_ip="-", action="watch")
 
 
@@ -100,7 +100,7 @@ def test_audit_route_is_admin_only_and_filters(world: World) -> None:
     assert r.status_code == 200 and [row["user"] for row in r.json()] == ["u0"]
     assert world.client.get("/api/audit", headers=world.headers("operator")).status_code == 403
     # No route edits or deletes audit rows.
-    from streams.auth import walk_routes
+    from streams.access.guard import walk_routes
 
     for route in walk_routes(world.app):  # type: ignore[arg-type]
         if (getattr(route, "path", "") or "").startswith("/api/audit"):

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from config.settings import Settings
 from config.cameras import Region
-from sharpeyes.cli_users import audit_app, user_app
+from sharpeyes.cli.users import audit_app, user_app
 from sharpeyes.services import Services
 
 

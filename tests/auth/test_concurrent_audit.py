@@ -7,7 +7,7 @@ import threading
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from storage.audit import AuditLog
+from streams.access.audit import AuditLog
 
 
 def test_concurrent_appends_keep_one_chain(index_engine: Engine) -> None:

@@ -1,6 +1,6 @@
 """The authorization matrix, taken from the app's own route table.
 
-Every route must declare a rule (``allow``/``public`` in ``streams.auth``): a new
+Every route must declare a rule (``allow``/``public`` in ``streams.access.guard``): a new
 route without one fails ``test_every_route_declares_a_rule``. Then every routed
 request is tried as anonymous and as each role, against an in-scope, an
 out-of-scope and an unknown camera, and the answer must match the declared rule.
@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
 from config.cameras import Camera
-from storage.users import ROLES
-from streams.auth import route_rule, walk_routes
+from streams.access.users import ROLES
+from streams.access.guard import route_rule, walk_routes
 from tests.auth.conftest import CAMERA_PASSWORD, World
 
 # Routes anyone may call. Each still declares public(), except the framework's docs.
-# "/" and "/web/{path:path}" are the web console's static files (streams/console.py).
+# "/" and "/web/{path:path}" are the web console's static files (streams/console/routes.py).
 PUBLIC = {"/api/ping", "/api/auth/token", "/api/auth/refresh", "/metrics", "/api/keys/export", "/", "/web/{path:path}"}
 FRAMEWORK = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

@@ -13,15 +13,15 @@ from sqlalchemy import text
 
 from config.cameras import Camera
 from config.redact import redact_url
-from storage.registry import Registry
-from storage.secrets import (
+from storage.index.registry import Registry
+from storage.index.credentials import (
     ENCRYPTED_PREFIX,
     SecretCipher,
     SecretKeyError,
     load_cipher,
     public_camera_dict,
 )
-from streams.auth import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit
 from tests.auth.conftest import CAMERA_PASSWORD, World
 
 

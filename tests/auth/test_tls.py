@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from config.settings import Settings
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.registry import Registry
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.index.registry import Registry
 from streams.app import create_app
 from streams.context import AppContext
 from tests.support.http import UvicornThread

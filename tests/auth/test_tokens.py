@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from streams.auth import Principal, allow
-from streams.ratelimit import SignInLimiter
+from streams.access.guard import Principal, allow
+from streams.access.ratelimit import SignInLimiter
 from tests.auth.conftest import PASSWORD, FakeClock, World
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from storage.users import UserError, UserExists, UserNotFound, ensure_first_admin
+from streams.access.users import UserError, UserExists, UserNotFound, ensure_first_admin
 from tests.auth.conftest import PASSWORD, World
 
 
@@ -72,8 +72,8 @@ def test_first_admin(world: World) -> None:
 
 
 def test_first_admin_generated_or_from_env(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from storage.database import open_engine
-    from storage.users import UserStore
+    from storage.db.engine import open_engine
+    from streams.access.users import UserStore
     from tests.auth.conftest import fast_hasher
 
     users = UserStore(open_engine(f"sqlite:///{tmp_path}/a.db"), hasher=fast_hasher())

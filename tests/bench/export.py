@@ -42,20 +42,20 @@ from argon2 import PasswordHasher  # noqa: E402
 
 from config.cameras import Camera, Region  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from storage.clips import plan_clip  # noqa: E402
-from storage.database import open_engine  # noqa: E402
-from storage.index import SegmentIndex, SegmentRecord  # noqa: E402
-from storage.local import LocalObjectStore  # noqa: E402
-from storage.mp4 import init_segment_size  # noqa: E402
-from storage.objects import ObjectStore  # noqa: E402
-from storage.registry import Registry  # noqa: E402
-from storage.secrets import load_cipher  # noqa: E402
-from storage.stores import segment_key  # noqa: E402
-from storage.users import UserStore  # noqa: E402
+from storage.archive.clips import plan_clip  # noqa: E402
+from storage.db.engine import open_engine  # noqa: E402
+from storage.index.segments import SegmentIndex, SegmentRecord  # noqa: E402
+from storage.objects.local import LocalObjectStore  # noqa: E402
+from storage.mp4.read import init_segment_size  # noqa: E402
+from storage.objects.store import ObjectStore  # noqa: E402
+from storage.index.registry import Registry  # noqa: E402
+from storage.index.credentials import load_cipher  # noqa: E402
+from storage.objects.open import segment_key  # noqa: E402
+from streams.access.users import UserStore  # noqa: E402
 from streams.app import create_app  # noqa: E402
-from streams.auth import AuthState  # noqa: E402
+from streams.access.guard import AuthState  # noqa: E402
 from streams.context import AppContext  # noqa: E402
-from streams.tokens import TokenSigner  # noqa: E402
+from streams.access.tokens import TokenSigner  # noqa: E402
 from tests.archive.recorded import T0, record  # noqa: E402
 from tests.archive.server import serve  # noqa: E402
 
@@ -147,7 +147,7 @@ def bench_store(label: str, index: SegmentIndex, store: ObjectStore, ctx_dir: Pa
     users = UserStore(engine, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     if users.get("inv") is None:
         users.add("inv", "bench password long", "investigator", ["*"])
-    state = AuthState(users=users, audit=__import__("storage.audit", fromlist=["AuditLog"]).AuditLog(engine),
+    state = AuthState(users=users, audit=__import__("streams.access.audit", fromlist=["AuditLog"]).AuditLog(engine),
                       tokens=TokenSigner(cipher.derive("sharpeyes token signing v1")))
     ctx = AppContext(settings=settings, index=index, registry=registry, store=store, extras={"auth": state})
     app = create_app(ctx)
@@ -208,7 +208,7 @@ def main() -> None:
         if args.s3:
             from minio import Minio
 
-            from storage.s3 import S3ObjectStore
+            from storage.objects.s3 import S3ObjectStore
             from tests.support.s3server import MotoS3Server
 
             server = MotoS3Server(log_path=work / "moto.log")

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 from config.cameras import Camera, Region
-from storage.clips import plan_clip
-from storage.database import open_engine
-from storage.exports import ExportService
-from storage.index import SegmentIndex
-from storage.local import LocalObjectStore
-from storage.registry import Registry
-from storage.secrets import load_cipher
+from storage.archive.clips import plan_clip
+from storage.db.engine import open_engine
+from storage.evidence.exports import ExportService
+from storage.index.segments import SegmentIndex
+from storage.objects.local import LocalObjectStore
+from storage.index.registry import Registry
+from storage.index.credentials import load_cipher
 from tests.archive.recorded import T0, record
 
 
@@ -36,7 +36,7 @@ def main(minutes: int = 10, use_s3: bool = False) -> None:
     registry.add_camera(Camera(id="cam-1", name="Bench", region="r", main_url="rtsp://10.0.0.1/main"))
     server = None
     if use_s3:
-        from storage.s3 import S3ObjectStore
+        from storage.objects.s3 import S3ObjectStore
         from tests.support.s3server import MotoS3Server
 
         server = MotoS3Server()

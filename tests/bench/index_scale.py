@@ -35,8 +35,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select, text
 
 from storage import LeaseTable, SegmentIndex, SegmentRecord, open_engine, pack_keyframes
-from storage.keyframes import Keyframe
-from storage.schema import CameraRow, SegmentRow
+from storage.index.keyframes import Keyframe
+from storage.db.schema import CameraRow, SegmentRow
 from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
 
 S = 1_000_000

@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--auth", default="")
     args = ap.parse_args()
     if args.receive:
-        from streams.live_webrtc import use_host_addresses
+        from streams.live.webrtc import use_host_addresses
 
         use_host_addresses(["127.0.0.1"])
         asyncio.run(hold_viewers(args.receive, args.n, args.seconds, args.base, args.auth))
@@ -237,19 +237,19 @@ def run_bench(args: argparse.Namespace) -> None:
 
     from config.cameras import Camera, Region
     from config.settings import Settings
-    from ingest.live_hub import LiveHub
+    from ingest.live.hub import LiveHub
     from ingest.supervisor import Supervisor
-    from storage.audit import AuditLog
-    from storage.database import open_engine
-    from storage.index import SegmentIndex
-    from storage.registry import Registry
-    from storage.secrets import load_cipher
-    from storage.stores import open_object_store
-    from storage.users import UserStore
+    from streams.access.audit import AuditLog
+    from storage.db.engine import open_engine
+    from storage.index.segments import SegmentIndex
+    from storage.index.registry import Registry
+    from storage.index.credentials import load_cipher
+    from storage.objects.open import open_object_store
+    from streams.access.users import UserStore
     from streams.app import create_app
-    from streams.auth import AuthState
+    from streams.access.guard import AuthState
     from streams.context import AppContext
-    from streams.tokens import TokenSigner
+    from streams.access.tokens import TokenSigner
     from tests.support.http import UvicornThread
     from tests.support.cameras import CameraServer, Mount, camera_size, free_port
 
@@ -323,7 +323,7 @@ def run_bench(args: argparse.Namespace) -> None:
             hub.session.taps.remove(clock)  # type: ignore[union-attr]
         idle = cpu_rate(None, 0, args.seconds, base, auth)
         print(f"server CPU with no viewers (pull + record): {idle * 100:.1f} % of a core")
-        from streams import live_webrtc
+        from streams.live import webrtc as live_webrtc
 
         for mode in ("webrtc-stock", "webrtc", "mse"):
             # webrtc-stock: aiortc packetises every frame again per viewer (the baseline);

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import av
 
-from config.media import MotionSettings
+from config.motion import MotionSettings
 from config.settings import Settings
-from ingest.motion import MotionAnalyzer
-from ingest.snapshots import Snapshotter, SnapshotStore
-from ingest.transcode import Transcoder, choose_encoder, profile_spec
+from ingest.media.motion import MotionAnalyzer
+from ingest.media.snapshots import Snapshotter, SnapshotStore
+from ingest.media.transcode import Transcoder, choose_encoder, profile_spec
 from tests.support.clips import make_clip
 
 THREADS = 2

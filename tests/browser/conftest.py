@@ -25,12 +25,12 @@ from argon2 import PasswordHasher
 from config.cameras import Camera, Region
 from config.settings import Settings
 from ingest.supervisor import Supervisor
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.registry import Registry
-from storage.secrets import load_cipher
-from storage.stores import open_object_store
-from storage.users import UserStore
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.index.registry import Registry
+from storage.index.credentials import load_cipher
+from storage.objects.open import open_object_store
+from streams.access.users import UserStore
 from streams.app import create_app
 from streams.context import AppContext
 from tests.support.http import UvicornThread

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sharpeyes.cli import app
+from sharpeyes.cli.main import app
 from tests.support.cameras import Mount
 
 GB_CAMERA = "34012345001320000001"  # division 34012345, type 132 (network camera)

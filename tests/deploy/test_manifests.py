@@ -15,7 +15,7 @@ import pytest
 import typer
 import yaml
 
-from sharpeyes.cli import app
+from sharpeyes.cli.main import app
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.30"

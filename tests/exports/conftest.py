@@ -13,24 +13,24 @@ from minio import Minio
 
 from config.cameras import Camera, Region
 from config.settings import Settings
-from ingest.access_units import AccessUnitJoiner
-from ingest.segmenter import Segmenter
-from ingest.spool import Spool
-from ingest.uploader import Uploader
-from storage.audit import AuditLog
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.local import LocalObjectStore
-from storage.registry import Registry
-from storage.s3 import S3ObjectStore
-from storage.schema import SegmentRow
-from storage.secrets import load_cipher
-from storage.users import ROLES, UserStore
+from ingest.recording.access_units import AccessUnitJoiner
+from ingest.recording.segmenter import Segmenter
+from ingest.recording.spool import Spool
+from ingest.recording.uploader import Uploader
+from streams.access.audit import AuditLog
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.objects.local import LocalObjectStore
+from storage.index.registry import Registry
+from storage.objects.s3 import S3ObjectStore
+from storage.db.schema import SegmentRow
+from storage.index.credentials import load_cipher
+from streams.access.users import ROLES, UserStore
 from streams.app import create_app
-from streams.auth import AuthState
+from streams.access.guard import AuthState
 from streams.context import AppContext
-from streams.ratelimit import SignInLimiter
-from streams.tokens import TokenSigner
+from streams.access.ratelimit import SignInLimiter
+from streams.access.tokens import TokenSigner
 from tests.auth.conftest import PASSWORD, FakeClock, fast_hasher
 from tests.support.packets import encode
 

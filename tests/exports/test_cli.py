@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-from sharpeyes.cli import app
-from storage.signing import public_key_pem
+from sharpeyes.cli.main import app
+from storage.evidence.signing import public_key_pem
 from tests.exports.conftest import CAMERA, Site
 
 

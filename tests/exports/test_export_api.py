@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.manifest import verify_clip
-from storage.signing import load_public_key
+from storage.evidence.manifest import verify_clip
+from storage.evidence.signing import load_public_key
 from config.times import iso_utc
 from tests.auth.conftest import PASSWORD
 from tests.exports.conftest import CAMERA, T0, Site

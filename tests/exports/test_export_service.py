@@ -9,9 +9,9 @@ import av
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from storage.clips import NoRecordings
-from storage.exports import ExportError, ExportService, SegmentUnusable
-from storage.manifest import (
+from storage.archive.clips import NoRecordings
+from storage.evidence.exports import ExportError, ExportService, SegmentUnusable
+from storage.evidence.manifest import (
     CLIP_ALTERED,
     MALFORMED_MANIFEST,
     MANIFEST_ALTERED,
@@ -21,7 +21,7 @@ from storage.manifest import (
     SourceSegment,
     verify_clip,
 )
-from storage.signing import key_id, load_signing_key
+from storage.evidence.signing import key_id, load_signing_key
 from tests.exports.conftest import CAMERA, T0, Site
 
 
@@ -191,7 +191,7 @@ def test_gaps_and_chain_breaks_are_in_the_manifest(local_site: Site, tmp_path: P
     from sqlalchemy import update
 
     from config.cameras import Camera
-    from storage.schema import SegmentRow
+    from storage.db.schema import SegmentRow
     from tests.exports.conftest import record
 
     site = local_site

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.holds import HoldError, HoldStore
+from storage.archive.holds import HoldError, HoldStore
 from config.times import iso_utc
 from tests.exports.conftest import CAMERA, T0, Site, minio_client
 

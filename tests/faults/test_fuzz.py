@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.cameras import Camera
-from ingest.segmenter import Segmenter
-from ingest.session import CameraSession
-from ingest.spool import Spool
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.keyframes import unpack_keyframes
-from storage.mp4 import init_segment_size, parse_init, scan_fragments
+from ingest.recording.segmenter import Segmenter
+from ingest.recording.session import CameraSession
+from ingest.recording.spool import Spool
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.index.keyframes import unpack_keyframes
+from storage.mp4.read import init_segment_size, parse_init, scan_fragments
 from tests.support.packets import encode
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.access_units import AccessUnitJoiner
+from ingest.recording.access_units import AccessUnitJoiner
 from tests.support.packets import clone, encode, split_nals
 
 

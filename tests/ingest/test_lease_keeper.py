@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from config.cameras import Camera, Region
-from ingest.leases import LeaseKeeper
+from ingest.cluster.lease_keeper import LeaseKeeper
 from storage import LeaseTable, Registry
 
 S = 1_000_000

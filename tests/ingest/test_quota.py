@@ -8,9 +8,9 @@ from pathlib import Path
 
 from config.cameras import Camera, Region
 from config.settings import Settings
-from ingest.access_units import AccessUnitJoiner
-from ingest.segmenter import Segmenter
-from ingest.spool import Spool, SpoolEntry
+from ingest.recording.access_units import AccessUnitJoiner
+from ingest.recording.segmenter import Segmenter
+from ingest.recording.spool import Spool, SpoolEntry
 from ingest.supervisor import Supervisor
 from sharpeyes.services import Services
 from tests.support.packets import encode

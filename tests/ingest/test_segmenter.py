@@ -7,10 +7,10 @@ from pathlib import Path
 import av
 import pytest
 
-from ingest.access_units import AccessUnitJoiner
-from ingest.segmenter import Segmenter, parameter_sets
-from ingest.spool import Spool, SpoolEntry
-from storage.mp4 import init_segment_size, parse_init, scan_fragments
+from ingest.recording.access_units import AccessUnitJoiner
+from ingest.recording.segmenter import Segmenter, parameter_sets
+from ingest.recording.spool import Spool, SpoolEntry
+from storage.mp4.read import init_segment_size, parse_init, scan_fragments
 from tests.support.packets import clone, encode, split_nals
 
 T0 = 1_800_000_000_000_000  # a fixed wall clock start, in microseconds

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
-from storage.index import now_us
+from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
+from storage.index.segments import now_us
 from tests.support.cameras import Mount
 from tests.support.recording import Recorder
 

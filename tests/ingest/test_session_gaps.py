@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.cameras import Camera
-from ingest.segmenter import Segmenter
-from ingest.session import CameraSession, SessionFailure
-from ingest.spool import Spool
-from storage.database import open_engine
-from storage.index import SegmentIndex
+from ingest.recording.segmenter import Segmenter
+from ingest.recording.session import CameraSession, SessionFailure
+from ingest.recording.spool import Spool
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
 
 T0 = 1_800_000_000_000_000
 

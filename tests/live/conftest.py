@@ -19,18 +19,18 @@ from argon2 import PasswordHasher
 from config.cameras import Camera, Region
 from config.settings import Settings
 from ingest.supervisor import Supervisor
-from storage.audit import AuditLog
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.registry import Registry
-from storage.secrets import load_cipher
-from storage.stores import open_object_store
-from storage.users import UserStore
+from streams.access.audit import AuditLog
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.index.registry import Registry
+from storage.index.credentials import load_cipher
+from storage.objects.open import open_object_store
+from streams.access.users import UserStore
 from streams.app import create_app
-from streams.auth import AuthState
+from streams.access.guard import AuthState
 from streams.context import AppContext
-from streams.live_rtsp import install_restream
-from streams.tokens import TokenSigner
+from streams.live.restream import install_restream
+from streams.access.tokens import TokenSigner
 from tests.support.http import UvicornThread
 from tests.support.cameras import Mount, free_port
 

@@ -6,10 +6,10 @@ import io
 
 import av
 
-from ingest.h264 import split_annexb
-from ingest.live_hub import parameter_sets_from_extradata
-from storage.mp4 import init_segment_size, parse_init, scan_fragments
-from streams.fmp4 import Sample, avc_codec_string, fragment, init_segment
+from storage.mp4.nal import split_annexb
+from ingest.live.hub import parameter_sets_from_extradata
+from storage.mp4.read import init_segment_size, parse_init, scan_fragments
+from storage.mp4.live import Sample, avc_codec_string, fragment, init_segment
 from tests.support.packets import encode
 
 

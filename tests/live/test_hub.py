@@ -6,8 +6,8 @@ import asyncio
 
 import av
 
-from ingest.h264 import NAL_SPS, nal_type
-from ingest.live_hub import LiveHubs, annexb, parameter_sets_from_extradata
+from storage.mp4.nal import NAL_SPS, nal_type
+from ingest.live.hub import LiveHubs, annexb, parameter_sets_from_extradata
 from tests.support.packets import encode
 
 
@@ -76,7 +76,7 @@ def test_a_new_viewer_starts_at_the_last_keyframe_with_parameter_sets():
 
 
 def _nals(data: bytes) -> list[bytes]:
-    from ingest.h264 import split_annexb
+    from storage.mp4.nal import split_annexb
 
     return split_annexb(data)
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from storage.mp4 import init_segment_size, parse_init, scan_fragments
+from storage.mp4.read import init_segment_size, parse_init, scan_fragments
 from tests.live.conftest import LiveWorld
 from tests.support.clips import read_frame_code
 

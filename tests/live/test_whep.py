@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from streams import live_webrtc
+from streams.live import webrtc as live_webrtc
 from tests.live.conftest import MAX_VIEWERS, LiveWorld
 from tests.live.whep_client import close, wait_frames, whep_connect
 from tests.support.clips import read_frame_code
@@ -123,7 +123,8 @@ def test_ten_viewers_cost_the_camera_one_pull_and_the_next_one_gets_429(live: Li
 
 
 def test_shared_payloads_are_rfc6184_and_fit_the_webrtc_mtu():
-    from ingest.h264 import AccessUnit, split_annexb
+    from ingest.access_unit import AccessUnit
+    from storage.mp4.nal import split_annexb
     from tests.support.packets import encode
 
     enc = encode(seconds=0.2, size=(640, 360))

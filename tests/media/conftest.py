@@ -10,13 +10,13 @@ import pytest
 
 from config.cameras import Camera, Region
 from config.settings import Settings
-from ingest.media import MediaPipelines
+from ingest.media.pipelines import MediaPipelines
 from ingest.supervisor import Supervisor
-from storage.database import open_engine
-from storage.index import SegmentIndex
-from storage.local import LocalObjectStore
-from storage.media import MediaIndex
-from storage.registry import Registry
+from storage.db.engine import open_engine
+from storage.index.segments import SegmentIndex
+from storage.objects.local import LocalObjectStore
+from storage.index.media import MediaIndex
+from storage.index.registry import Registry
 
 
 @dataclass

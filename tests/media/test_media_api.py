@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from config.media import MotionMask, MotionSettings
-from ingest.snapshots import Snapshot, SnapshotStore, encode_jpeg
-from ingest.transcode import TranscodeError, check_profile
+from config.motion import MotionMask, MotionSettings
+from ingest.media.snapshots import Snapshot, SnapshotStore, encode_jpeg
+from ingest.media.transcode import TranscodeError, check_profile
 from config.cameras import Camera
 from config.settings import Settings
-from storage.media import MediaIndex, Thumbnail, merge_spans
+from storage.index.media import MediaIndex, Thumbnail, merge_spans
 from tests.auth.conftest import PASSWORD, world  # noqa: F401 - the fixture
 from tests.media.synthetic import scene
 
@@ -109,14 +109,14 @@ def test_merge_spans_joins_adjacent_seconds_only():
 
 
 def test_cli_motion_lists_spans(tmp_path, monkeypatch):
-    from sharpeyes.cli import app
-    from storage.database import open_engine
+    from sharpeyes.cli.main import app
+    from storage.db.engine import open_engine
 
     monkeypatch.setenv("SHARPEYES_DATA_DIR", str(tmp_path))
     engine = open_engine(f"sqlite:///{tmp_path / 'index.db'}")
     from config.cameras import Region
-    from storage.registry import Registry
-    from storage.secrets import load_cipher
+    from storage.index.registry import Registry
+    from storage.index.credentials import load_cipher
     reg = Registry(engine, load_cipher(tmp_path))
     reg.add_region(Region(code="r", name="R"))
     reg.add_camera(Camera(id="cam-m", name="m", region="r", main_url="rtsp://10.0.0.1/x"))

@@ -6,8 +6,8 @@ import io
 
 import av
 
-from config.media import MotionSettings
-from ingest.motion import MotionAnalyzer
+from config.motion import MotionSettings
+from ingest.media.motion import MotionAnalyzer
 from tests.media.synthetic import motion_clip
 
 T0_US = 1_800_000_000_000_000  # a whole second, so clip second k is wall second T0 + k

@@ -70,7 +70,7 @@ def test_live_h264_turns_h265_into_decodable_h264(media_rig, cams):
 def test_motion_decodes_the_sub_stream_and_the_main_only_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from config.cameras import Camera
     from config.settings import Settings
-    from ingest.media import motion_stream
+    from ingest.media.pipelines import motion_stream
 
     with_sub = Camera(id="a", name="a", region="r", main_url="rtsp://h/m", sub_url="rtsp://h/s")
     main_only = Camera(id="b", name="b", region="r", main_url="rtsp://h/m")

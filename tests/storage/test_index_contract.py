@@ -10,7 +10,7 @@ from sqlalchemy import Engine, inspect
 
 from config.cameras import Camera, Region
 from storage import Keyframe, Registry, RegistryError, SegmentIndex, SegmentRecord, open_engine, pack_keyframes
-from storage.migrations import alembic_config
+from storage.db.migrations import alembic_config
 
 TABLES = {"regions", "cameras", "init_segments", "segments", "gaps", "registry_state"}
 CAM = "34020000001320000001"
@@ -68,7 +68,7 @@ def test_migrations_match_models(engine: Engine) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from storage.schema import Base
+    from storage.db.schema import Base
 
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -135,7 +135,7 @@ def test_init_segments_shared(engine: Engine) -> None:
     with idx.session() as s:
         from sqlalchemy import func, select
 
-        from storage.schema import InitSegmentRow
+        from storage.db.schema import InitSegmentRow
 
         assert s.scalar(select(func.count()).select_from(InitSegmentRow)) == 2
     with pytest.raises(KeyError):
@@ -304,9 +304,9 @@ def test_version_changes(registry: Registry) -> None:
 def test_version_changes_within_one_clock_tick(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     # Coarse or stepped-back clocks: two edits in the same microsecond must still
     # each change the version, or a poller misses the second one.
-    import storage.registry
+    import storage.index.registry
 
-    monkeypatch.setattr(storage.registry, "now_us", lambda: 1_000_000)
+    monkeypatch.setattr(storage.index.registry, "now_us", lambda: 1_000_000)
     registry.add_camera(camera("cam-a"))
     registry.add_camera(camera("cam-b"))
     v1 = registry.version()

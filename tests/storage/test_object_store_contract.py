@@ -22,7 +22,7 @@ from storage import (
     open_object_store,
     segment_key,
 )
-from storage.s3 import MIN_PART_SIZE
+from storage.objects.s3 import MIN_PART_SIZE
 from tests.support.s3server import MotoS3Server, free_port
 
 

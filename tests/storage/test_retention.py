@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from config.cameras import Camera, Region
-from storage.holds import HoldStore
-from storage.index import SegmentIndex, SegmentRecord
-from storage.local import LocalObjectStore
-from storage.registry import Registry, RegistryError
-from storage.retention import DAY_US, RetentionCleaner, RetentionPolicy, lifecycle_rules
-from storage.schema import RetentionDeleteRow
-from storage.stores import segment_key
+from storage.archive.holds import HoldStore
+from storage.index.segments import SegmentIndex, SegmentRecord
+from storage.objects.local import LocalObjectStore
+from storage.index.registry import Registry, RegistryError
+from storage.archive.retention import DAY_US, RetentionCleaner, RetentionPolicy, lifecycle_rules
+from storage.db.schema import RetentionDeleteRow
+from storage.objects.open import segment_key
 
 T0 = 1_800_000_000_000_000
 HOUR_US = 3_600_000_000
@@ -199,8 +199,8 @@ def test_lifecycle_rules_per_camera_prefix_outlast_retention() -> None:
 
 
 def test_lifecycle_rules_apply_to_a_real_s3_bucket(s3_server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
-    from storage.retention import apply_lifecycle
-    from storage.s3 import S3ObjectStore
+    from storage.archive.retention import apply_lifecycle
+    from storage.objects.s3 import S3ObjectStore
 
     store = S3ObjectStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, s3_bucket,
                           region=s3_server.region)

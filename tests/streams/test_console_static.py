@@ -1,4 +1,4 @@
-"""The console's static routes: the page, its modules, no way out of streams/web, one key set per language."""
+"""The console's static routes: the page, its modules, no way out of streams/console/web, one key set per language."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from streams.console import WEB_DIR, install_console
+from streams.console.routes import WEB_DIR, install_console
 
 
 def _client() -> TestClient:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from ingest.fanout import AccessUnitFanout
-from ingest.h264 import NAL_FU_A, RTP_MAX_PAYLOAD, AccessUnit, fu_a_payloads, sdp_fmtp, split_annexb
+from ingest.live.fanout import AccessUnitFanout
+from ingest.access_unit import AccessUnit
+from ingest.rtp.h264 import NAL_FU_A, RTP_MAX_PAYLOAD, fu_a_payloads, sdp_fmtp
+from storage.mp4.nal import split_annexb
 
 
 def test_split_annexb_mixed_start_codes() -> None:
@@ -71,7 +73,7 @@ def test_rtcp_sender_report_layout() -> None:
     import struct
     import time
 
-    from streams.rtsp_server import NTP_UNIX_OFFSET, _Session
+    from streams.rtsp.server import NTP_UNIX_OFFSET, _Session
 
     session = _Session(id="s", path="p", source=None, conn=None, transport="tcp", track_url="u")  # type: ignore[arg-type]
     au = AccessUnit((b"\x65" + b"z" * 3000,), 90000, True, time.time() - 1.0)

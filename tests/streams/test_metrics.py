@@ -14,7 +14,7 @@ from config.cameras import Camera, Region
 from config.settings import Settings
 from ingest.supervisor import Supervisor
 from sharpeyes.services import Services
-from storage.users import UserStore
+from streams.access.users import UserStore
 from streams.app import create_app
 from streams.context import AppContext
 from tests.support.cameras import Mount

@@ -21,8 +21,8 @@ import av
 import pytest
 
 from streams.background import BackgroundLoop
-from streams.rtsp_server import RtspServer
-from streams.simulated import SimulatedCameras, StreamSpec, start_simulated_cameras
+from streams.rtsp.server import RtspServer
+from streams.demo.simulated import SimulatedCameras, StreamSpec, start_simulated_cameras
 
 FPS = 25
 LOOP_FRAMES = 2 * FPS

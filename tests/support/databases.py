@@ -174,7 +174,7 @@ def postgres_url(postgres_admin: PostgresAdmin) -> Iterator[str]:
 @pytest.fixture
 def index_engine(database_url: str):  # type: ignore[no-untyped-def]
     """A migrated engine on ``database_url``; disposed after the test."""
-    from storage.database import open_engine
+    from storage.db.engine import open_engine
 
     engine = open_engine(database_url)
     try:

@@ -14,7 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from ingest.segmenter import parameter_sets
+from ingest.recording.segmenter import parameter_sets
 
 TIME_BASE = Fraction(1, 90000)  # what FFmpeg's RTSP demuxer gives for video
 

@@ -1,0 +1,1 @@
+"""Sharing cameras between ingest workers: the lease keeper."""

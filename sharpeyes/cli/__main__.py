@@ -1,0 +1,5 @@
+"""``python -m sharpeyes.cli``: the same as the ``sharpeyes`` command."""
+
+from sharpeyes.cli.main import main
+
+main()

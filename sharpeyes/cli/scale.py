@@ -1,0 +1,43 @@
+"""CLI for running at scale: ``sharpeyes db upgrade`` and ``sharpeyes workers``. Wiring only."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from storage.index.segments import now_us
+
+db_app = typer.Typer(help="The index database.", no_args_is_help=True)
+workers_app = typer.Typer(help="Ingest workers and the cameras they hold.", invoke_without_command=True)
+console = Console()
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Bring the index schema to the newest migration (run once before starting workers and API nodes)."""
+    from sharpeyes.cli.output import services
+
+    engine = services(ctx).engine  # opening the engine runs the migrations
+    console.print(f"index at {engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@workers_app.callback()
+def workers_list(ctx: typer.Context) -> None:
+    """List live ingest workers, how many cameras each holds, and their advertised URLs."""
+    from sharpeyes.cli.output import services
+    from storage.index.leases import LeaseTable
+
+    svc = services(ctx)
+    table = LeaseTable(svc.engine)
+    now = now_us()
+    ttl = int(svc.settings.lease_ttl_seconds * 1_000_000)
+    held: dict[str, int] = {}
+    for lease in table.leases():
+        if lease.held_at(now):
+            held[lease.worker_id] = held.get(lease.worker_id, 0) + 1
+    out = Table("worker", "cameras", "cap", "last seen (s ago)", "advertise url")
+    for w in table.live_workers(now, ttl):
+        out.add_row(w.worker_id, str(held.get(w.worker_id, 0)), str(w.capacity or "-"),
+                    f"{(now - w.last_seen_us) / 1e6:.1f}", w.advertise_url)
+    console.print(out)

@@ -1,0 +1,171 @@
+"""``sharpeyes user ...`` and ``sharpeyes audit ...``: Typer sub-apps for the main CLI.
+
+The main CLI mounts them (``app.add_typer(user_app, name="user")``,
+``app.add_typer(audit_app, name="audit")``) and puts a ``sharpeyes.services.Services``
+in ``ctx.obj``. No domain logic here: it lives in ``streams.access.users`` and ``streams.access.audit``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sharpeyes.services import Services, from_context
+from streams.access.audit import AuditLog
+from streams.access.users import ALL_REGIONS, ROLES, UserError, UserStore
+
+user_app = typer.Typer(help="Users, roles and region scopes.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify the hash chain, export CSV.", no_args_is_help=True)
+
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _services(ctx: typer.Context) -> Services:
+    return from_context(ctx)
+
+
+def _actor() -> str:
+    # CLI changes are audited as the operating-system user who ran them.
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:?"
+
+
+def _audit(services: Services, action: str, detail: str) -> None:
+    AuditLog(services.engine).append(user=_actor(), role="admin", client_ip="local", action=action, detail=detail)
+
+
+def _read_password(password_stdin: bool, prompt: str = "Password") -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise typer.BadParameter("--password-stdin: no password on standard input")
+        return password
+    return typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+def _fail(exc: Exception) -> None:
+    _err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Sign-in name."),
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROLES)}."),
+    region: Optional[list[str]] = typer.Option(
+        None, "--region", help="Region code in scope (repeat for more); default: the whole county."
+    ),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of stdin."),
+) -> None:
+    """Add a user with a role and a region scope."""
+    services = _services(ctx)
+    password = _read_password(password_stdin)
+    try:
+        user = UserStore(services.engine).add(name, password, role, region or [ALL_REGIONS])
+    except UserError as exc:
+        _fail(exc)
+        return
+    _audit(services, "user_add", f"target={user.name} role={user.role} regions={','.join(user.scope)}")
+    _out.print(f"added {user.name} ({user.role}, regions {', '.join(user.scope)})", highlight=False)
+
+
+@user_app.command("passwd")
+def user_passwd(
+    ctx: typer.Context,
+    name: str,
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of stdin."),
+) -> None:
+    """Set a user's password; their tokens stop working."""
+    services = _services(ctx)
+    password = _read_password(password_stdin, "New password")
+    try:
+        UserStore(services.engine).passwd(name, password)
+    except UserError as exc:
+        _fail(exc)
+        return
+    _audit(services, "user_passwd", f"target={name}")
+    _out.print(f"password of {name} changed", highlight=False)
+
+
+@user_app.command("disable")
+def user_disable(ctx: typer.Context, name: str) -> None:
+    """Disable a user: sign-in refused, tokens stop working at once."""
+    services = _services(ctx)
+    try:
+        UserStore(services.engine).disable(name)
+    except UserError as exc:
+        _fail(exc)
+        return
+    _audit(services, "user_disable", f"target={name}")
+    _out.print(f"{name} disabled", highlight=False)
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context) -> None:
+    """List users with role, scope and state."""
+    users = UserStore(_services(ctx).engine).list()
+    table = Table("name", "role", "regions", "state")
+    for u in users:
+        table.add_row(u.name, u.role, ", ".join(u.scope), "disabled" if u.disabled else "active")
+    _out.print(table)
+
+
+def _parse_time(value: str | None, tz: str) -> int | None:
+    """ISO 8601 date or date-time to µs; a time without an offset is in ``display_timezone``."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: use ISO 8601, for example 2026-11-27 or 2026-11-27T08:00+08:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(tz))
+    return int(moment.timestamp() * 1_000_000)
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the audit hash chain; exit 1 naming the first bad row."""
+    result = AuditLog(_services(ctx).engine).verify()
+    if result.ok:
+        _out.print(f"audit chain OK: {result.rows_checked} rows", highlight=False)
+        return
+    _err.print(
+        f"audit chain BROKEN at row {result.bad_row_id}: {result.reason} "
+        f"({result.rows_checked} rows before it are intact)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    ctx: typer.Context,
+    since: Optional[str] = typer.Option(None, "--from", help="Start (ISO 8601), inclusive; local time unless an offset is given."),
+    until: Optional[str] = typer.Option(None, "--to", help="End (ISO 8601), exclusive."),
+    output: Path = typer.Option(..., "-o", "--output", help="CSV file to write ('-' for stdout)."),
+) -> None:
+    """Write audit rows in a time range as CSV, hashes included."""
+    services = _services(ctx)
+    tz = services.settings.display_timezone
+    since_us, until_us = _parse_time(since, tz), _parse_time(until, tz)
+    log = AuditLog(services.engine)
+    if str(output) == "-":
+        count = log.export_csv(sys.stdout, since_us=since_us, until_us=until_us)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as f:
+            count = log.export_csv(f, since_us=since_us, until_us=until_us)
+    _err.print(f"{count} audit rows written to {output}", highlight=False)

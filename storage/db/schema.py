@@ -1,0 +1,350 @@
+"""The index's tables (SQLAlchemy 2). Alembic migrations in ``storage/db/migrations`` create them.
+
+Times are integers in microseconds since the Unix epoch, UTC: exact, sortable,
+and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid; BigInteger on PostgreSQL.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RegionRow(Base):
+    __tablename__ = "regions"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    parent: Mapped[str | None] = mapped_column(ForeignKey("regions.code"), index=True)
+
+
+class CameraRow(Base):
+    __tablename__ = "cameras"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    region: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
+    main_url: Mapped[str] = mapped_column(Text)
+    sub_url: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    retention_days: Mapped[int] = mapped_column(Integer, default=30)
+    # Admin override of the 30-day retention floor (migration 0005).
+    retention_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    transcode: Mapped[str] = mapped_column(String(16), default="none")
+    rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
+    # Bumped on every change so running processes see edits without a restart.
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class RegistryStateRow(Base):
+    """One row (id 1): ``changes`` counts every camera add, edit and removal.
+
+    ``Registry.version()`` reads it; unlike timestamps it never repeats, even when
+    the newest camera is removed or two edits fall in one clock tick.
+    """
+
+    __tablename__ = "registry_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    changes: Mapped[int] = mapped_column(BigInteger)
+
+
+class InitSegmentRow(Base):
+    """fMP4 init segments (ftyp+moov), shared by every segment with the same codec setup.
+
+    Kept in the index so playback and export need no reads of segment headers.
+    """
+
+    __tablename__ = "init_segments"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SegmentRow(Base):
+    __tablename__ = "segments"
+    __table_args__ = (
+        Index("ix_segments_camera_time", "camera_id", "stream", "start_us", unique=True),
+        Index("ix_segments_start", "start_us"),
+        # Covers a timeline (start and end only) so it reads the index alone, not ~1,440
+        # heap pages scattered among every other camera's rows (migration 0007).
+        Index("ix_segments_timeline", "camera_id", "stream", "start_us", "end_us"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    codec: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    audio_codec: Mapped[str | None] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64))
+    prev_sha256: Mapped[str | None] = mapped_column(String(64))
+    init_sha256: Mapped[str] = mapped_column(ForeignKey("init_segments.sha256"))
+    # Packed keyframe table, see storage.index.keyframes.
+    keyframes: Mapped[bytes] = mapped_column(LargeBinary)
+    # Wall clock minus media clock at the segment's end, in microseconds.
+    drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class GapRow(Base):
+    """A span with no recording, and why. ``end_us`` is NULL while the gap is still open."""
+
+    __tablename__ = "gaps"
+    __table_args__ = (Index("ix_gaps_camera_time", "camera_id", "stream", "start_us"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+GAP_REASONS = (
+    "offline",
+    "unauthorized",
+    "network",
+    "decode_error",
+    "storage_unavailable",
+    "worker_restart",
+    "disabled",
+    "unsupported",
+    "retention",
+)
+
+
+# -- access control and audit (issue 6) ---------------------------------------
+
+
+class UserRow(Base):
+    """A person who signs in. ``scope`` is a JSON list of region codes; ``["*"]`` is the whole county."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # argon2id PHC string; never the password.
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(Text, default='["*"]')
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    # Tokens issued before this instant are refused: bumped by passwd and disable.
+    tokens_valid_after_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ApiKeyRow(Base):
+    """A long-lived key for a machine client. Only the key's SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the key, shown in listings so an admin can tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(Text, default='["*"]')
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditRow(Base):
+    """One access or change, append-only. ``hash`` covers the row and ``prev_hash`` (see streams.access.audit).
+
+    ``prev_hash`` is unique: two writers racing for the same predecessor cannot
+    both win, so the chain never forks.
+    """
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_time", "time_us"),
+        Index("ix_audit_user_time", "user", "time_us"),
+        Index("ix_audit_camera_time", "camera_id", "time_us"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    time_us: Mapped[int] = mapped_column(BigInteger)
+    user: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    client_ip: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    camera_id: Mapped[str | None] = mapped_column(String(64))
+    range_start_us: Mapped[int | None] = mapped_column(BigInteger)
+    range_end_us: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ThumbnailRow(Base):
+    """One small JPEG per camera stream per minute, for the playback scrubber (see storage.index.media)."""
+
+    __tablename__ = "thumbnails"
+    __table_args__ = (Index("ix_thumbnails_camera_time", "camera_id", "stream", "t_us", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    t_us: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MotionRow(Base):
+    """Motion levels of one camera stream for one UTC minute: ``levels[i]`` (0..255) is
+    second ``start_s + i``; 0 means no motion seen (or nothing analysed)."""
+
+    __tablename__ = "motion"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8), primary_key=True)
+    start_s: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    levels: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MotionSettingsRow(Base):
+    """Per-camera motion masks (JSON, see config.motion.MotionSettings) and sensitivity."""
+
+    __tablename__ = "motion_settings"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settings: Mapped[str] = mapped_column(Text)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- retention (issue 5) ---------------------------------------------------------
+
+
+class RetentionDeleteRow(Base):
+    """An object whose index row the retention cleaner has removed but whose delete
+    is not yet confirmed. Written in the row's delete transaction, removed after the
+    object delete: after a crash the cleaner finishes these first, so no object
+    outlives its row (see docs/reliability.md)."""
+
+    __tablename__ = "retention_deletes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_key: Mapped[str] = mapped_column(Text)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- legal holds and evidence exports (issue 3) -----------------------------------
+
+
+class HoldRow(Base):
+    """A legal hold: segments of ``camera_id`` overlapping ``[start_us, end_us)`` are kept
+    from retention until the hold is released. ``stream`` NULL holds both streams."""
+
+    __tablename__ = "holds"
+    __table_args__ = (Index("ix_holds_camera_time", "camera_id", "start_us"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str | None] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    released_by: Mapped[str | None] = mapped_column(String(64))
+    released_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ExportRow(Base):
+    """An evidence export job: a clip and its signed manifest under ``exports/{id}/``."""
+
+    __tablename__ = "exports"
+    __table_args__ = (Index("ix_exports_creator_time", "created_by", "created_us"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    allow_gaps: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    # queued -> running -> done | failed
+    status: Mapped[str] = mapped_column(String(16))
+    # Progress in millionths (0..1_000_000): integers keep the row exact on every database.
+    progress_ppm: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    clip_key: Mapped[str | None] = mapped_column(Text)
+    manifest_key: Mapped[str | None] = mapped_column(Text)
+    clip_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(Text, default="")
+    finished_us: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# -- scale-out: leases, workers, published camera status (issue 9) -------------
+
+
+class CameraLeaseRow(Base):
+    """Which ingest worker records a camera now. ``epoch`` is the fencing token: it
+    grows by one on every change of owner, and the uploader indexes a segment only
+    while its (worker, epoch) is still the row's (see ``SegmentIndex.add_segment``)."""
+
+    __tablename__ = "camera_leases"
+    __table_args__ = (Index("ix_camera_leases_worker", "worker_id"),)
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The lease is free once expires_us is in the past (a release sets it to now).
+    expires_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    heartbeat_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    # When the current owner took it (owner's clock).
+    acquired_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WorkerRow(Base):
+    """An ingest worker that heartbeats. Live while ``last_seen_us`` is within one lease TTL."""
+
+    __tablename__ = "workers"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seen_us: Mapped[int] = mapped_column(BigInteger)
+    # Most cameras this worker takes (0: no cap, only its fair share).
+    capacity: Mapped[int] = mapped_column(Integer, default=0)
+    # Cameras it held at its last heartbeat: others use it to see who is short.
+    held: Mapped[int] = mapped_column(Integer, default=0)
+    # Its HTTP base URL (live endpoints), for API nodes to redirect to.
+    advertise_url: Mapped[str] = mapped_column(Text, default="")
+    started_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CameraStatusRow(Base):
+    """A camera stream's status as its owning worker last published it, for API nodes
+    that record nothing themselves. ``detail`` is ``CameraStatus.as_dict()`` as JSON."""
+
+    __tablename__ = "camera_status"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(8), primary_key=True)
+    worker_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    fps: Mapped[float] = mapped_column(Float, default=0.0)
+    bitrate_bps: Mapped[float] = mapped_column(Float, default=0.0)
+    last_error: Mapped[str] = mapped_column(Text, default="")  # redacted by the session
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    updated_us: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,68 @@
+"""``CameraStatusTable``: camera stream statuses that ingest workers publish to the index.
+
+API nodes record nothing, so they cannot ask a supervisor how a camera is doing;
+each worker upserts the statuses of the streams it records every few seconds,
+and any node reads them here. A row not refreshed for ``stale_us`` belongs to a
+worker that died or let the camera go, and is not reported.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import sessionmaker
+
+from storage.db.schema import CameraStatusRow
+
+
+class CameraStatusTable:
+    def __init__(self, engine: Engine):
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    def publish(self, worker_id: str, statuses: Iterable[dict[str, Any]], *, now_us: int) -> int:
+        """Upsert ``statuses`` (``CameraStatus.as_dict()``s, errors already redacted)
+        as ``worker_id``'s; returns how many rows were written."""
+        n = 0
+        with self._sessions() as s, s.begin():
+            for st in statuses:
+                values = {
+                    "worker_id": worker_id,
+                    "state": str(st.get("state", "")),
+                    "fps": float(st.get("fps", 0.0)),
+                    "bitrate_bps": float(st.get("bitrate_bps", 0.0)),
+                    "last_error": str(st.get("last_error", "")),
+                    "detail": json.dumps(st),
+                    "updated_us": now_us,
+                }
+                stmt = self._insert(CameraStatusRow.__table__).values(
+                    camera_id=st["camera_id"], stream=st["stream"], **values
+                )
+                s.execute(stmt.on_conflict_do_update(index_elements=["camera_id", "stream"], set_=values))
+                n += 1
+        return n
+
+    def statuses(self, *, now_us: int, stale_us: int) -> dict[tuple[str, str], dict[str, Any]]:
+        """{(camera, stream): status dict + ``worker_id`` and ``updated_us``} of fresh rows."""
+        with self._sessions() as s:
+            rows = s.scalars(select(CameraStatusRow).where(CameraStatusRow.updated_us > now_us - stale_us))
+            out = {}
+            for r in rows:
+                d = json.loads(r.detail or "{}")
+                d.update(camera_id=r.camera_id, stream=r.stream, state=r.state, fps=r.fps,
+                         bitrate_bps=r.bitrate_bps, last_error=r.last_error, worker_id=r.worker_id,
+                         updated_us=r.updated_us)
+                out[(r.camera_id, r.stream)] = d
+            return out
+
+    def withdraw(self, worker_id: str, keys: Iterable[tuple[str, str]]) -> None:
+        """Delete ``worker_id``'s rows for streams it no longer records (a new owner's rows stay)."""
+        with self._sessions() as s, s.begin():
+            for cam, stream in keys:
+                s.execute(delete(CameraStatusRow).where(CameraStatusRow.camera_id == cam,
+                                                        CameraStatusRow.stream == stream,
+                                                        CameraStatusRow.worker_id == worker_id))

@@ -1,0 +1,201 @@
+"""Camera leases and worker heartbeats in the index: how ingest workers share cameras.
+
+A lease row per camera says which worker records it, until when (``expires_us``),
+and under which ``epoch``. The epoch is the fencing token: it grows by one each
+time the owner changes, never when an owner renews or takes back its own lapsed
+lease. ``SegmentIndex.add_segment(rec, fence=(worker_id, epoch))`` indexes only
+while that pair is still the row's, so a worker that was paused past its lease
+cannot index what it recorded after another worker took the camera.
+
+Acquisition is atomic on both back ends: on PostgreSQL the free rows are picked
+``FOR UPDATE SKIP LOCKED`` (two workers never wait on each other and never pick
+the same row); on SQLite, where writers are serialised anyway, each row is taken
+with a conditional UPDATE (compare-and-swap on owner and epoch) and a rowcount
+of 1 means it was won.
+
+All times are the caller's wall clock in µs: workers must keep their clocks in
+step (NTP), with the skew well under the lease TTL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import sessionmaker
+
+from storage.db.schema import CameraLeaseRow, WorkerRow
+
+
+@dataclass(frozen=True)
+class Lease:
+    camera_id: str
+    worker_id: str
+    epoch: int
+    expires_us: int
+    acquired_us: int
+
+    def held_at(self, now_us: int) -> bool:
+        return bool(self.worker_id) and self.expires_us > now_us
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    worker_id: str
+    last_seen_us: int
+    capacity: int
+    held: int
+    advertise_url: str
+
+
+class LeaseTable:
+    """The ``camera_leases`` and ``workers`` tables. Thread-safe: one session per call."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    # -- workers ------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, *, now_us: int, capacity: int = 0, held: int = 0,
+                  advertise_url: str = "") -> None:
+        """Say ``worker_id`` is alive now (insert or update its row)."""
+        values = {"worker_id": worker_id, "last_seen_us": now_us, "capacity": capacity, "held": held,
+                  "advertise_url": advertise_url}
+        stmt = self._insert(WorkerRow.__table__).values(**values, started_us=now_us)
+        stmt = stmt.on_conflict_do_update(index_elements=["worker_id"], set_=values)
+        with self._sessions() as s, s.begin():
+            s.execute(stmt)
+
+    def live_workers(self, now_us: int, ttl_us: int) -> list[WorkerInfo]:
+        """Workers seen within the last ``ttl_us``."""
+        with self._sessions() as s:
+            rows = s.scalars(select(WorkerRow).where(WorkerRow.last_seen_us > now_us - ttl_us).order_by(WorkerRow.worker_id))
+            return [_worker(r) for r in rows]
+
+    def worker(self, worker_id: str) -> WorkerInfo | None:
+        with self._sessions() as s:
+            row = s.get(WorkerRow, worker_id)
+            return _worker(row) if row is not None else None
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Remove a worker that stopped cleanly, so the others count it out at once."""
+        with self._sessions() as s, s.begin():
+            s.execute(delete(WorkerRow).where(WorkerRow.worker_id == worker_id))
+
+    # -- leases -------------------------------------------------------------------
+
+    def ensure(self, camera_ids: Iterable[str]) -> None:
+        """Create a free lease row for every camera that has none yet."""
+        ids = list(camera_ids)
+        if not ids:
+            return
+        with self._sessions() as s, s.begin():
+            have = set(s.scalars(select(CameraLeaseRow.camera_id).where(CameraLeaseRow.camera_id.in_(ids))))
+            for cam in ids:
+                if cam not in have:
+                    s.execute(
+                        self._insert(CameraLeaseRow.__table__)
+                        .values(camera_id=cam, worker_id="", epoch=0, expires_us=0, heartbeat_us=0, acquired_us=0)
+                        .on_conflict_do_nothing(index_elements=["camera_id"])
+                    )
+
+    def leases(self) -> list[Lease]:
+        with self._sessions() as s:
+            return [_lease(r) for r in s.scalars(select(CameraLeaseRow).order_by(CameraLeaseRow.camera_id))]
+
+    def lease(self, camera_id: str) -> Lease | None:
+        with self._sessions() as s:
+            row = s.get(CameraLeaseRow, camera_id)
+            return _lease(row) if row is not None else None
+
+    def renew(self, worker_id: str, camera_ids: Iterable[str], *, now_us: int, ttl_us: int) -> dict[str, int]:
+        """Extend ``worker_id``'s leases on ``camera_ids``; returns those it still owns,
+        with their epochs. A camera missing from the answer was taken by another worker."""
+        ids = list(camera_ids)
+        if not ids:
+            return {}
+        with self._sessions() as s, s.begin():
+            s.execute(
+                update(CameraLeaseRow)
+                .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))
+                .values(expires_us=now_us + ttl_us, heartbeat_us=now_us)
+            )
+            rows = s.execute(
+                select(CameraLeaseRow.camera_id, CameraLeaseRow.epoch)
+                .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))
+            ).all()
+        return {cam: epoch for cam, epoch in rows}
+
+    def acquire(self, worker_id: str, candidates: Sequence[str], limit: int, *, now_us: int, ttl_us: int,
+                free_before_us: int | None = None) -> dict[str, int]:
+        """Take up to ``limit`` of ``candidates`` whose lease expired before
+        ``free_before_us`` (default ``now_us``); returns {camera: epoch} of those won."""
+        if limit <= 0 or not candidates:
+            return {}
+        free_before = now_us if free_before_us is None else free_before_us
+        won: dict[str, int] = {}
+        with self._sessions() as s, s.begin():
+            q = (
+                select(CameraLeaseRow.camera_id, CameraLeaseRow.worker_id, CameraLeaseRow.epoch)
+                .where(CameraLeaseRow.camera_id.in_(list(candidates)), CameraLeaseRow.expires_us < free_before)
+                .order_by(CameraLeaseRow.camera_id)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            for cam, owner, epoch in s.execute(q).all():
+                changed = owner != worker_id
+                new_epoch = epoch + 1 if changed else epoch
+                values = {"worker_id": worker_id, "epoch": new_epoch, "expires_us": now_us + ttl_us,
+                          "heartbeat_us": now_us}
+                if changed:
+                    values["acquired_us"] = now_us
+                # Compare-and-swap: on SQLite another worker may have won the row since
+                # the SELECT; on PostgreSQL the row is locked and this always matches.
+                done = s.execute(
+                    update(CameraLeaseRow)
+                    .where(CameraLeaseRow.camera_id == cam, CameraLeaseRow.worker_id == owner,
+                           CameraLeaseRow.epoch == epoch, CameraLeaseRow.expires_us < free_before)
+                    .values(**values)
+                )
+                if done.rowcount == 1:  # type: ignore[attr-defined]
+                    won[cam] = new_epoch
+        return won
+
+    def release(self, worker_id: str, camera_ids: Iterable[str], *, now_us: int) -> None:
+        """Give up leases now: free to anyone from ``now_us`` on (owner and epoch stay,
+        so taking one back is no owner change)."""
+        ids = list(camera_ids)
+        if not ids:
+            return
+        with self._sessions() as s, s.begin():
+            s.execute(
+                update(CameraLeaseRow)
+                .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))
+                .values(expires_us=now_us - 1)
+            )
+
+    def owner_url(self, camera_id: str, *, now_us: int) -> str | None:
+        """The advertised base URL of the worker holding ``camera_id`` now, if any."""
+        with self._sessions() as s:
+            row = s.execute(
+                select(CameraLeaseRow.expires_us, WorkerRow.advertise_url)
+                .join(WorkerRow, WorkerRow.worker_id == CameraLeaseRow.worker_id)
+                .where(CameraLeaseRow.camera_id == camera_id)
+            ).first()
+        if row is None or row[0] <= now_us or not row[1]:
+            return None
+        return str(row[1])
+
+
+def _lease(r: CameraLeaseRow) -> Lease:
+    return Lease(r.camera_id, r.worker_id, r.epoch, r.expires_us, r.acquired_us)
+
+
+def _worker(r: WorkerRow) -> WorkerInfo:
+    return WorkerInfo(r.worker_id, r.last_seen_us, r.capacity, r.held, r.advertise_url)

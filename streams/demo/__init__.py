@@ -1,0 +1,1 @@
+"""``sharpeyes demo``: simulated cameras and the demo region tree."""

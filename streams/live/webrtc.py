@@ -1,0 +1,291 @@
+"""Live view over WebRTC, signalled WHEP-style, with aiortc in passthrough (no re-encode).
+
+``POST /api/cameras/{id}/whep?stream=main|sub`` takes an SDP offer (``application/sdp``)
+and answers 201 with the SDP answer and a ``Location`` to ``DELETE`` when done. The video
+track yields the live hub's access units as ``av.Packet``s: aiortc's H.264 "encoder"
+only packetises packets it is given (``H264Encoder.pack``), so nothing is decoded or
+encoded. H.264 is forced with ``setCodecPreferences`` on the transceiver that the offer's
+video m-line binds to, before ``setRemoteDescription``; otherwise aiortc may pick VP8 and
+would have to decode and encode every frame.
+
+Loopback: aioice never offers 127.0.0.1 as a host candidate. ``webrtc_host_addresses``
+(e.g. ``[127.0.0.1]``) replaces aioice's address list; see ``use_host_addresses`` and
+docs/live.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from ingest.live.fanout import AccessUnitSubscription
+from ingest.access_unit import AccessUnit
+from ingest.rtp.h264 import fu_a_payloads
+from storage.mp4.nal import NAL_AUD, nal_type
+from ingest.live.hub import TIME_BASE_90K, LiveHub, annexb
+from streams.access.guard import Principal, allow, audit
+from streams.live.viewers import StreamParam, hub_for_viewer
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+MAX_OFFER_BYTES = 64 * 1024
+# aiortc's own limit (aiortc.codecs.h264.PACKET_MAX): room for SRTP, header extensions and TURN.
+WEBRTC_MAX_PAYLOAD = 1300
+# Packetise each access unit once per camera and share the payloads among viewers (True),
+# or let aiortc packetise it again for every viewer (False: the benchmark's baseline).
+PACKETISE_ONCE = True
+_payloads: weakref.WeakKeyDictionary[AccessUnit, list[bytes]] = weakref.WeakKeyDictionary()
+
+
+def webrtc_payloads(au: AccessUnit) -> list[bytes]:
+    """The RFC 6184 payloads (single NAL units and FU-A) of an access unit, computed once."""
+    payloads = _payloads.get(au)
+    if payloads is None:
+        payloads = []
+        for nal in au.nals:
+            if nal_type(nal) == NAL_AUD:
+                continue  # the RTP marker bit does the AUD's job
+            payloads.extend(fu_a_payloads(nal, WEBRTC_MAX_PAYLOAD) if len(nal) > WEBRTC_MAX_PAYLOAD else (nal,))
+        _payloads[au] = payloads
+    return payloads
+
+
+class SharedPayloads:
+    """Takes the place of aiortc's H.264 encoder on a passthrough sender.
+
+    aiortc's sender asks its encoder to ``pack`` each packet the track returns; the stock
+    ``H264Encoder.pack`` splits and packetises it again for every viewer. This returns the
+    payloads made once per access unit instead, so a viewer costs only RTP headers, SRTP
+    and the send. It relies on the sender calling ``pack`` right after ``recv`` (aiortc
+    1.x ``RTCRtpSender._next_encoded_frame``), and on the sender's private encoder slot;
+    if a later aiortc changes either, ``install`` does nothing and aiortc packetises.
+    """
+
+    target_bitrate = 0  # aiortc sets it from REMB; passthrough cannot change the bitrate
+
+    def __init__(self, track: HubTrack) -> None:
+        self._track = track
+
+    @classmethod
+    def install(cls, sender: RTCRtpSender, track: HubTrack) -> bool:
+        slot = "_RTCRtpSender__encoder"
+        if getattr(sender, slot, "missing") is not None:
+            return False
+        setattr(sender, slot, cls(track))
+        return True
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        au = self._track.last
+        assert au is not None and au.pts_90k == packet.pts, "pack() must follow recv()"
+        return webrtc_payloads(au), au.pts_90k
+
+    def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise TypeError("a passthrough track yields packets, not frames")
+_H264_RTPMAP = re.compile(r"^a=rtpmap:\d+ H264/90000", re.IGNORECASE | re.MULTILINE)
+
+
+class HubTrack(MediaStreamTrack):
+    """A video track that hands aiortc the hub's access units, already encoded."""
+
+    kind = "video"
+
+    def __init__(self, subscription: AccessUnitSubscription[AccessUnit]) -> None:
+        super().__init__()
+        self._subscription = subscription
+        self.last: AccessUnit | None = None  # the access unit recv() returned last
+        # True once SharedPayloads packs for this track: recv() then skips building the bytes.
+        self.shared_payloads = False
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            au = await anext(self._subscription)
+        except StopAsyncIteration:
+            self.stop()
+            raise MediaStreamError from None
+        self.last = au
+        packet = av.Packet(b"" if self.shared_payloads else annexb(au))
+        packet.pts = au.pts_90k
+        packet.dts = au.pts_90k
+        packet.time_base = TIME_BASE_90K
+        packet.is_keyframe = au.keyframe
+        return packet
+
+    def stop(self) -> None:
+        self._subscription.close()
+        super().stop()
+
+
+@dataclass(eq=False)
+class WhepSession:
+    id: str
+    camera_id: str
+    stream: str
+    hub: LiveHub
+    pc: RTCPeerConnection
+    track: HubTrack
+    request: Request  # the POST: its principal and client address sign live_stop too
+    closed: bool = False
+
+
+def _sessions(request: Request) -> dict[str, WhepSession]:
+    return request.app.state.whep_sessions  # type: ignore[no-any-return]  (set by install_live)
+
+
+def ice_servers(urls: list[str]) -> list[RTCIceServer]:
+    """``stun:host:port`` or ``turn:user:password@host:port[?transport=tcp]`` into aiortc's form."""
+    servers = []
+    for url in urls:
+        scheme, _, rest = url.partition(":")
+        if "@" in rest:
+            cred, _, host = rest.rpartition("@")
+            user, _, password = cred.partition(":")
+            servers.append(RTCIceServer(urls=f"{scheme}:{host}", username=user, credential=password))
+        else:
+            servers.append(RTCIceServer(urls=url))
+    return servers
+
+
+_original_host_addresses: Any = None
+
+
+def use_host_addresses(addresses: list[str]) -> None:
+    """Make aioice offer exactly ``addresses`` as ICE host candidates (empty: its own choice).
+
+    aioice's ``get_host_addresses`` lists every interface address except 127.0.0.1, so
+    two peers on loopback (tests, a player on the same host) never connect. aioice has
+    no option for it; its connection looks the function up in ``aioice.ice`` at gather
+    time, so replacing it there is enough. It is process-wide, like the setting.
+    """
+    import aioice.ice
+
+    global _original_host_addresses
+    if _original_host_addresses is None:
+        _original_host_addresses = aioice.ice.get_host_addresses
+    if not addresses:
+        aioice.ice.get_host_addresses = _original_host_addresses
+        return
+    fixed = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def h264_preferences() -> list[Any]:
+    """aiortc's H.264 codecs (and RTX for them), the only ones a passthrough track can send."""
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    return [c for c in codecs if c.mimeType.lower() in ("video/h264", "video/rtx")]
+
+
+async def _close(session: WhepSession, reason: str) -> None:
+    if session.closed:
+        return
+    session.closed = True
+    _sessions(session.request).pop(session.id, None)
+    session.hub.viewers -= 1
+    session.track.stop()
+    await session.pc.close()
+    try:
+        audit(session.request, "live_stop", camera_id=session.camera_id,
+              detail=f"webrtc stream={session.stream} session={session.id} {reason}")
+    except Exception:  # noqa: BLE001 - the audit store being down must not leak a peer connection
+        log.exception("could not audit live_stop for camera %s", session.camera_id)
+
+
+@router.post("/api/cameras/{id}/whep", status_code=201, response_class=Response,
+             responses={201: {"content": {"application/sdp": {}}}})
+async def whep_offer(
+    id: str,
+    request: Request,
+    stream: StreamParam = Query("main"),
+    principal: Principal = allow("viewer"),
+) -> Response:
+    """WHEP: an SDP offer in, the SDP answer out (201, ``Location`` to DELETE when done)."""
+    assert principal.camera is not None
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/sdp":
+        raise HTTPException(415, detail="send the SDP offer with Content-Type: application/sdp")
+    body = await request.body()
+    if len(body) > MAX_OFFER_BYTES:
+        raise HTTPException(413, detail=f"the SDP offer is larger than {MAX_OFFER_BYTES} bytes")
+    try:
+        offer = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(400, detail="the SDP offer is not UTF-8 text") from None
+    if not offer.startswith("v=0") or "\nm=video " not in offer.replace("\r\n", "\n"):
+        raise HTTPException(400, detail="malformed SDP offer: expected v=0 and a video m-line (recvonly)")
+    if not _H264_RTPMAP.search(offer):
+        raise HTTPException(400, detail="the offer has no H.264 codec; live video is H.264 only (enable H.264 in the client)")
+    hub = hub_for_viewer(request, principal.camera, stream)
+    hub.viewers += 1  # counted now, so concurrent offers cannot all pass the limit
+    settings = request.app.state.ctx.settings
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(settings.ice_servers)))
+    subscription = hub.subscribe()
+    track = HubTrack(subscription)
+    try:
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        if PACKETISE_ONCE:
+            track.shared_payloads = SharedPayloads.install(transceiver.sender, track)
+        # Before setRemoteDescription: the offer's video m-line binds to this transceiver,
+        # and the codecs are negotiated there from these preferences.
+        transceiver.setCodecPreferences(h264_preferences())
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on a bad offer
+        hub.viewers -= 1
+        track.stop()
+        await pc.close()
+        raise HTTPException(400, detail=f"the SDP offer cannot be answered: {type(exc).__name__}: {exc}") from None
+    session = WhepSession(secrets.token_urlsafe(16), id, stream, hub, pc, track, request)
+    _sessions(request)[session.id] = session
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        if pc.connectionState in ("failed", "closed"):
+            await _close(session, f"connection {pc.connectionState}")
+
+    audit(request, "live_start", detail=f"webrtc stream={stream} session={session.id}")
+    location = f"/api/cameras/{id}/whep/{session.id}"
+    return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp",
+                    headers={"Location": location})
+
+
+@router.delete("/api/cameras/{id}/whep/{session_id}", status_code=200)
+async def whep_delete(id: str, session_id: str, request: Request, principal: Principal = allow("viewer")) -> dict[str, str]:
+    """End a WHEP session (the ``Location`` the POST returned).
+
+    An unknown or already ended session is 410 Gone, so that 404 keeps meaning "no such
+    camera (for you)" on every camera route."""
+    session = _sessions(request).get(session_id)
+    if session is None or session.camera_id != id:
+        raise HTTPException(410, detail=f"camera {id}: no live WebRTC session {session_id} (already ended?)")
+    await _close(session, f"deleted by {principal.name}")
+    return {"status": "ended"}
+
+
+async def close_all(app: Any) -> None:
+    """End every WHEP session (at shutdown)."""
+    for session in list(app.state.whep_sessions.values()):
+        await _close(session, "server stopping")
+
