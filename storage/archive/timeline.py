@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from storage.archive.clips import CONTIGUOUS_US, ClipGap
-from storage.index.segments import SegmentIndex, now_us
+from storage.index.segments import SegmentIndex
+from config.times import now_us
 from storage.db.schema import SegmentRow
 
 __all__ = ["Run", "Timeline", "recorded_gaps", "runs_of", "timeline"]

@@ -34,7 +34,8 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from storage.archive.clips import ClipGap, NoRecordings, clip_file_name, plan_clip
-from storage.index.segments import SegmentIndex, now_us
+from storage.index.segments import SegmentIndex
+from config.times import now_us
 from storage.evidence.manifest import SourceSegment, build_manifest, manifest_json, sign_manifest
 from storage.objects.store import ObjectNotFound, ObjectStore
 from storage.index.registry import Registry
