@@ -43,7 +43,25 @@ from typing import BinaryIO, Callable, Iterator, Literal, Protocol
 from config.times import iso_utc
 from storage.index.segments import SegmentIndex
 from storage.index.keyframes import unpack_keyframes
-from storage.mp4.read import Box, TrackInfo, find_box, find_boxes, iter_boxes, parse_init, parse_moof
+from storage.mp4.boxes import (
+    Box,
+    TrunSample,
+    box,
+    find_box,
+    find_boxes,
+    full_box,
+    iter_boxes,
+    mfhd_box,
+    read_mfhd,
+    read_tfdt,
+    read_tfhd,
+    read_trun,
+    sample_flags,
+    tfdt_box,
+    tfhd_box,
+    trun_box,
+)
+from storage.mp4.read import TrackInfo, parse_init, parse_moof
 from storage.objects.store import ObjectNotFound, ObjectStore
 from storage.db.schema import SegmentRow
 
@@ -267,35 +285,28 @@ class ClipPlan:
         moof = next(iter_boxes(data))
         mfhd = find_box(data, "mfhd", moof.payload_offset, moof.end)
         if mfhd is not None:
-            struct.pack_into(">I", data, mfhd.payload_offset + 4, frag.sequence)
+            struct.pack_into(">I", data, read_mfhd(data, mfhd)[1], frag.sequence)
         for traf in find_boxes(data, "traf", moof.payload_offset, moof.end):
             self._patch_traf(frag, data, traf)
         return data
 
     def _patch_traf(self, frag: ClipFragment, data: bytearray, traf: Box) -> None:
         seg = frag.segment
-        tfhd = find_box(data, "tfhd", traf.payload_offset, traf.end)
-        if tfhd is None:
+        tfhd_at = find_box(data, "tfhd", traf.payload_offset, traf.end)
+        if tfhd_at is None:
             return
-        p = tfhd.payload_offset
-        flags = int.from_bytes(data[p + 1:p + 4], "big")
-        track_id = struct.unpack_from(">I", data, p + 4)[0]
-        if flags & 0x01:  # explicit base data offset: absolute in the source file
-            old = struct.unpack_from(">Q", data, p + 8)[0]
-            struct.pack_into(">Q", data, p + 8, old - frag.byte_start + frag.clip_offset)
-        ts = self.timescales.get(track_id)
-        tfdt = find_box(data, "tfdt", traf.payload_offset, traf.end)
-        if ts is None or tfdt is None:
+        tfhd = read_tfhd(data, tfhd_at)
+        if tfhd.base_data_offset is not None and tfhd.base_data_offset_at is not None:
+            # An explicit base data offset is absolute in the source file.
+            struct.pack_into(">Q", data, tfhd.base_data_offset_at,
+                             tfhd.base_data_offset - frag.byte_start + frag.clip_offset)
+        ts = self.timescales.get(tfhd.track_id)
+        tfdt_at = find_box(data, "tfdt", traf.payload_offset, traf.end)
+        if ts is None or tfdt_at is None:
             return
-        q = tfdt.payload_offset
-        version = data[q]
-        old_t = struct.unpack_from(">Q" if version == 1 else ">I", data, q + 4)[0]
-        new_t = max(0, old_t + _ticks(seg.start_us - self.zero_us, ts))
-        if version == 1:
-            struct.pack_into(">Q", data, q + 4, new_t)
-        elif new_t < 1 << 32:
-            struct.pack_into(">I", data, q + 4, new_t)
-        else:
+        tfdt = read_tfdt(data, tfdt_at)
+        new_t = max(0, tfdt.base_decode_time + _ticks(seg.start_us - self.zero_us, ts))
+        if not tfdt.patch(data, new_t):
             raise ClipError(f"camera {seg.camera_id}: clip too long for 32-bit fragment times; ask for a shorter range")
         if frag.end_us > self.last_us:
             # Ceiling: a sample starting before ``last_us`` by less than a tick is still before it.
@@ -330,57 +341,23 @@ def _ticks(us: int, timescale: int) -> int:
 
 
 def _trim_truns(data: bytearray, traf: Box, base_time: int, end_ticks: int) -> None:
-    """Keep, in each trun of ``traf``, only the samples presented before ``end_ticks``.
-
-    Size-neutral: ``sample_count`` shrinks; the unused entries become a ``free`` box
-    inside the traf when there is room for its header, else stay as trailing bytes
-    of the trun (which parsers skip by box size).
-    """
-    tfhd = find_box(data, "tfhd", traf.payload_offset, traf.end)
-    assert tfhd is not None
-    p = tfhd.payload_offset
-    flags = int.from_bytes(data[p + 1:p + 4], "big")
-    q = p + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
-    default_dur = struct.unpack_from(">I", data, q)[0] if flags & 0x08 else 0
+    """Keep, in each trun of ``traf``, only the samples presented before ``end_ticks``
+    (size-neutral: see ``Trun.trim``)."""
+    tfhd_at = find_box(data, "tfhd", traf.payload_offset, traf.end)
+    assert tfhd_at is not None
+    default_dur = read_tfhd(data, tfhd_at).default_sample_duration or 0
     t = base_time
-    for trun in find_boxes(data, "trun", traf.payload_offset, traf.end):
-        r = trun.payload_offset
-        version = data[r]
-        tflags = int.from_bytes(data[r + 1:r + 4], "big")
-        count = struct.unpack_from(">I", data, r + 4)[0]
-        pos = r + 8 + (4 if tflags & 0x01 else 0) + (4 if tflags & 0x04 else 0)
-        entry = 4 * sum(bool(tflags & f) for f in (0x100, 0x200, 0x400, 0x800))
+    for trun_at in find_boxes(data, "trun", traf.payload_offset, traf.end):
+        trun = read_trun(data, trun_at)
         keep = 0
-        for i in range(count):
-            e = pos + i * entry
-            dur = default_dur
-            o = e
-            if tflags & 0x100:
-                dur = struct.unpack_from(">I", data, o)[0]
-                o += 4
-            o += 4 if tflags & 0x200 else 0
-            o += 4 if tflags & 0x400 else 0
-            cto = 0
-            if tflags & 0x800:
-                cto = struct.unpack_from(">i" if version else ">I", data, o)[0]
-            if t + cto < end_ticks:
+        for i, entry in enumerate(trun.entries):
+            if t + entry.composition_offset < end_ticks:
                 keep = i + 1
-            t += dur
-        if keep == count:
-            continue
-        struct.pack_into(">I", data, r + 4, keep)
-        used = pos + keep * entry
-        spare = trun.end - used
-        if spare >= 8:
-            struct.pack_into(">I", data, trun.offset, used - trun.offset)
-            struct.pack_into(">I4s", data, used, spare, b"free")
+            t += default_dur if entry.duration is None else entry.duration
+        trun.trim(data, keep)
 
 
 # -- the first fragment: pre-roll folded ---------------------------------------------
-
-_SYNC_FLAGS = 0x02000000  # depends on no other sample
-_NON_SYNC_FLAGS = 0x01010000  # depends on others; not a sync sample
-
 
 def fold_preroll(frag: ClipFragment, data: bytearray, tracks: dict[int, TrackInfo], zero_us: int,
                  last_us: int) -> tuple[bytes, dict[int, int], int]:
@@ -427,23 +404,23 @@ def fold_preroll(frag: ClipFragment, data: bytearray, tracks: dict[int, TrackInf
                 nxt = dts[i + 1] if i + 1 < len(dts) else max(dts[i] + 1, smp.decode_time + smp.duration + shift)
                 if dts[i] + smp.composition_offset >= max(end_ticks, media_times[track_id] + 1):
                     break
-                flags = _SYNC_FLAGS if smp.keyframe else _NON_SYNC_FLAGS
-                kept.append((dts[i], nxt - dts[i], smp.size, flags, smp.composition_offset, smp.data_offset))
+                kept.append((dts[i], nxt - dts[i], smp.size, sample_flags(smp.keyframe), smp.composition_offset,
+                             smp.data_offset))
         else:
             media_times[track_id] = 0
             for smp in run.samples:
                 t = smp.decode_time + shift
                 if t >= 0 and t < end_ticks:
-                    flags = _SYNC_FLAGS if smp.keyframe else _NON_SYNC_FLAGS
-                    kept.append((t, smp.duration, smp.size, flags, smp.composition_offset, smp.data_offset))
+                    kept.append((t, smp.duration, smp.size, sample_flags(smp.keyframe), smp.composition_offset,
+                                 smp.data_offset))
         if kept:
             trafs.append((track_id, kept[0][0], kept))  # type: ignore[arg-type]
 
     def build(delta: int) -> bytes:
-        out = bytearray(_box(b"mfhd", struct.pack(">II", 0, frag.sequence)))
+        out = bytearray(mfhd_box(frag.sequence))
         for track_id, base, kept in trafs:
-            body = bytearray(_box(b"tfhd", struct.pack(">II", 0x020000, track_id)))
-            body += _full_v1(b"tfdt", b"\x00\x00\x00" + struct.pack(">Q", base))
+            body = bytearray(tfhd_box(track_id))
+            body += tfdt_box(base)
             groups: list[list[tuple[int, int, int, int, int, int]]] = []
             for smp in kept:  # one trun per run of contiguous sample data
                 if groups and groups[-1][-1][5] + groups[-1][-1][2] == smp[5]:
@@ -451,13 +428,9 @@ def fold_preroll(frag: ClipFragment, data: bytearray, tracks: dict[int, TrackInf
                 else:
                     groups.append([smp])
             for g in groups:
-                cto = any(x[4] for x in g)
-                tflags = 0x001 | 0x100 | 0x200 | 0x400 | (0x800 if cto else 0)
-                entries = b"".join(struct.pack(">IIIi", x[1], x[2], x[3], x[4]) if cto else
-                                   struct.pack(">III", x[1], x[2], x[3]) for x in g)
-                body += _full_v1(b"trun", struct.pack(">3sIi", tflags.to_bytes(3, "big"), len(g), g[0][5] + delta) + entries)
-            out += _box(b"traf", bytes(body))
-        return _box(b"moof", bytes(out))
+                body += trun_box([TrunSample(x[1], x[2], x[3], x[4]) for x in g], g[0][5] + delta)
+            out += box(b"traf", bytes(body))
+        return box(b"moof", bytes(out))
 
     size = len(build(0))
     new_moof = build(size - moof.size)
@@ -608,14 +581,6 @@ def _encoding(init: bytes) -> tuple[tuple[int, str, int, bytes], ...]:
 # -- the header ------------------------------------------------------------------------
 
 
-def _box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I4s", 8 + len(payload), kind) + payload
-
-
-def _full_v1(kind: bytes, payload: bytes) -> bytes:
-    return _box(kind, b"\x01" + payload)
-
-
 def build_header(init: bytes, media_times: dict[int, int], duration_us: int) -> bytes:
     """A clip's ``ftyp``+``moov`` from a segment's init: durations set to the clip's,
     an edit list per track starting presentation at ``media_times[track_id]`` (ticks
@@ -632,27 +597,27 @@ def build_header(init: bytes, media_times: dict[int, int], duration_us: int) -> 
         assert mvhd is not None
         movie_ts = struct.unpack_from(">I", init, mvhd.payload_offset + (20 if init[mvhd.payload_offset] else 12))[0]
         children = bytearray()
-        for box in iter_boxes(init, top.payload_offset, top.end):
-            if box.type == "mvhd":
-                children += _with_duration(init, box, b"mvhd", _ticks(duration_us, movie_ts))
-            elif box.type == "trak":
-                children += _trak(init, box, movie_ts, media_times, duration_us)
-            elif box.type == "mvex":
-                children += _mvex(init, box, _ticks(duration_us, movie_ts))
-            elif box.type == "udta":
+        for child in iter_boxes(init, top.payload_offset, top.end):
+            if child.type == "mvhd":
+                children += _with_duration(init, child, b"mvhd", _ticks(duration_us, movie_ts))
+            elif child.type == "trak":
+                children += _trak(init, child, movie_ts, media_times, duration_us)
+            elif child.type == "mvex":
+                children += _mvex(init, child, _ticks(duration_us, movie_ts))
+            elif child.type == "udta":
                 continue
             else:
-                children += init[box.offset:box.end]
-        out += _box(b"moov", bytes(children))
+                children += init[child.offset:child.end]
+        out += box(b"moov", bytes(children))
     return bytes(out)
 
 
-def _with_duration(data: bytes, box: Box, kind: bytes, duration: int) -> bytes:
+def _with_duration(data: bytes, child: Box, kind: bytes, duration: int) -> bytes:
     """mvhd/tkhd/mdhd rewritten as version 1 with ``duration``."""
-    p = box.payload_offset
+    p = child.payload_offset
     version = data[p]
     flags = data[p + 1:p + 4]
-    body = data[p + 4:box.end]
+    body = data[p + 4:child.end]
     if version == 0:
         c, m = struct.unpack_from(">II", body, 0)
         if kind == b"tkhd":
@@ -667,7 +632,7 @@ def _with_duration(data: bytes, box: Box, kind: bytes, duration: int) -> bytes:
             new = body[:24] + struct.pack(">Q", duration) + body[32:]
         else:
             new = body[:20] + struct.pack(">Q", duration) + body[28:]
-    return _box(kind, b"\x01" + flags + new)
+    return full_box(kind, 1, int.from_bytes(flags, "big"), new)
 
 
 def _trak(init: bytes, trak: Box, movie_ts: int, media_times: dict[int, int], duration_us: int) -> bytes:
@@ -676,38 +641,37 @@ def _trak(init: bytes, trak: Box, movie_ts: int, media_times: dict[int, int], du
     assert mdhd is not None and tkhd is not None
     ts = struct.unpack_from(">I", init, mdhd.payload_offset + (20 if init[mdhd.payload_offset] else 12))[0]
     track_id = struct.unpack_from(">I", init, tkhd.payload_offset + (20 if init[tkhd.payload_offset] else 12))[0]
-    elst = _full_v1(b"elst", b"\x00\x00\x00" + struct.pack(
-        ">IQqhh", 1, _ticks(duration_us, movie_ts), media_times.get(track_id, 0), 1, 0))
+    elst = full_box(b"elst", 1, 0, struct.pack(">IQqhh", 1, _ticks(duration_us, movie_ts), media_times.get(track_id, 0), 1, 0))
     out = bytearray()
-    for box in iter_boxes(init, trak.payload_offset, trak.end):
-        if box.type == "tkhd":
-            out += _with_duration(init, box, b"tkhd", _ticks(duration_us, movie_ts))
-            out += _box(b"edts", elst)
-        elif box.type == "edts":
+    for child in iter_boxes(init, trak.payload_offset, trak.end):
+        if child.type == "tkhd":
+            out += _with_duration(init, child, b"tkhd", _ticks(duration_us, movie_ts))
+            out += box(b"edts", elst)
+        elif child.type == "edts":
             continue  # replaced by ours
-        elif box.type == "mdia":
-            out += _mdia(init, box, _ticks(duration_us, ts))
+        elif child.type == "mdia":
+            out += _mdia(init, child, _ticks(duration_us, ts))
         else:
-            out += init[box.offset:box.end]
-    return _box(b"trak", bytes(out))
+            out += init[child.offset:child.end]
+    return box(b"trak", bytes(out))
 
 
 def _mdia(init: bytes, mdia: Box, duration: int) -> bytes:
     out = bytearray()
-    for box in iter_boxes(init, mdia.payload_offset, mdia.end):
-        if box.type == "mdhd":
-            out += _with_duration(init, box, b"mdhd", duration)
+    for child in iter_boxes(init, mdia.payload_offset, mdia.end):
+        if child.type == "mdhd":
+            out += _with_duration(init, child, b"mdhd", duration)
         else:
-            out += init[box.offset:box.end]
-    return _box(b"mdia", bytes(out))
+            out += init[child.offset:child.end]
+    return box(b"mdia", bytes(out))
 
 
 def _mvex(init: bytes, mvex: Box, duration: int) -> bytes:
-    out = bytearray(_full_v1(b"mehd", b"\x00\x00\x00" + struct.pack(">Q", duration)))
-    for box in iter_boxes(init, mvex.payload_offset, mvex.end):
-        if box.type != "mehd":
-            out += init[box.offset:box.end]
-    return _box(b"mvex", bytes(out))
+    out = bytearray(full_box(b"mehd", 1, 0, struct.pack(">Q", duration)))
+    for child in iter_boxes(init, mvex.payload_offset, mvex.end):
+        if child.type != "mehd":
+            out += init[child.offset:child.end]
+    return box(b"mvex", bytes(out))
 
 
 def _iso(t_us: int) -> str:
