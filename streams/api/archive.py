@@ -22,8 +22,6 @@ from fastapi.responses import Response, StreamingResponse
 from config.settings import Settings
 from config.times import display_offset, iso_utc
 from storage.archive.clips import (
-    CONTIGUOUS_US,
-    ClipGap,
     ClipPlan,
     EncodingChanged,
     NoRecordings,
@@ -32,7 +30,7 @@ from storage.archive.clips import (
     clip_file_name,
     plan_clip,
 )
-from storage.archive.timeline import Timeline, timeline
+from storage.archive.timeline import CONTIGUOUS_US, ClipGap, Timeline, timeline
 from streams.access.guard import Principal, allow, audit
 from streams.api.params import time_param, time_range
 from streams.context import AppContext
