@@ -13,7 +13,8 @@ import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["TimeError", "display_offset", "iso_utc", "parse_time", "time_fields"]
+__all__ = ["TimeError", "display_offset", "gb_local_time", "iso_utc", "parse_gb_local_time", "parse_time",
+           "time_fields"]
 
 WHAT_TO_SEND = ("send ISO 8601 with an offset (2025-06-15T16:00:00+08:00 or 2025-06-15T08:00:00Z) "
                 "or epoch milliseconds (1749974400000)")
@@ -67,3 +68,30 @@ def display_offset(zone: str, t_us: int) -> str:
 def time_fields(t_us: int) -> dict[str, object]:
     """A time as answers carry it: ISO UTC and epoch ms."""
     return {"utc": iso_utc(t_us), "ms": t_us // 1000}
+
+
+def gb_local_time(t_us: int, zone: str) -> str:
+    """GB/T 28181's time form: local time in ``zone`` with no offset, ``2027-01-15T16:00:00.000``
+    (the SIP Date header that devices set their clocks from, RecordInfo times)."""
+    dt = datetime.fromtimestamp(t_us / 1_000_000, tz=_zone(zone))
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def parse_gb_local_time(value: str, zone: str) -> int:
+    """A GB/T 28181 time (local, no offset, in ``zone``) as microseconds since the epoch."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise TimeError(f"GB/T 28181 time {value!r} is not YYYY-MM-DDTHH:MM:SS") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_zone(zone))
+    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _zone(zone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TimeError(f"display time zone {zone!r} is unknown; set display_timezone to an IANA name such as "
+                        "Asia/Shanghai") from None
