@@ -40,7 +40,7 @@ from ingest.gb28181.registrar import Audit, RegisterRateLimit, Registrar, Regist
 from ingest.gb28181.sip import Incoming, Peer, SipEndpoint, SipResponse, Timers
 from storage.index.gb_devices import GbDeviceStore
 from storage.index.registry import Registry
-from storage.index.segments import now_us
+from config.times import now_us
 
 log = logging.getLogger(__name__)
 

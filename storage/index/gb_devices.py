@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import sessionmaker
 
 from storage.db.schema import GbDeviceRow
-from storage.index.segments import now_us
+from config.times import now_us
 
 if TYPE_CHECKING:
     from storage.index.credentials import SecretCipher
