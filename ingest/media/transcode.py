@@ -33,7 +33,7 @@ from typing import Callable
 
 import av
 
-from config.cameras import Camera, TranscodeProfile
+from config.cameras import Camera
 from config.settings import Settings
 from ingest.media.packet_worker import PacketWorker, new_decoder
 
