@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-import time
-from collections import OrderedDict
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Iterator, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
