@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from config.redact import redact_text
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import AuditRow
 
 GENESIS = "0" * 64
@@ -56,6 +56,10 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
+    # GB/T 28181 (issue 14): a device's REGISTER (ok or denied), operators adding/removing devices.
+    "gb_register",
+    "gb_device_add",
+    "gb_device_remove",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (
