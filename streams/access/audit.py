@@ -163,7 +163,7 @@ class AuditLog:
             raise ValueError(f"audit action {action!r} is unknown: add it to streams.access.audit.ACTIONS")
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome {outcome!r} is unknown: use one of {', '.join(OUTCOMES)}")
-        for attempt in range(50):
+        for _attempt in range(50):
             with self._sessions() as s:
                 try:
                     with s.begin():

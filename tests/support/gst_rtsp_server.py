@@ -45,7 +45,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstRtsp", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402, F401 - GstApp: appsrc signals
 
 PARSERS = {"h264": "h264parse", "h265": "h265parse", "mjpeg": "jpegparse", "aac": "aacparse"}
 PAY = {
