@@ -132,7 +132,7 @@ GAP_REASONS = (
 )
 
 
-# -- access control and audit (issue 6) ---------------------------------------
+# -- access control and audit ----------------------------------------------
 
 
 class UserRow(Base):
@@ -235,7 +235,7 @@ class MotionSettingsRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- retention (issue 5) ---------------------------------------------------------
+# -- retention ----------------------------------------------------------------
 
 
 class RetentionDeleteRow(Base):
@@ -251,7 +251,7 @@ class RetentionDeleteRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- legal holds and evidence exports (issue 3) -----------------------------------
+# -- legal holds and evidence exports ------------------------------------------
 
 
 class HoldRow(Base):
@@ -300,7 +300,7 @@ class ExportRow(Base):
     finished_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
-# -- scale-out: leases, workers, published camera status (issue 9) -------------
+# -- scale-out: leases, workers, published camera status --------------------
 
 
 class CameraLeaseRow(Base):
@@ -354,7 +354,7 @@ class CameraStatusRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- GB/T 28181 devices (issue 14) ------------------------------------------------
+# -- GB/T 28181 devices --------------------------------------------------------
 
 
 class GbDeviceRow(Base):
