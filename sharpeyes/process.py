@@ -11,7 +11,7 @@ import uvicorn
 
 from config.settings import Settings
 from sharpeyes.services import Services
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_free
 from streams.access.users import UserStore, ensure_first_admin
 from streams.app import create_app
