@@ -131,6 +131,11 @@ GAP_REASONS = (
     "disabled",
     "unsupported",
     "retention",
+    # GB/T 28181 channels (ingest/gb28181/media): the device is not registered or stopped its
+    # keepalives; it answered our INVITE with an error or not at all; it accepted, but no media came.
+    "device_offline",
+    "invite_refused",
+    "media_timeout",
 )
 
 
