@@ -56,7 +56,7 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
-    # GB/T 28181 (issue 14): a device's REGISTER (ok or denied), operators adding/removing devices.
+    # GB/T 28181: a device's REGISTER (ok or denied), operators adding/removing devices.
     "gb_register",
     "gb_device_add",
     "gb_device_remove",
