@@ -11,7 +11,8 @@ from streams.api import fleet_health as api_health_console
 from streams.api import holds as api_holds
 from streams.api import media as api_media
 from streams.api import registry as api_registry
-from streams.access.guard import install_auth, public
+from streams.access.guard import public
+from streams.access.routes import install_auth
 from streams.console.routes import install_console
 from streams.context import AppContext
 from streams.api.metrics import install_metrics
