@@ -56,6 +56,10 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
+    "sign_out",
+    "probe",
+    "camera_import",
+    "audit_checkpoint",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

@@ -41,7 +41,7 @@ viewer's and cannot be forged by a client's own ``X-Forwarded-For``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -58,7 +58,9 @@ from streams.access.users import (
 )
 from streams.context import AppContext
 from streams.access.ratelimit import SignInLimiter
-from streams.access.tokens import TokenError, TokenSigner
+from streams.access.live_sessions import LiveSessions, LiveView, TooManyViews
+from streams.access.sessions import SignInSessions
+from streams.access.tokens import TokenClaims, TokenError, TokenSigner
 
 __all__ = [
     "AuthState",
@@ -93,6 +95,9 @@ class Rule:
     role: RuleRole
     camera_param: str | None = None
     query_token: bool = False
+    # The largest request body the route reads (bytes); ``streams.access.bodygate`` refuses more
+    # before the app reads any of it.
+    max_body: int = 64 * 1024
 
     def admits(self, role: str) -> bool:
         return self.role == "public" or role in RIGHTS[self.role]
@@ -107,6 +112,10 @@ class Principal:
     scope: tuple[str, ...]
     via: Literal["token", "api_key", "stream_token"]
     camera: Camera | None = None
+    # The sign-in session the token belongs to, and when the credential runs out (µs; None: a key).
+    session: str | None = None
+    expires_us: int | None = None
+    issued_us: int = 0
 
     @property
     def sees_all(self) -> bool:
@@ -146,6 +155,14 @@ class AuthState:
     audit: AuditLog
     tokens: TokenSigner
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    sessions: SignInSessions | None = None
+    # Every live view this process serves, so a disabled user's views can be ended.
+    live: LiveSessions = field(default_factory=LiveSessions)
+
+    def __post_init__(self) -> None:
+        if self.sessions is None:
+            self.sessions = SignInSessions(self.users.engine, clock=self.users.clock)
+        self.live.bind(self.users, sessions=self.sessions)
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "AuthState":
@@ -175,54 +192,74 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _user_principal(state: AuthState, name: str, issued_us: int, via: Any) -> Principal:
-    user = state.users.get(name)
-    if user is None or user.disabled or issued_us < user.tokens_valid_after_us:
+def _user_principal(state: AuthState, claims: TokenClaims, via: Any) -> Principal:
+    user = state.users.get(claims.subject)
+    if user is None or user.disabled or claims.issued_us < user.tokens_valid_after_us:
         raise _unauthorized("the token is no longer valid: sign in again")
-    return Principal(user.name, user.role, user.scope, via)
+    if claims.session is not None and state.sessions is not None and not state.sessions.active(claims.session):
+        raise _unauthorized("this sign-in has ended (signed out or revoked): sign in again")
+    return Principal(user.name, user.role, user.scope, via, session=claims.session, expires_us=claims.expires_us,
+                     issued_us=claims.issued_us)
 
 
-def _authenticate(conn: HTTPConnection, rule: Rule) -> Principal:
+def authenticate_bearer(conn: HTTPConnection) -> Principal | None:
+    """The caller named by ``Authorization: Bearer``; None when there is no such header; 401 when it is bad."""
     state = _state(conn)
     header = conn.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     credential = credential.strip()
-    if scheme.lower() == "bearer" and credential:
-        key = state.users.verify_api_key(credential)
-        if key is not None:
-            return Principal(f"key:{key.name}", key.role, key.scope, "api_key")
-        try:
-            claims = state.tokens.verify(credential, "access")
-        except TokenError as exc:
-            raise _unauthorized(f"{exc}; sign in with POST /api/auth/token") from None
-        return _user_principal(state, claims.subject, claims.issued_us, "token")
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    key = state.users.verify_api_key(credential)
+    if key is not None:
+        return Principal(f"key:{key.name}", key.role, key.scope, "api_key", expires_us=key.expires_us)
+    try:
+        claims = state.tokens.verify(credential, "access")
+    except TokenError as exc:
+        raise _unauthorized(f"{exc}; sign in with POST /api/auth/token") from None
+    return _user_principal(state, claims, "token")
+
+
+def stream_principal(state: AuthState, token: str, camera_id: str) -> Principal:
+    """The caller a stream token names, when it is valid for ``camera_id``; 401 otherwise."""
+    try:
+        claims = state.tokens.verify(token, "stream")
+    except TokenError as exc:
+        raise _unauthorized(f"{exc}; get a new one with POST /api/cameras/{{id}}/stream-token") from None
+    if claims.camera_id != camera_id:
+        raise _unauthorized("this stream token is for another camera")
+    return _user_principal(state, claims, "stream_token")
+
+
+def _authenticate(conn: HTTPConnection, rule: Rule) -> Principal:
+    state = _state(conn)
+    principal = authenticate_bearer(conn)
+    if principal is not None:
+        return principal
     query = conn.query_params.get("token")
     if query and rule.query_token:
-        try:
-            claims = state.tokens.verify(query, "stream")
-        except TokenError as exc:
-            raise _unauthorized(f"{exc}; get a new one with POST /api/cameras/{{id}}/stream-token") from None
         wanted = conn.path_params.get(rule.camera_param) if rule.camera_param else None
-        if wanted is None or claims.camera_id != wanted:
+        if wanted is None:
             raise _unauthorized("this stream token is for another camera")
-        return _user_principal(state, claims.subject, claims.issued_us, "stream_token")
+        return stream_principal(state, query, wanted)
     if query:
         raise _unauthorized("this route does not take ?token=: send Authorization: Bearer <token>")
     raise _unauthorized("sign in first: send Authorization: Bearer <token> (POST /api/auth/token)")
 
 
-def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = False) -> Any:
+def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = False,
+          max_body: int = 64 * 1024) -> Any:
     """The dependency every non-public route declares (as a parameter or in ``dependencies=``).
 
     ``camera_param`` names the path parameter holding a camera id (``None`` for
     routes about no single camera). ``query_token=True`` also accepts a stream
-    token in ``?token=``; it needs a ``camera_param``.
+    token in ``?token=``; it needs a ``camera_param``. ``max_body`` caps the request body.
     """
     if role not in RIGHTS or role == "public":
         raise ValueError(f"allow({role!r}): use one of user, {', '.join(ROLES)}; or public()")
     if query_token and camera_param is None:
         raise ValueError("query tokens are bound to one camera: give camera_param")
-    rule = Rule(role, camera_param, query_token)
+    rule = Rule(role, camera_param, query_token, max_body)
 
     def check(conn: HTTPConnection) -> Principal:
         principal = _authenticate(conn, rule)
@@ -237,7 +274,7 @@ def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = F
             camera = registry.camera(camera_id)
             if camera is None or not principal.can_see(camera, registry):
                 raise camera_not_found(camera_id)
-            principal = Principal(principal.name, principal.role, principal.scope, principal.via, camera)
+            principal = replace(principal, camera=camera)
             conn.state.principal = principal
         return principal
 
@@ -245,13 +282,15 @@ def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = F
     return Depends(check)
 
 
-def public() -> Any:
-    """The rule for routes anyone may call (ping, sign-in). Declare it so the route walk sees intent."""
+def public(max_body: int = 4096) -> Any:
+    """The rule for routes anyone may call (ping, sign-in). Declare it so the route walk sees intent.
+
+    Their bodies are read unauthenticated, so the cap is small."""
 
     def open_route() -> None:
         return None
 
-    setattr(open_route, RULE_ATTR, Rule("public", None, False))
+    setattr(open_route, RULE_ATTR, Rule("public", None, False, max_body))
     return Depends(open_route)
 
 
@@ -282,6 +321,25 @@ def route_rule(route: Any) -> Rule | None:
             return rule  # type: ignore[no-any-return]
         todo.extend(dep.dependencies)
     return None
+
+
+def live_view(conn: HTTPConnection, principal: Principal, kind: str, stop: Any, *, connected: bool = True) -> LiveView:
+    """Register a live view of ``principal.camera`` for the re-authorization sweep (``LiveSessions``);
+    429 when the user already holds as many live views as allowed."""
+    assert principal.camera is not None
+    view = LiveView(principal.name, principal.camera.id, kind, stop, principal.issued_us,
+                    expires_us=principal.expires_us, session=principal.session, connected=connected)
+    live = _state(conn).live
+    try:
+        return live.add(view)
+    except TooManyViews:
+        raise HTTPException(429, detail=f"{principal.name} already has {live.max_per_user} live views open "
+                                        "(live_max_views_per_user); close one first",
+                            headers={"Retry-After": "10"}) from None
+
+
+def live_sessions(conn: HTTPConnection) -> LiveSessions:
+    return _state(conn).live
 
 
 def client_ip(conn: HTTPConnection) -> str:

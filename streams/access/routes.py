@@ -6,8 +6,10 @@ The rules they declare and the audit helper they call live in ``streams.access.g
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
-from typing import Any
+from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -25,8 +27,9 @@ from streams.access.guard import (
     client_ip,
     public,
 )
+from streams.access.sessions import RefreshReuse
 from streams.access.tokens import TokenError
-from streams.access.users import ALL_REGIONS, ApiKey, User, UserError, UserExists, UserNotFound
+from streams.access.users import ALL_REGIONS, API_KEY_DAYS, ApiKey, User, UserError, UserExists, UserNotFound
 from streams.context import AppContext
 
 __all__ = ["install_auth", "router"]
@@ -66,17 +69,22 @@ class NewKey(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     role: str
     regions: list[str] = Field(default_factory=lambda: [ALL_REGIONS], max_length=256)
+    expires_days: int = Field(API_KEY_DAYS, ge=1, le=730, description="the key stops working after this many days")
 
 
-def _pair(state: AuthState, name: str) -> TokenPair:
-    access, _ = state.tokens.issue("access", name)
-    refresh, _ = state.tokens.issue("refresh", name)
+def _pair(state: AuthState, name: str, session: str, refresh_nonce: str) -> TokenPair:
+    access, _ = state.tokens.issue("access", name, session=session)
+    refresh, _ = state.tokens.issue("refresh", name, session=session, nonce=refresh_nonce)
     return TokenPair(
         access_token=access,
         expires_in=state.tokens.ttl_s["access"],
         refresh_token=refresh,
         refresh_expires_in=state.tokens.ttl_s["refresh"],
     )
+
+
+def _ended(views: int) -> str:
+    return f" live_views_ended={views}" if views else ""
 
 
 def _user_error(exc: UserError) -> HTTPException:
@@ -104,12 +112,13 @@ def _key_dict(key: ApiKey) -> dict[str, Any]:
         "revoked": key.revoked,
         "created_us": key.created_us,
         "created_by": key.created_by,
+        "expires_us": key.expires_us,
     }
 
 
 @router.post("/api/auth/token", dependencies=[public()])
 def sign_in(body: SignIn, conn: HTTPConnection) -> TokenPair:
-    """Username and password in, a 12-hour access token and a refresh token out."""
+    """Username and password in, a 15-minute access token and a single-use refresh token out."""
     state = _state(conn)
     ip = client_ip(conn)
     wait = state.limiter.retry_after(body.username, ip)
@@ -126,23 +135,49 @@ def sign_in(body: SignIn, conn: HTTPConnection) -> TokenPair:
         audit(conn, "sign_in_failed", outcome="failed", user=body.username, role="-")
         # One answer for unknown user, wrong password and disabled user: names cannot be probed.
         raise _unauthorized("wrong user name or password")
-    state.limiter.success(body.username)
+    state.limiter.success(body.username, ip)
+    assert state.sessions is not None
+    session = state.sessions.start(user.name)
     audit(conn, "sign_in", user=user.name, role=user.role)
-    return _pair(state, user.name)
+    return _pair(state, user.name, session.id, session.refresh_nonce)
 
 
 @router.post("/api/auth/refresh", dependencies=[public()])
 def refresh(body: Refresh, conn: HTTPConnection) -> TokenPair:
-    """A refresh token in, a new access and refresh token out (the refresh token is the credential)."""
+    """A refresh token in, a new access and refresh token out. Each refresh token works once:
+    a second use means it was copied, and ends the sign-in for both holders."""
     state = _state(conn)
+    assert state.sessions is not None
     try:
         claims = state.tokens.verify(body.refresh_token, "refresh")
     except TokenError as exc:
         raise _unauthorized(f"{exc}; sign in again with POST /api/auth/token") from None
-    principal = _user_principal(state, claims.subject, claims.issued_us, "token")
+    if claims.session is None:
+        raise _unauthorized("this refresh token predates sign-in sessions: sign in again with POST /api/auth/token")
+    principal = _user_principal(state, claims, "token")
     conn.state.principal = principal
-    audit(conn, "token_refresh")
-    return _pair(state, principal.name)
+    try:
+        nonce = state.sessions.rotate(claims.session, claims.nonce)
+    except RefreshReuse:
+        audit(conn, "token_refresh", outcome="denied", detail=f"session={claims.session[:8]} refresh token reused: revoked")
+        raise _unauthorized("this refresh token was already used: the sign-in is ended; sign in again") from None
+    audit(conn, "token_refresh", detail=f"session={claims.session[:8]}")
+    return _pair(state, principal.name, claims.session, nonce)
+
+
+@router.post("/api/auth/signout")
+async def sign_out(conn: HTTPConnection, principal: Principal = allow("user", camera_param=None)) -> dict[str, str]:
+    """End this sign-in: its access, refresh and stream tokens stop working, and its live views end."""
+    state = _state(conn)
+    assert state.sessions is not None
+    if principal.session is None:
+        raise HTTPException(400, detail="an API key has no sign-in to end: an admin revokes it (DELETE /api/keys/{id})")
+    await asyncio.to_thread(state.sessions.revoke, principal.session, "signed out")
+    for view in state.live.views(principal.name):
+        if view.session == principal.session:
+            await state.live.end(view, "signed out")
+    await asyncio.to_thread(audit, conn, "sign_out", detail=f"session={principal.session[:8]}")
+    return {"status": "signed out"}
 
 
 @router.get("/api/me")
@@ -157,7 +192,7 @@ def stream_token(id: str, conn: HTTPConnection, principal: Principal = allow("vi
     if principal.via != "token":
         # API keys have no user row to revoke stream tokens through.
         raise HTTPException(403, detail="stream tokens are for signed-in users; machine clients send their key as a Bearer header")
-    token, _ = _state(conn).tokens.issue("stream", principal.name, camera_id=id)
+    token, _ = _state(conn).tokens.issue("stream", principal.name, camera_id=id, session=principal.session)
     return {"token": token, "camera_id": id, "expires_in": _state(conn).tokens.ttl_s["stream"]}
 
 
@@ -177,24 +212,45 @@ def add_user(body: NewUser, conn: HTTPConnection) -> dict[str, Any]:
 
 
 @router.post("/api/users/{name}/passwd", dependencies=[allow("admin", camera_param=None)])
-def set_password(name: str, body: NewPassword, conn: HTTPConnection) -> dict[str, str]:
+async def set_password(name: str, body: NewPassword, conn: HTTPConnection) -> dict[str, str]:
     try:
-        _state(conn).users.passwd(name, body.password)
+        await asyncio.to_thread(_state(conn).users.passwd, name, body.password)
     except UserError as exc:
         raise _user_error(exc) from None
-    audit(conn, "user_passwd", detail=f"target={name}")
+    ended = await _state(conn).live.end_user(name, "password changed")
+    await asyncio.to_thread(audit, conn, "user_passwd", detail=f"target={name}" + _ended(ended))
     return {"status": "ok"}
 
 
+class RoleChange(BaseModel):
+    role: str
+    regions: list[str] | None = Field(None, max_length=256)
+
+
+@router.patch("/api/users/{name}", dependencies=[allow("admin", camera_param=None)])
+async def set_role(name: str, body: RoleChange, conn: HTTPConnection) -> dict[str, Any]:
+    """Change a user's role or region scope. Their tokens and live views end: they sign in again."""
+    try:
+        user = await asyncio.to_thread(_state(conn).users.set_role, name, body.role, body.regions)
+    except UserError as exc:
+        raise _user_error(exc) from None
+    ended = await _state(conn).live.end_user(name, "role or scope changed")
+    await asyncio.to_thread(audit, conn, "user_role", detail=f"target={name} role={user.role} "
+                            f"regions={','.join(user.scope)}" + _ended(ended))
+    return _user_dict(user)
+
+
 @router.post("/api/users/{name}/disable")
-def disable_user(name: str, conn: HTTPConnection, principal: Principal = allow("admin", camera_param=None)) -> dict[str, str]:
+async def disable_user(name: str, conn: HTTPConnection,
+                       principal: Principal = allow("admin", camera_param=None)) -> dict[str, str]:
     if name == principal.name:
         raise HTTPException(400, detail="you cannot disable yourself: ask another admin")
     try:
-        _state(conn).users.disable(name)
+        await asyncio.to_thread(_state(conn).users.disable, name)
     except UserError as exc:
         raise _user_error(exc) from None
-    audit(conn, "user_disable", detail=f"target={name}")
+    ended = await _state(conn).live.end_user(name, "user disabled")
+    await asyncio.to_thread(audit, conn, "user_disable", detail=f"target={name}" + _ended(ended))
     return {"status": "ok"}
 
 
@@ -217,7 +273,8 @@ def list_keys(conn: HTTPConnection) -> list[dict[str, Any]]:
 def create_key(body: NewKey, conn: HTTPConnection, principal: Principal = allow("admin", camera_param=None)) -> dict[str, Any]:
     """A new API key. The ``key`` field is shown only in this answer: store it now."""
     try:
-        key, facts = _state(conn).users.create_api_key(body.name, body.role, body.regions, created_by=principal.name)
+        key, facts = _state(conn).users.create_api_key(body.name, body.role, body.regions, created_by=principal.name,
+                                                       expires_days=body.expires_days)
     except UserError as exc:
         raise _user_error(exc) from None
     audit(conn, "key_create", detail=f"key={facts.id} name={facts.name} role={facts.role}")
@@ -261,8 +318,24 @@ def query_audit(
 
 
 def install_auth(app: FastAPI, ctx: AppContext) -> AuthState:
-    """Attach the auth services (``ctx.extras["auth"]`` when given) and mount the auth routes."""
+    """Attach the auth services (``ctx.extras["auth"]`` when given), mount the auth routes, and run
+    the live-view sweep (``LiveSessions``) for as long as the app runs."""
     state: AuthState = ctx.extras.get("auth") or AuthState.from_context(ctx)
+    state.live.max_per_user = ctx.settings.live_max_views_per_user
+    state.live.connect_timeout_s = ctx.settings.whep_connect_timeout_seconds
+    state.live.bind(state.users, ctx.registry, state.sessions)
     app.state.auth = state
     app.include_router(router)
+    previous = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        state.live.start()
+        try:
+            async with previous(a) as inner:
+                yield inner
+        finally:
+            await state.live.close()
+
+    app.router.lifespan_context = lifespan
     return state
