@@ -101,7 +101,6 @@ class Settings(BaseSettings):
     probe_allow_ranges: list[str] = Field(default_factory=list, description="CIDR ranges POST /api/probe may "
                                           "reach although they are loopback or link-local (set by an admin).")
     import_max_rows: int = Field(5000, ge=1, description="Rows one camera import may carry.")
-    import_max_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Bytes one camera import may carry.")
     rtsp_auth: bool = Field(True, description="The RTSP restream asks for a stream token (?token=) or Digest "
                                               "credentials of a user; false only on a closed network.")
     rtsp_idle_timeout_seconds: float = Field(30.0, gt=0, description="An RTSP connection that sends no complete "

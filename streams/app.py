@@ -11,6 +11,7 @@ from streams.api import fleet_health as api_health_console
 from streams.api import holds as api_holds
 from streams.api import media as api_media
 from streams.api import registry as api_registry
+from streams.access.bodygate import BodyGate
 from streams.access.guard import public
 from streams.access.routes import install_auth
 from streams.console.routes import install_console
@@ -54,4 +55,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     install_live(app, ctx)
     app.include_router(api_health_console.router)
     install_console(app)
+    # Outermost: a body is capped, and its sender authenticated, before anything reads it.
+    app.add_middleware(BodyGate, fastapi_app=app)
     return app

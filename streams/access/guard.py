@@ -41,14 +41,17 @@ viewer's and cannot be forged by a client's own ``X-Forwarded-For``.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
 from starlette.requests import HTTPConnection
 
 from config.cameras import Camera, Region
 from streams.access.audit import AuditEntry, AuditLog
+from streams.access.changes import Actor, RegistryChanges
 from storage.index.registry import Registry
 from storage.index.credentials import load_cipher
 from streams.access.users import (
@@ -147,6 +150,34 @@ class Principal:
         return regions if codes is None else [r for r in regions if r.code in codes]
 
 
+class ViewingLog:
+    """Which viewings were audited lately, so one viewing made of many requests (the byte ranges
+    of a clip, a playlist reloaded every second, the thumbnails of a scrubber) is one audit row.
+
+    A key is seen again within ``window_s`` of its *last* request: the same viewing. In memory,
+    per process: with several API nodes a viewing spread over nodes is one row per node.
+    """
+
+    max_keys = 100_000
+
+    def __init__(self, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._last: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, key: tuple[Any, ...], window_s: float | None = None) -> bool:
+        """True when ``key`` starts a new viewing (and remember it)."""
+        window = self.window_s if window_s is None else window_s
+        now = self._clock()
+        with self._lock:
+            if len(self._last) > self.max_keys:
+                self._last = {k: t for k, t in self._last.items() if now - t <= self.window_s}
+            last = self._last.get(key)
+            self._last[key] = now
+        return last is None or now - last > window
+
+
 @dataclass
 class AuthState:
     """The auth services one app uses; put one in ``ctx.extras["auth"]`` to inject clocks in tests."""
@@ -158,6 +189,7 @@ class AuthState:
     sessions: SignInSessions | None = None
     # Every live view this process serves, so a disabled user's views can be ended.
     live: LiveSessions = field(default_factory=LiveSessions)
+    viewings: ViewingLog = field(default_factory=ViewingLog)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
@@ -342,8 +374,32 @@ def live_sessions(conn: HTTPConnection) -> LiveSessions:
     return _state(conn).live
 
 
+def actor(conn: HTTPConnection) -> Actor:
+    """The authenticated caller as the actor of a change (``streams.access.changes``)."""
+    principal: Principal = conn.state.principal
+    return Actor(principal.name, principal.role, client_ip(conn), principal.scope)
+
+
+def changes(conn: HTTPConnection) -> RegistryChanges:
+    """The audited, scope-checked change service for this app."""
+    state = _state(conn)
+    return RegistryChanges(_registry(conn), state.audit, state.users)
+
+
 def client_ip(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else "-"
+
+
+def audit_viewing(conn: HTTPConnection, action: str, key: tuple[Any, ...], *, window_s: float | None = None,
+                  **fields: Any) -> AuditEntry | None:
+    """``audit`` once per viewing: the first request of ``key`` by this caller from this address
+    writes the row; the requests that follow within the window (``ViewingLog``) write none."""
+    principal: Principal | None = getattr(conn.state, "principal", None)
+    camera = fields.get("camera_id") or (principal.camera.id if principal and principal.camera else None)
+    who = (principal.name if principal else "-", client_ip(conn), action, camera, *key)
+    if not _state(conn).viewings.first(who, window_s):
+        return None
+    return audit(conn, action, **fields)
 
 
 def audit(
