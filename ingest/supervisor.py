@@ -21,7 +21,8 @@ from ingest.recording.session import CameraSession
 from ingest.recording.spool import Spool, SpoolEntry
 from ingest.recording.status import CameraStatus
 from ingest.recording.uploader import Uploader
-from storage.index.segments import Fence, SegmentIndex, now_us
+from storage.index.segments import Fence, SegmentIndex
+from config.times import now_us
 from storage.objects.store import ObjectStore
 from storage.index.registry import Registry
 

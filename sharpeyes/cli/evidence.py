@@ -44,8 +44,9 @@ def _actor() -> str:
 def export(
     ctx: typer.Context,
     camera: str = typer.Argument(..., help="Camera id."),
-    start: str = typer.Option(..., "--from", help="ISO 8601 with an offset (2027-01-15T16:00:00+08:00) or epoch ms."),
-    end: str = typer.Option(..., "--to", help="ISO 8601 with an offset or epoch ms."),
+    start: str = typer.Option(..., "--from", help="ISO 8601 (2027-01-15T16:00:00+08:00) or epoch ms; a time "
+                              "without an offset is in display_timezone."),
+    end: str = typer.Option(..., "--to", help="Same forms as --from."),
     reason: str = typer.Option("no reason given (CLI)", "--reason", help="Case number or request; goes into the manifest."),
     stream: str = typer.Option("main", "--stream", help="main or sub."),
     allow_gaps: bool = typer.Option(False, "--allow-gaps", help="Leave out missing or corrupt segments (listed in the manifest) instead of failing."),
@@ -54,7 +55,8 @@ def export(
     """Export a clip with its signed manifest (clip.mp4 + clip.manifest.json)."""
     svc = from_context(ctx)
     try:
-        s, e = parse_time(start, "--from"), parse_time(end, "--to")
+        zone = svc.settings.display_timezone
+        s, e = parse_time(start, "--from", naive_zone=zone), parse_time(end, "--to", naive_zone=zone)
     except TimeError as exc:
         _fail(str(exc), 2)
     service = ExportService(svc.engine, svc.index, svc.registry, svc.store, svc.settings.data_dir,

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ingest.health.fleet import fleet_health
 from sharpeyes.services import from_context
-from storage.index.segments import now_us
+from config.times import now_us
 
 console = Console()
 

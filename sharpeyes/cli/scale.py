@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from storage.index.segments import now_us
+from config.times import now_us
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 workers_app = typer.Typer(help="Ingest workers and the cameras they hold.", invoke_without_command=True)

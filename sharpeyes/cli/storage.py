@@ -46,7 +46,7 @@ def lifecycle(
 @storage_app.command("retention")
 def retention_once(ctx: typer.Context) -> None:
     """Run the retention cleaner once now (a running process also runs it periodically)."""
-    from storage.index.segments import now_us
+    from config.times import now_us
     from storage.archive.retention import RetentionCleaner
 
     from sharpeyes.process import retention_policy, store_free_bytes

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import sessionmaker
 
 from config.motion import MotionSettings
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import MotionRow, MotionSettingsRow, ThumbnailRow
 
 SECONDS_PER_ROW = 60

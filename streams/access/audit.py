@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from config.redact import redact_text
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import AuditRow
 
 GENESIS = "0" * 64

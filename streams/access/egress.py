@@ -63,7 +63,7 @@ def check_probe_target(url: str, settings: Settings) -> None:
     own_ports = {p for p in (_port(settings.http_bind), _port(settings.rtsp_bind)) if p is not None}
     own = _own_addresses()
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if any(address in net for net in allowed):
             continue
         if address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast:

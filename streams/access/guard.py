@@ -180,21 +180,18 @@ class ViewingLog:
 
 @dataclass
 class AuthState:
-    """The auth services one app uses; put one in ``ctx.extras["auth"]`` to inject clocks in tests."""
+    """The auth services one app uses; give one as ``AppContext(auth=...)`` to inject clocks in tests."""
 
     users: UserStore
     audit: AuditLog
     tokens: TokenSigner
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
     sessions: SignInSessions | None = None
-    # Every live view this process serves, so a disabled user's views can be ended.
-    live: LiveSessions = field(default_factory=LiveSessions)
     viewings: ViewingLog = field(default_factory=ViewingLog)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
             self.sessions = SignInSessions(self.users.engine, clock=self.users.clock)
-        self.live.bind(self.users, sessions=self.sessions)
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "AuthState":
@@ -208,7 +205,8 @@ class AuthState:
 
 
 def _state(conn: HTTPConnection) -> AuthState:
-    return conn.app.state.auth  # type: ignore[no-any-return]
+    auth: AuthState = conn.app.state.ctx.auth
+    return auth
 
 
 def _registry(conn: HTTPConnection) -> Registry:
@@ -361,7 +359,7 @@ def live_view(conn: HTTPConnection, principal: Principal, kind: str, stop: Any, 
     assert principal.camera is not None
     view = LiveView(principal.name, principal.camera.id, kind, stop, principal.issued_us,
                     expires_us=principal.expires_us, session=principal.session, connected=connected)
-    live = _state(conn).live
+    live = live_sessions(conn)
     try:
         return live.add(view)
     except TooManyViews:
@@ -371,7 +369,8 @@ def live_view(conn: HTTPConnection, principal: Principal, kind: str, stop: Any, 
 
 
 def live_sessions(conn: HTTPConnection) -> LiveSessions:
-    return _state(conn).live
+    sessions: LiveSessions = conn.app.state.ctx.live_sessions
+    return sessions
 
 
 def actor(conn: HTTPConnection) -> Actor:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from storage.index.segments import now_us
+from config.times import now_us
 
 if TYPE_CHECKING:
     from storage.index.registry import Registry

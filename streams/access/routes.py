@@ -25,11 +25,13 @@ from streams.access.guard import (
     allow,
     audit,
     client_ip,
+    live_sessions,
     public,
 )
 from streams.access.sessions import RefreshReuse
 from streams.access.tokens import TokenError
 from streams.access.users import ALL_REGIONS, API_KEY_DAYS, ApiKey, User, UserError, UserExists, UserNotFound
+from streams.api.params import time_param
 from streams.context import AppContext
 
 __all__ = ["install_auth", "router"]
@@ -173,9 +175,10 @@ async def sign_out(conn: HTTPConnection, principal: Principal = allow("user", ca
     if principal.session is None:
         raise HTTPException(400, detail="an API key has no sign-in to end: an admin revokes it (DELETE /api/keys/{id})")
     await asyncio.to_thread(state.sessions.revoke, principal.session, "signed out")
-    for view in state.live.views(principal.name):
+    live = live_sessions(conn)
+    for view in live.views(principal.name):
         if view.session == principal.session:
-            await state.live.end(view, "signed out")
+            await live.end(view, "signed out")
     await asyncio.to_thread(audit, conn, "sign_out", detail=f"session={principal.session[:8]}")
     return {"status": "signed out"}
 
@@ -217,7 +220,7 @@ async def set_password(name: str, body: NewPassword, conn: HTTPConnection) -> di
         await asyncio.to_thread(_state(conn).users.passwd, name, body.password)
     except UserError as exc:
         raise _user_error(exc) from None
-    ended = await _state(conn).live.end_user(name, "password changed")
+    ended = await live_sessions(conn).end_user(name, "password changed")
     await asyncio.to_thread(audit, conn, "user_passwd", detail=f"target={name}" + _ended(ended))
     return {"status": "ok"}
 
@@ -234,7 +237,7 @@ async def set_role(name: str, body: RoleChange, conn: HTTPConnection) -> dict[st
         user = await asyncio.to_thread(_state(conn).users.set_role, name, body.role, body.regions)
     except UserError as exc:
         raise _user_error(exc) from None
-    ended = await _state(conn).live.end_user(name, "role or scope changed")
+    ended = await live_sessions(conn).end_user(name, "role or scope changed")
     await asyncio.to_thread(audit, conn, "user_role", detail=f"target={name} role={user.role} "
                             f"regions={','.join(user.scope)}" + _ended(ended))
     return _user_dict(user)
@@ -249,7 +252,7 @@ async def disable_user(name: str, conn: HTTPConnection,
         await asyncio.to_thread(_state(conn).users.disable, name)
     except UserError as exc:
         raise _user_error(exc) from None
-    ended = await _state(conn).live.end_user(name, "user disabled")
+    ended = await live_sessions(conn).end_user(name, "user disabled")
     await asyncio.to_thread(audit, conn, "user_disable", detail=f"target={name}" + _ended(ended))
     return {"status": "ok"}
 
@@ -298,8 +301,8 @@ def query_audit(
     action: str | None = Query(None, description=f"one of {', '.join(ACTIONS)}"),
     camera_id: str | None = None,
     outcome: str | None = None,
-    since_us: int | None = Query(None, description="from this time (µs since the epoch, UTC), inclusive"),
-    until_us: int | None = Query(None, description="to this time, exclusive"),
+    since: str | None = Query(None, description="from this time (ISO 8601 with an offset, or epoch ms), inclusive"),
+    until: str | None = Query(None, description="to this time, exclusive"),
     before_id: int | None = Query(None, description="page back: the smallest id of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
@@ -309,8 +312,8 @@ def query_audit(
         action=action,
         camera_id=camera_id,
         outcome=outcome,
-        since_us=since_us,
-        until_us=until_us,
+        since_us=None if since is None else time_param(since, "since"),
+        until_us=None if until is None else time_param(until, "until"),
         before_id=before_id,
         limit=limit,
     )
@@ -318,24 +321,25 @@ def query_audit(
 
 
 def install_auth(app: FastAPI, ctx: AppContext) -> AuthState:
-    """Attach the auth services (``ctx.extras["auth"]`` when given), mount the auth routes, and run
-    the live-view sweep (``LiveSessions``) for as long as the app runs."""
-    state: AuthState = ctx.extras.get("auth") or AuthState.from_context(ctx)
-    state.live.max_per_user = ctx.settings.live_max_views_per_user
-    state.live.connect_timeout_s = ctx.settings.whep_connect_timeout_seconds
-    state.live.bind(state.users, ctx.registry, state.sessions)
-    app.state.auth = state
+    """Attach the auth services (``ctx.auth`` when given, else built from the settings), mount the
+    auth routes, and run the live-view sweep (``ctx.live_sessions``) for as long as the app runs."""
+    state = ctx.auth or AuthState.from_context(ctx)
+    ctx.auth = state
+    live = ctx.live_sessions
+    live.max_per_user = ctx.settings.live_max_views_per_user
+    live.connect_timeout_s = ctx.settings.whep_connect_timeout_seconds
+    live.bind(state.users, ctx.registry, state.sessions)
     app.include_router(router)
     previous = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        state.live.start()
+        live.start()
         try:
             async with previous(a) as inner:
                 yield inner
         finally:
-            await state.live.close()
+            await live.close()
 
     app.router.lifespan_context = lifespan
     return state

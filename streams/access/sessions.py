@@ -15,7 +15,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.orm import sessionmaker
 
 from storage.db.schema import SignInSessionRow
-from storage.index.segments import now_us
+from config.times import now_us
 
 
 class RefreshReuse(Exception):
@@ -58,7 +58,7 @@ class SignInSessions:
                 .where(SignInSessionRow.id == session_id, SignInSessionRow.refresh_nonce == nonce,
                        SignInSessionRow.revoked_us.is_(None))
                 .values(refresh_nonce=new)
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
         if done != 1:
             self.revoke(session_id, "refresh token reused")
             raise RefreshReuse(session_id)
@@ -71,5 +71,5 @@ class SignInSessions:
                 update(SignInSessionRow)
                 .where(SignInSessionRow.id == session_id, SignInSessionRow.revoked_us.is_(None))
                 .values(revoked_us=self._clock(), revoked_why=why[:64])
-            ).rowcount
+            ).rowcount  # type: ignore[attr-defined]
         return bool(done)

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import ApiKeyRow, RegionRow, UserRow
 
 ROLES: tuple[str, ...] = ("viewer", "investigator", "operator", "admin")

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ingest.health.fleet import HOUR_US, fleet_health
 from storage.index.coverage import fleet_coverage
-from storage.index.segments import now_us
+from config.times import now_us
 from streams.access.guard import allow, public
 from streams.context import AppContext
 
@@ -79,7 +79,7 @@ class SharpeyesCollector:
                 gap_open.add_metric([cam, stream, c.open_gap_reason], 1.0)
         yield from (coverage, gaps, gap_open)
 
-        cleaner = ctx.extras.get("retention")
+        cleaner = ctx.retention
         if cleaner is not None:
             deleted = CounterMetricFamily("sharpeyes_retention_deleted_segments",
                                           "Segments deleted by retention, by rule.", labels=["rule"])

@@ -20,7 +20,7 @@ from config.redact import redact_url
 from ingest.recording.probe import probe_url
 from ingest.media.transcode import TranscodeError, check_profile
 from storage.index.camera_status import CameraStatusTable
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.index.registry import RegistryError
 from streams.access.changes import NotInScope, OutOfScope
 from streams.access.egress import EgressRefused, ProbeLimiter, check_probe_target

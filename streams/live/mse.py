@@ -36,6 +36,7 @@ from ingest.live.hub import LiveHub
 from streams.access.guard import Principal, allow, audit, live_sessions, live_view, stream_principal
 from streams.access.live_sessions import LiveView
 from storage.mp4.live import Sample, avc_codec_string, fragment, init_segment
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class MseMuxer:
 
 def muxer_for(app: Any, hub: LiveHub) -> MseMuxer:
     """The camera stream's shared muxer, started on first use and stopped with its last viewer."""
-    muxers: dict[tuple[str, str], MseMuxer] = app.state.mse_muxers
+    muxers = app.state.ctx.live.mse
     key = (hub.camera_id, hub.stream)
     muxer = muxers.get(key)
     if muxer is None or muxer.hub is not hub:
@@ -134,8 +135,8 @@ def muxer_for(app: Any, hub: LiveHub) -> MseMuxer:
     return muxer
 
 
-def close_all(app: Any) -> None:
-    for muxer in list(app.state.mse_muxers.values()):
+def close_all(live: LiveViews) -> None:
+    for muxer in list(live.mse.values()):
         muxer.close()
 
 
@@ -231,7 +232,7 @@ async def _read_until_closed(websocket: WebSocket, view: LiveView) -> None:
             if not isinstance(token, str):
                 continue
             try:
-                renewed = await asyncio.to_thread(stream_principal, websocket.app.state.auth, token, view.camera_id)
+                renewed = await asyncio.to_thread(stream_principal, websocket.app.state.ctx.auth, token, view.camera_id)
             except HTTPException:
                 await websocket.send_text(json.dumps({"type": "renew", "ok": False}))
                 continue

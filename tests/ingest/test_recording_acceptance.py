@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from storage.index.segments import now_us
+from config.times import now_us
 from tests.support.recording import Recorder
 
 RECORD_SECONDS = 60
