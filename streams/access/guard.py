@@ -41,6 +41,7 @@ viewer's and cannot be forged by a client's own ``X-Forwarded-For``.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -310,6 +311,35 @@ def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = F
 
     setattr(check, RULE_ATTR, rule)
     return Depends(check)
+
+
+def allow_scrape() -> Any:
+    """The rule of ``/metrics``: an operator (or admin) credential, or no credential from an address
+    in the setting ``metrics_allow_ips`` (a Prometheus server), which reads as an all-county operator."""
+    rule = Rule("operator", None, False)
+
+    def check(conn: HTTPConnection) -> Principal:
+        settings = conn.app.state.ctx.settings
+        if not conn.headers.get("authorization") and _address_in(client_ip(conn), settings.metrics_allow_ips):
+            principal = Principal("scraper", "operator", (ALL_REGIONS,), "api_key")
+            conn.state.principal = principal
+            return principal
+        principal = _authenticate(conn, rule)
+        conn.state.principal = principal
+        if not rule.admits(principal.role):
+            raise HTTPException(403, detail=f"role {principal.role} may not scrape metrics; it needs operator")
+        return principal
+
+    setattr(check, RULE_ATTR, rule)
+    return Depends(check)
+
+
+def _address_in(address: str, ranges: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(r, strict=False) for r in ranges)
 
 
 def public(max_body: int = 4096) -> Any:
