@@ -16,7 +16,8 @@ import time
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["TimeError", "display_offset", "format_local", "iso_utc", "now_us", "parse_time", "time_fields"]
+__all__ = ["TimeError", "display_offset", "format_local", "gb_local_time", "iso_utc", "now_us",
+           "parse_gb_local_time", "parse_time", "time_fields"]
 
 WHAT_TO_SEND = ("send ISO 8601 with an offset (2025-06-15T16:00:00+08:00 or 2025-06-15T08:00:00Z) "
                 "or epoch milliseconds (1749974400000)")
@@ -108,3 +109,14 @@ def display_offset(zone: str, t_us: int) -> str:
 def time_fields(t_us: int) -> dict[str, object]:
     """A time as answers carry it: ISO UTC and epoch ms."""
     return {"utc": iso_utc(t_us), "ms": t_us // 1000}
+
+
+def gb_local_time(t_us: int, zone: str) -> str:
+    """GB/T 28181's time form: local time in ``zone`` with no offset, ``2027-01-15T16:00:00.000``
+    (the SIP Date header that devices set their clocks from, RecordInfo times)."""
+    return format_local(t_us, zone)[:-6]
+
+
+def parse_gb_local_time(value: str, zone: str) -> int:
+    """A GB/T 28181 time (local, no offset: read in ``zone``) as microseconds since the epoch."""
+    return parse_time(value, "GB/T 28181 time", naive_zone=zone)

@@ -60,6 +60,10 @@ ACTIONS: tuple[str, ...] = (
     "probe",
     "camera_import",
     "audit_checkpoint",
+    # GB/T 28181: a device's REGISTER (ok or denied), operators adding/removing devices.
+    "gb_register",
+    "gb_device_add",
+    "gb_device_remove",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (
@@ -163,7 +167,7 @@ class AuditLog:
             raise ValueError(f"audit action {action!r} is unknown: add it to streams.access.audit.ACTIONS")
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome {outcome!r} is unknown: use one of {', '.join(OUTCOMES)}")
-        for attempt in range(50):
+        for _attempt in range(50):
             with self._sessions() as s:
                 try:
                     with s.begin():

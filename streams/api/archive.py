@@ -213,4 +213,4 @@ def snapshot(id: str, request: Request, at: str, width: int | None = Query(None,
         raise HTTPException(409, str(exc)) from None
     audit(request, "snapshot", camera_id=id, start_us=t, end_us=t, detail=f"{stream} width={shot.width}")
     return Response(shot.jpeg, media_type="image/jpeg",
-                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.frame_us), "Cache-Control": "no-store"})
+                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.t_us), "Cache-Control": "no-store"})
