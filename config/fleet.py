@@ -82,7 +82,8 @@ def parse_camera_rows(rows: Iterable[dict[str, Any]], max_rows: int | None = Non
             errors.append(RowError(number, None, "expected a mapping of camera fields"))
             continue
         # (A CSV row's surplus fields come under the key None: ignored, as before.)
-        bad = [k for k, v in raw.items() if k is not None and (not isinstance(k, str) or isinstance(v, (dict, list, set)))]
+        bad = [k for k, v in raw.items()
+               if k is not None and (not isinstance(k, str) or isinstance(v, (dict, list, set)))]
         if bad:
             errors.append(RowError(number, None, "every field must be a name with a plain value (no lists or "
                                                  f"mappings): check {str(bad[0])[:40]!r}"))

@@ -161,7 +161,8 @@ def refresh(body: Refresh, conn: HTTPConnection) -> TokenPair:
     try:
         nonce = state.sessions.rotate(claims.session, claims.nonce)
     except RefreshReuse:
-        audit(conn, "token_refresh", outcome="denied", detail=f"session={claims.session[:8]} refresh token reused: revoked")
+        audit(conn, "token_refresh", outcome="denied",
+              detail=f"session={claims.session[:8]} refresh token reused: revoked")
         raise _unauthorized("this refresh token was already used: the sign-in is ended; sign in again") from None
     audit(conn, "token_refresh", detail=f"session={claims.session[:8]}")
     return _pair(state, principal.name, claims.session, nonce)
@@ -194,7 +195,8 @@ def stream_token(id: str, conn: HTTPConnection, principal: Principal = allow("vi
     """A short-lived token for ``?token=`` on this camera's HLS/RTSP URLs only."""
     if principal.via != "token":
         # API keys have no user row to revoke stream tokens through.
-        raise HTTPException(403, detail="stream tokens are for signed-in users; machine clients send their key as a Bearer header")
+        raise HTTPException(403, detail="stream tokens are for signed-in users; machine clients send their key "
+                                        "as a Bearer header")
     token, _ = _state(conn).tokens.issue("stream", principal.name, camera_id=id, session=principal.session)
     return {"token": token, "camera_id": id, "expires_in": _state(conn).tokens.ttl_s["stream"]}
 
@@ -273,7 +275,8 @@ def list_keys(conn: HTTPConnection) -> list[dict[str, Any]]:
 
 
 @router.post("/api/keys", status_code=201)
-def create_key(body: NewKey, conn: HTTPConnection, principal: Principal = allow("admin", camera_param=None)) -> dict[str, Any]:
+def create_key(body: NewKey, conn: HTTPConnection,
+               principal: Principal = allow("admin", camera_param=None)) -> dict[str, Any]:
     """A new API key. The ``key`` field is shown only in this answer: store it now."""
     try:
         key, facts = _state(conn).users.create_api_key(body.name, body.role, body.regions, created_by=principal.name,

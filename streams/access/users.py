@@ -13,6 +13,7 @@ whole county. Admins always see everything.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -275,7 +276,7 @@ class UserStore:
             row.revoked = True
             return _api_key(row)
 
-    def api_keys(self) -> list[ApiKey]:
+    def api_keys(self) -> "builtins.list[ApiKey]":
         with self._sessions() as s:
             return [_api_key(r) for r in s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
 

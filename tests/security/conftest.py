@@ -235,7 +235,8 @@ def raw_http(port: int, request: bytes, *, read_timeout: float = 10.0) -> bytes:
                 chunks.append(data)
                 if b"\r\n\r\n" in b"".join(chunks):
                     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-                    length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
+                    length = [int(h.split(b":")[1]) for h in head.split(b"\r\n")
+                              if h.lower().startswith(b"content-length")]
                     if length and len(body) >= length[0]:
                         break
         except (TimeoutError, OSError):

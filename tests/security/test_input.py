@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.security.conftest import SecurityWorld, json_body, raw_http, status_of
+from tests.security.conftest import SecurityWorld, raw_http, status_of
 
 
 def _rss_mb() -> float:
@@ -170,7 +170,8 @@ def test_f16_non_ascii_and_huge_tokens_are_401(world: SecurityWorld) -> None:
     for token in ("Bearer éé.ü".encode(), "Bearer ½".encode("latin-1"), b"Bearer " + b"A" * 8000 + b".x"):
         answer = raw_http(world.port, b"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: " + token + b"\r\n\r\n")
         assert status_of(answer) == 401, answer[:200]
-        answer = raw_http(world.port, b"GET /api/cameras/cam1/live.m3u8?token=%C3%A9%C3%A9.x HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = raw_http(world.port, b"GET /api/cameras/cam1/live.m3u8?token=%C3%A9%C3%A9.x HTTP/1.1\r\n"
+                                      b"Host: x\r\n\r\n")
         assert status_of(answer) == 401, answer[:200]
 
 
