@@ -46,7 +46,7 @@ def test_segment_plays_in_ffmpeg_and_parses_as_pyav_segments_do(tmp_path: Path, 
     for seq, gop in enumerate(gops(units), 1):
         samples = []
         first_dts = None
-        for i, au in enumerate(gop):
+        for au in gop:
             d, p = dts.push(au.pts_90k - base)
             first_dts = d if first_dts is None else first_dts
             nxt = all_units.index(au) + 1
