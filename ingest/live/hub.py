@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import av
 
@@ -147,15 +147,14 @@ class LiveHub:
         else:
             session.taps.append(self.tap)
 
-    def tap_access_unit(self, au: AccessUnit, source: object) -> None:
+    def tap_access_unit(self, au: AccessUnit, source: Any) -> None:
         """A native session's tap: the same as ``tap`` for an access unit of ``source``
         (a ``NativeVideoInput``: codec, size and parameter sets of the connection)."""
         if source is not self._source_stream:
             self._source_stream = source
             previous = self.params
             generation = previous.generation + 1 if previous is not None else 1
-            self._set_params(StreamParams(getattr(source, "codec"), getattr(source, "width"),
-                                          getattr(source, "height"), tuple(getattr(source, "parameter_sets")),
+            self._set_params(StreamParams(source.codec, source.width, source.height, tuple(source.parameter_sets),
                                           previous.fps if previous is not None else None, generation))
         self.last_au_monotonic = time.monotonic()
         self.access_units += 1
