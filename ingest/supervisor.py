@@ -32,6 +32,8 @@ from storage.index.registry import Registry
 log = logging.getLogger(__name__)
 
 SessionKey = tuple[str, StreamName]
+# (camera, stream, segmenter, index, **CameraSession options) -> a session, or None for RTSP.
+SessionFactory = Callable[..., CameraSession | None]
 
 
 class Supervisor:
@@ -46,6 +48,7 @@ class Supervisor:
         owns: Callable[[Camera], bool] = lambda camera: True,
         attach: Callable[["Supervisor", CameraSession], Callable[[], None]] | None = None,
         fence: Callable[[SpoolEntry], Fence | None] | None = None,
+        session_factory: SessionFactory | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -56,6 +59,9 @@ class Supervisor:
         # Adds taps to each new session (snapshots, motion, transcode: ingest.media.pipelines);
         # returns what to call when the session stops.
         self.attach = attach
+        # Makes the session of a camera that is not pulled over RTSP (a GB/T 28181 channel:
+        # ingest.gb28181.media.session.gb_session_factory); None from it means RTSP.
+        self.session_factory = session_factory
         self._detach: dict[SessionKey, Callable[[], None]] = {}
         assert settings.spool_dir is not None
         self.spool = Spool(settings.spool_dir, settings.spool_quota_bytes)
@@ -134,19 +140,19 @@ class Supervisor:
                     if cam.stream_url(stream):
                         wanted[(cam.id, stream)] = cam
             for key, session in list(self.sessions.items()):
-                cam = wanted.get(key)
-                if cam is None or cam != session.camera:
+                wanted_cam = wanted.get(key)
+                if wanted_cam is None or wanted_cam != session.camera:
                     del self.sessions[key]
                     old = cameras.get(key[0])
                     reason = "disabled" if old is not None and not old.enabled else None
-                    if cam is not None:
+                    if wanted_cam is not None:
                         reason = None  # edited: the restart gap is closed by the new session at once
                     log.info("camera %s/%s: %s", key[0], key[1],
-                             "disabled" if reason else ("changed, restarting" if cam else "removed"))
+                             "disabled" if reason else ("changed, restarting" if wanted_cam else "removed"))
                     session.stop(gap_reason=reason)
                     self._detach_session(key)
                     self._past_refusals += session.segmenter.refusals
-                    if cam is None:
+                    if wanted_cam is None:
                         self.live.remove(*key)
             for key, cam in wanted.items():
                 if key not in self.sessions:
@@ -173,28 +179,22 @@ class Supervisor:
         elif last_end is not None:
             initial_gap = (last_end, "worker_restart")
         segmenter = self.new_segmenter(camera, stream, last_end)
+        options = dict(clock=self.clock, connect_timeout=self.settings.connect_timeout_seconds,
+                       stall_timeout=self.settings.stall_timeout_seconds, initial_gap=initial_gap,
+                       adopt_gap=adopt_gap)
+        if self.session_factory is not None:
+            session = self.session_factory(camera, stream, segmenter, self.index, **options)
+            if session is not None:
+                return session
         puller, why = self.puller(camera, stream)
         if puller == "native":
             loop = self.loops.assign()
-            return NativeCameraSession(
-                camera, stream, segmenter, self.index, loop=loop, clock=self.clock,
-                connect_timeout=self.settings.connect_timeout_seconds,
-                stall_timeout=self.settings.stall_timeout_seconds, initial_gap=initial_gap, adopt_gap=adopt_gap,
-                on_stopped=lambda: self.loops.release(loop),
-            )
+            return NativeCameraSession(camera, stream, segmenter, self.index, loop=loop,
+                                       on_stopped=lambda: self.loops.release(loop),
+                                       **options)  # type: ignore[arg-type]
         if why:
             log.info("camera %s/%s: ffmpeg puller (%s)", camera.id, stream, why)
-        return CameraSession(
-            camera,
-            stream,
-            segmenter,
-            self.index,
-            clock=self.clock,
-            connect_timeout=self.settings.connect_timeout_seconds,
-            stall_timeout=self.settings.stall_timeout_seconds,
-            initial_gap=initial_gap,
-            adopt_gap=adopt_gap,
-        )
+        return CameraSession(camera, stream, segmenter, self.index, **options)  # type: ignore[arg-type]
 
     def puller(self, camera: Camera, stream: StreamName) -> tuple[str, str]:
         """Which puller records ``camera``'s ``stream``, and why when it is not the one asked for.
