@@ -40,6 +40,8 @@ EXPECTED = {
     ("GET", "/api/audit"): "admin",
     ("GET", "/api/health"): "operator",
     ("GET", "/api/health/fleet"): "operator",
+    ("GET", "/api/gb/devices"): "operator",
+    ("POST", "/api/gb/devices/{device_id}/refresh"): "operator",
 }
 
 IN_SCOPE, OUT_OF_SCOPE, UNKNOWN = "cam-in", "cam-out", "cam-zzz"  # same length: identical 404s
