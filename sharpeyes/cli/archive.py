@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from config.times import TimeError, format_local, parse_time
+from sharpeyes.cli.output import console, err
 from sharpeyes.services import from_context
 from storage.archive.timeline import timeline
 from streams.api.archive import timeline_view
 
-_out = Console()
-_err = Console(stderr=True)
 
 
 def _duration(ms: int) -> str:
@@ -37,7 +35,7 @@ def recordings(
 ) -> None:
     """Recorded runs and gaps (with reasons) of one camera over a time range."""
     if stream not in ("main", "sub"):
-        _err.print(f"[red]error:[/red] --stream {stream!r}: use main or sub")
+        err.print(f"[red]error:[/red] --stream {stream!r}: use main or sub")
         raise typer.Exit(2)
     try:
         zone = from_context(ctx).settings.display_timezone
@@ -45,15 +43,15 @@ def recordings(
         if s >= e:
             raise TimeError("--from must be before --to")
     except TimeError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     services = from_context(ctx)
     if services.registry.camera(camera) is None:
-        _err.print(f"[red]error:[/red] camera {camera} is not registered; see sharpeyes camera list")
+        err.print(f"[red]error:[/red] camera {camera} is not registered; see sharpeyes camera list")
         raise typer.Exit(1)
     view = timeline_view(timeline(services.index, camera, stream, s, e), services.settings)
     if as_json:
-        _out.print_json(json.dumps(view))
+        console.print_json(json.dumps(view))
         return
     off = view["display_offset"]
     table = Table(title=f"{camera}/{stream} {view['start']} .. {view['end']} (local = {view['display_timezone']} {off})")
@@ -65,6 +63,6 @@ def recordings(
         style = "green" if kind == "run" else "red"
         table.add_row(f"[{style}]{kind}[/{style}]", item["start"], item["end"], format_local(item["start_ms"] * 1000, view["display_timezone"]),
                       _duration(item["duration_ms"]), what, detail)
-    _out.print(table)
+    console.print(table)
     recorded = sum(r["duration_ms"] for r in view["runs"])
-    _out.print(f"recorded {_duration(recorded)} in {len(view['runs'])} run(s); {len(view['gaps'])} gap(s)")
+    console.print(f"recorded {_duration(recorded)} in {len(view['runs'])} run(s); {len(view['gaps'])} gap(s)")

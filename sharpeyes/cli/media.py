@@ -8,10 +8,9 @@ from rich.console import Console
 from rich.table import Table
 
 from config.times import TimeError, format_local, parse_time
+from sharpeyes.cli.output import console, err
 from sharpeyes.services import from_context
 
-_out = Console()
-_err = Console(stderr=True)
 
 
 def motion_command(
@@ -30,17 +29,17 @@ def motion_command(
     try:
         s, e = parse_time(start, "--from", naive_zone=tz), parse_time(end, "--to", naive_zone=tz)
     except TimeError as exc:
-        _err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     if services.registry.camera(camera_id) is None:
-        _err.print(f"[red]camera {camera_id} is not registered; see 'sharpeyes camera list'[/red]")
+        err.print(f"[red]camera {camera_id} is not registered; see 'sharpeyes camera list'[/red]")
         raise typer.Exit(1)
     spans = MediaIndex(services.engine).motion_spans([camera_id], s // 1_000_000, -(-e // 1_000_000), min_level)
     table = Table("start", "end", "seconds", "peak")
     for span in spans:
         table.add_row(_fmt(span.start_s, tz), _fmt(span.end_s, tz), str(span.end_s - span.start_s), str(span.peak))
-    _out.print(table)
-    _out.print(f"{len(spans)} span(s) with motion")
+    console.print(table)
+    console.print(f"{len(spans)} span(s) with motion")
 
 
 def _fmt(second: int, zone: str) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 
+from sharpeyes.cli.output import console
 from sharpeyes.services import from_context
 
 storage_app = typer.Typer(help="Retention and object store lifecycle.", no_args_is_help=True)
-console = Console()
 
 
 @storage_app.command("lifecycle")

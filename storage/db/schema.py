@@ -129,10 +129,15 @@ GAP_REASONS = (
     "disabled",
     "unsupported",
     "retention",
+    # GB/T 28181 channels (ingest/gb28181/media): the device is not registered or stopped its
+    # keepalives; it answered our INVITE with an error or not at all; it accepted, but no media came.
+    "device_offline",
+    "invite_refused",
+    "media_timeout",
 )
 
 
-# -- access control and audit (issue 6) ---------------------------------------
+# -- access control and audit ----------------------------------------------
 
 
 class UserRow(Base):
@@ -235,7 +240,7 @@ class MotionSettingsRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- retention (issue 5) ---------------------------------------------------------
+# -- retention ----------------------------------------------------------------
 
 
 class RetentionDeleteRow(Base):
@@ -251,7 +256,7 @@ class RetentionDeleteRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- legal holds and evidence exports (issue 3) -----------------------------------
+# -- legal holds and evidence exports ------------------------------------------
 
 
 class HoldRow(Base):
@@ -300,7 +305,7 @@ class ExportRow(Base):
     finished_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
-# -- scale-out: leases, workers, published camera status (issue 9) -------------
+# -- scale-out: leases, workers, published camera status --------------------
 
 
 class CameraLeaseRow(Base):
@@ -354,7 +359,7 @@ class CameraStatusRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- GB/T 28181 devices (issue 14) ------------------------------------------------
+# -- GB/T 28181 devices --------------------------------------------------------
 
 
 class GbDeviceRow(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import Iterator, Sequence
 
 __all__ = [
     "NON_SYNC_SAMPLE_FLAGS",
@@ -44,7 +44,6 @@ __all__ = [
     "full_box",
     "is_sync",
     "iter_boxes",
-    "iter_file_boxes",
     "mfhd_box",
     "read_mfhd",
     "read_tfdt",
@@ -120,47 +119,32 @@ class Box:
         return self.offset + self.header_size
 
 
+def _box_at(data: bytes | bytearray | memoryview, pos: int, end: int) -> Box | None:
+    """The box whose header starts at ``data[pos]``, if all of it lies before ``end``."""
+    end = min(end, len(data))
+    if pos + 8 > end:
+        return None
+    size, kind = _HEADER.unpack_from(data, pos)
+    header = 8
+    if size == 1:
+        if pos + 16 > end:
+            return None
+        size = struct.unpack_from(">Q", data, pos + 8)[0]
+        header = 16
+    elif size == 0:  # to the end of the range (the last box of a file)
+        size = end - pos
+    if size < header or pos + size > end:
+        return None
+    return Box(kind.decode("latin-1"), pos, size, header)
+
+
 def iter_boxes(data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None) -> Iterator[Box]:
     """Boxes laid end to end in ``data[start:end]``. Stops at a truncated box."""
     end = len(data) if end is None else end
     pos = start
-    while pos + 8 <= end:
-        size, kind = _HEADER.unpack_from(data, pos)
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            return
-        yield Box(kind.decode("latin-1"), pos, size, header)
-        pos += size
-
-
-def iter_file_boxes(f: BinaryIO, file_size: int) -> Iterator[Box]:
-    """Top-level boxes of a file, reading only their headers. Stops at a truncated box."""
-    pos = 0
-    while pos + 8 <= file_size:
-        f.seek(pos)
-        head = f.read(16)
-        if len(head) < 8:
-            return
-        size, kind = _HEADER.unpack_from(head, 0)
-        header = 8
-        if size == 1:
-            if len(head) < 16:
-                return
-            size = struct.unpack_from(">Q", head, 8)[0]
-            header = 16
-        elif size == 0:
-            size = file_size - pos
-        if size < header or pos + size > file_size:
-            return
-        yield Box(kind.decode("latin-1"), pos, size, header)
-        pos += size
+    while (found := _box_at(data, pos, end)) is not None:
+        yield found
+        pos = found.end
 
 
 def find_box(data: bytes | bytearray | memoryview, path: str, start: int = 0, end: int | None = None) -> Box | None:

@@ -56,7 +56,7 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
-    # GB/T 28181 (issue 14): a device's REGISTER (ok or denied), operators adding/removing devices.
+    # GB/T 28181: a device's REGISTER (ok or denied), operators adding/removing devices.
     "gb_register",
     "gb_device_add",
     "gb_device_remove",
@@ -164,7 +164,7 @@ class AuditLog:
             raise ValueError(f"audit action {action!r} is unknown: add it to streams.access.audit.ACTIONS")
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome {outcome!r} is unknown: use one of {', '.join(OUTCOMES)}")
-        for attempt in range(50):
+        for _attempt in range(50):
             with self._sessions() as s:
                 try:
                     with s.begin():

@@ -1,6 +1,6 @@
 """``UserStore``: users (argon2 password hashes), roles, region scopes and API keys.
 
-Roles are fixed (issue 6). Rights form a small partial order, not a line:
+Roles are fixed. Rights form a small partial order, not a line:
 
     viewer        watch live
     investigator  viewer's rights + play back, export, hold

@@ -10,10 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-import time
-from collections import OrderedDict
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Iterator, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -216,4 +213,4 @@ def snapshot(id: str, request: Request, at: str, width: int | None = Query(None,
         raise HTTPException(409, str(exc)) from None
     audit(request, "snapshot", camera_id=id, start_us=t, end_us=t, detail=f"{stream} width={shot.width}")
     return Response(shot.jpeg, media_type="image/jpeg",
-                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.frame_us), "Cache-Control": "no-store"})
+                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.t_us), "Cache-Control": "no-store"})

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, Response
 from pydantic import ValidationError
 
 from config.motion import MotionSettings
-from ingest.media.snapshots import resize_jpeg
+from ingest.media.jpeg import resize_jpeg
 from storage.index.media import MediaIndex
 from streams.access.guard import Principal, allow, audit
 from streams.api.params import time_range

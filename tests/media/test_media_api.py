@@ -6,11 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from config.motion import MotionMask, MotionSettings
-from ingest.media.snapshots import Snapshot, SnapshotStore, encode_jpeg
+from ingest.media.jpeg import picture
+from ingest.media.snapshots import SnapshotStore
 from ingest.media.transcode import TranscodeError, check_profile
 from config.cameras import Camera
 from config.settings import Settings
-from storage.index.media import MediaIndex, Thumbnail, merge_spans
+from storage.index.media import MediaIndex, Picture, merge_spans
 from tests.auth.conftest import PASSWORD, world  # noqa: F401 - the fixture
 from tests.media.synthetic import scene
 
@@ -65,7 +66,7 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     ctx.media = Pipelines()
     r = world.client.get("/api/cameras/cam-in/latest.jpg", headers=h)
     assert r.status_code == 503 and "no picture yet" in r.json()["detail"]
-    Pipelines.snapshots.put(Snapshot("cam-in", "main", T0 * 10**6, 640, 360, encode_jpeg(scene(640, 360))))
+    Pipelines.snapshots.put(picture(scene(640, 360), "cam-in", "main", T0 * 10**6))
     r = world.client.get("/api/cameras/cam-in/latest.jpg?width=320", headers=h)
     import cv2
     import numpy as np
@@ -73,7 +74,7 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     assert world.client.get("/api/cameras/cam-out/latest.jpg", headers=h).status_code == 404
 
     media = MediaIndex(world.engine)
-    media.add_thumbnail(Thumbnail("cam-in", "main", T0 * 10**6, 160, 90, b"\xff\xd8jpeg"))
+    media.add_thumbnail(Picture("cam-in", "main", T0 * 10**6, 160, 90, b"\xff\xd8jpeg"))
     r = world.client.get(f"/api/cameras/cam-in/thumbnails?start={T0 * 1000}&end={(T0 + 60) * 1000}", headers=h)
     assert [t["t_us"] for t in r.json()] == [T0 * 10**6]
     r = world.client.get(f"/api/cameras/cam-in/thumbnails/{T0 * 10**6 + 5}.jpg", headers=h)

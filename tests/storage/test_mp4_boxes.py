@@ -50,7 +50,8 @@ def _one(data: bytes | bytearray, kind: str):  # type: ignore[no-untyped-def]
 
 def test_box_and_full_box_headers() -> None:
     assert box(b"free", b"ab", b"c") == b"\x00\x00\x00\x0bfreeabc"
-    assert full_box(b"mfhd", 1, 0x020304, b"\x00\x00\x00\x07") == b"\x00\x00\x00\x10mfhd\x01\x02\x03\x04\x00\x00\x00\x07"
+    assert full_box(b"mfhd", 1, 0x020304, b"\x00\x00\x00\x07") == (
+        b"\x00\x00\x00\x10mfhd" + b"\x01\x02\x03\x04" + b"\x00\x00\x00\x07")
     nested = box(b"moof", box(b"traf", tfhd_box(3)), box(b"traf", tfhd_box(4)))
     moof = _one(nested, "moof")
     trafs = find_boxes(nested, "traf", moof.payload_offset, moof.end)
