@@ -55,8 +55,8 @@ def test_body_in_an_undeclared_encoding_is_read_and_noted(gb: Gb) -> None:
 
 def test_catalog_item_with_an_invalid_id_is_skipped_with_its_reason(gb: Gb) -> None:
     gb.devices.add(DEVICE, "pw-1")
-    channels = [CHANNELS[0], ("3401020300131000000", "十九位", "34010203"), ("34010203001310000X02", "字母", "34010203"),
-                CHANNELS[1]]
+    channels = [CHANNELS[0], ("3401020300131000000", "十九位", "34010203"),
+                ("34010203001310000X02", "字母", "34010203"), CHANNELS[1]]
     sipp = _device(gb, DEVICE, "pw-1", catalog_scenario(DEVICE, channels))
     assert sipp.wait(60) == 0, sipp.log
     dev = _wait(lambda: (d := gb.devices.get(DEVICE)) is not None and d.catalog.get("sn") is not None and d)
