@@ -137,19 +137,19 @@ class Supervisor:
                                                   and self.session_factory is not None):
                         wanted[(cam.id, stream)] = cam
             for key, session in list(self.sessions.items()):
-                cam = wanted.get(key)
-                if cam is None or cam != session.camera:
+                wanted_cam = wanted.get(key)
+                if wanted_cam is None or wanted_cam != session.camera:
                     del self.sessions[key]
                     old = cameras.get(key[0])
                     reason = "disabled" if old is not None and not old.enabled else None
-                    if cam is not None:
+                    if wanted_cam is not None:
                         reason = None  # edited: the restart gap is closed by the new session at once
                     log.info("camera %s/%s: %s", key[0], key[1],
-                             "disabled" if reason else ("changed, restarting" if cam else "removed"))
+                             "disabled" if reason else ("changed, restarting" if wanted_cam else "removed"))
                     session.stop(gap_reason=reason)
                     self._detach_session(key)
                     self._past_refusals += session.segmenter.refusals
-                    if cam is None:
+                    if wanted_cam is None:
                         self.live.remove(*key)
             for key, cam in wanted.items():
                 if key not in self.sessions:

@@ -43,16 +43,17 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         from ingest.supervisor import Supervisor
 
         pipelines = ctx.media = MediaPipelines(settings, ctx.media_index, clock=now_us)
-        lease_hooks = {}
         if settings.use_leases:
             keeper = svc.lease_keeper()
-            lease_hooks = {"owns": keeper.owns, "fence": keeper.fence}
         factory = None
         if settings.gb_sip_bind:
             ctx.gb = start_gb_server(svc)
             factory = gb_session_factory(settings, ctx.gb)
-        supervisor = ctx.supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach,
-                                                 session_factory=factory, **lease_hooks)
+        parts = (settings, svc.registry, svc.index, svc.store)
+        supervisor = ctx.supervisor = (
+            Supervisor(*parts, attach=pipelines.attach, owns=keeper.owns, fence=keeper.fence,
+                       session_factory=factory) if keeper is not None
+            else Supervisor(*parts, attach=pipelines.attach, session_factory=factory))
         if keeper is not None:
             keeper.attach(supervisor)
         supervisor.start()
@@ -129,14 +130,14 @@ def gb_session_factory(settings: Settings, server: GbServer):  # type: ignore[no
 def http_config(app: object, settings: Settings, bind: str) -> uvicorn.Config:
     """uvicorn's settings for the API: HTTPS when a certificate is configured."""
     host, _, port = bind.rpartition(":")
-    tls = {}
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    tls = settings.tls_cert is not None and settings.tls_key is not None
     # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
     # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
     return uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,  # type: ignore[arg-type]
                           forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
-                          ws_per_message_deflate=False, **tls)
+                          ws_per_message_deflate=False,
+                          ssl_certfile=str(settings.tls_cert) if tls else None,
+                          ssl_keyfile=str(settings.tls_key) if tls else None)
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

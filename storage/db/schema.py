@@ -6,6 +6,8 @@ and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
 
 from __future__ import annotations
 
+import builtins
+
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -97,7 +99,7 @@ class SegmentRow(Base):
     prev_sha256: Mapped[str | None] = mapped_column(String(64))
     init_sha256: Mapped[str] = mapped_column(ForeignKey("init_segments.sha256"))
     # Packed keyframe table, see storage.index.keyframes.
-    keyframes: Mapped[bytes] = mapped_column(LargeBinary)
+    keyframes: Mapped[builtins.bytes] = mapped_column(LargeBinary)
     # Wall clock minus media clock at the segment's end, in microseconds.
     drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
     worker_id: Mapped[str] = mapped_column(String(64), default="")

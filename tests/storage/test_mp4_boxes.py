@@ -124,6 +124,7 @@ def test_trun_trim_is_size_neutral() -> None:
 
 @pytest.mark.parametrize("kind,payload", [
     (b"trun", struct.pack(">II", TRUN_SAMPLE_SIZE, 3) + b"\x00" * 8),  # 3 samples, room for 2
+    (b"trun", struct.pack(">II", TRUN_DATA_OFFSET | TRUN_FIRST_SAMPLE_FLAGS, 0) + b"\x00" * 4),  # no first flags
     (b"tfhd", struct.pack(">II", TFHD_BASE_DATA_OFFSET, 1) + b"\x00" * 4),  # 8-byte offset cut short
     (b"tfdt", b"\x01\x00\x00\x00" + b"\x00" * 4),  # version 1 wants 8 bytes of time
 ])
