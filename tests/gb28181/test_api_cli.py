@@ -70,17 +70,18 @@ def test_gb_cli_and_api(gb: Gb, gb_settings: Any, cli: Any) -> None:
                     ooc=catalog_scenario(DEVICE, CHANNELS))
     assert sipp.wait(40) == 0, sipp.log
 
-    listed = json.loads(cli("gb", "devices", "--json").output)
+    # .stdout: the server's own log lines (it runs in this process) go to stderr.
+    listed = json.loads(cli("gb", "devices", "--json").stdout)
     assert [d["device_id"] for d in listed] == [DEVICE] and listed[0]["channels"] == 3
     assert listed[0]["state"] == "online" and "Cli-pass-9" not in json.dumps(listed) and listed[0]["has_password"]
     assert DEVICE in cli("gb", "devices").output
-    doctor = json.loads(cli("gb", "doctor", DEVICE, "--json").output)[0]
+    doctor = json.loads(cli("gb", "doctor", DEVICE, "--json").stdout)[0]
     texts = " | ".join(f["text"] for f in doctor["findings"])
     assert "media address 127.0.0.1" in texts and "RTP ports 30000-30999" in texts
     assert "no NAT between us" in texts and "no INVITE yet" in texts
     gb.devices.record_invite(DEVICE, channel=CHANNELS[0][0], outcome="invite_refused", reason="488 Not Acceptable")
     assert "invite_refused: 488" in cli("gb", "doctor").output
-    cams = {c["id"]: c for c in json.loads(cli("camera", "list", "--json").output)}
+    cams = {c["id"]: c for c in json.loads(cli("camera", "list", "--json").stdout)}
     assert cams[CHANNELS[2][0]]["region_note"] and cams[CHANNELS[0][0]]["region_note"] is None
     assert "CivilCode 34010299 not registered" in cli("camera", "list").output
 
