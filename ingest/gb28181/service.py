@@ -84,6 +84,8 @@ class GbService:
         self.monitor_interval = monitor_interval
         self.query_on_register = query_on_register
         self.response_handlers: dict[str, DocHandler] = {}
+        # MESSAGE handlers by sender id, for peers that are no devices (upper platforms: the cascade).
+        self.message_routes: dict[str, Callable[[Incoming], Awaitable[SipResponse]]] = {}
         self.notify_handlers: dict[str, DocHandler] = {}
         self._listeners: list[StateListener] = []
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
@@ -249,6 +251,9 @@ class GbService:
     async def _on_message(self, inc: Incoming) -> SipResponse:
         req = inc.request
         device_id = req.from_.user
+        route = self.message_routes.get(device_id)
+        if route is not None:
+            return await route(inc)
         session = self.sessions.get(device_id)
         try:
             doc = read_body(req.body, req.charset)

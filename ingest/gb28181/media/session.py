@@ -334,10 +334,10 @@ def media_link(settings: Any, server: Any) -> GbLink:
     link = getattr(server, "media_link", None)
     if isinstance(link, GbLink):
         return link
-    bind_host = settings.gb_sip_bind.rpartition(":")[0] or "0.0.0.0"
-    media_host = settings.gb_media_host or (bind_host if bind_host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+    from ingest.gb28181.doctor import media_address
+
     link = GbLink(loop=server.loop, endpoint=server.service.endpoint, devices=server.service, our_id=settings.gb_id,
-                  domain=settings.gb_domain, media_host=media_host, ports=PortPool(*settings.gb_rtp_port_range),
-                  bind_host=bind_host)
+                  domain=settings.gb_domain, media_host=media_address(settings),
+                  ports=PortPool(*settings.gb_rtp_port_range), bind_host=settings.gb_sip_bind.rpartition(":")[0])
     server.media_link = link
     return link
