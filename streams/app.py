@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from streams.api import archive as api_archive
 from streams.api import exports as api_exports
 from streams.api import fleet_health as api_health_console
+from streams.api import gb as api_gb
 from streams.api import holds as api_holds
 from streams.api import media as api_media
 from streams.api import registry as api_registry
@@ -68,6 +69,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_exports.router)
     install_live(app, ctx)
     app.include_router(api_health_console.router)
+    app.include_router(api_gb.router)
     install_console(app)
     # Outermost: a body is capped, and its sender authenticated, before anything reads it.
     app.add_middleware(BodyGate, fastapi_app=app)

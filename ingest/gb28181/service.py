@@ -92,6 +92,7 @@ class GbService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self.rejected: dict[str, str] = {}  # source host -> last reason a message from it was refused
+        self._reasons: dict[str, str] = {}  # device id -> its last state change, for offline_reason
         self.endpoint.on("REGISTER", self._on_register)
         self.endpoint.on("MESSAGE", self._on_message)
 
@@ -136,6 +137,9 @@ class GbService:
         task.add_done_callback(self._tasks.discard)
 
     def _notify(self, device_id: str, state: str, reason: str) -> None:
+        self._reasons[device_id] = f"{state}: {reason}"
+        if len(self._reasons) > 100_000:
+            self._reasons.pop(next(iter(self._reasons)))
         for listener in self._listeners:
             try:
                 listener(device_id, state, reason)
@@ -147,6 +151,21 @@ class GbService:
         if own:
             return own
         return self.settings.gb_password or None
+
+    # -- the device directory the media side asks (ingest.gb28181.media.session.DeviceDirectory);
+    # called from session threads: plain dict reads, no database.
+
+    def peer(self, device_id: str) -> Peer | None:
+        """Where to send requests for ``device_id`` (its REGISTER's source); None unless it is online."""
+        session = self.sessions.get(device_id)
+        return session.peer if session is not None and session.online else None
+
+    def offline_reason(self, device_id: str) -> str:
+        """Why ``peer`` is None, for gap rows and status."""
+        session = self.sessions.get(device_id)
+        if session is not None and session.online:
+            return "online"
+        return self._reasons.get(device_id) or f"device {device_id} has not registered with this server"
 
     def device_uri(self, device_id: str, user: str | None = None) -> str:
         """The Request-URI for a device's channel (or the device itself)."""

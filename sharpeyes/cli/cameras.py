@@ -22,7 +22,9 @@ camera_app = typer.Typer(help="Register and inspect cameras.", no_args_is_help=T
 
 
 def _camera_row(c: Camera) -> list[str]:
-    return [c.id, c.name, c.region, "yes" if c.enabled else "no", redact_url(c.main_url),
+    region = c.region if c.region_note is None else f"{c.region} (CivilCode {c.gb_civil_code} not registered)"
+    main = redact_url(c.main_url) if c.source == "rtsp" else f"GB/T 28181 device {c.gb_device_id}"
+    return [c.id, c.name, region, "yes" if c.enabled else "no", main,
             redact_url(c.sub_url) if c.sub_url else "", c.rtsp_transport, str(c.retention_days), c.transcode]
 
 
@@ -183,4 +185,5 @@ def _public(c: Camera) -> dict[str, Any]:
     d = c.model_dump()
     d["main_url"] = redact_url(c.main_url)
     d["sub_url"] = redact_url(c.sub_url) if c.sub_url else None
+    d["region_note"] = c.region_note
     return d

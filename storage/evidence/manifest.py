@@ -59,11 +59,14 @@ class SourceSegment:
     bytes: int
     status: str = "used"  # one of SEGMENT_STATUSES
     detail: str = ""
+    # "live", or "device": backfilled from the GB/T 28181 device's own recording (not seen live).
+    origin: str = "live"
 
     @classmethod
     def from_row(cls, row: Any, status: str = "used", detail: str = "") -> "SourceSegment":
         """From a ``storage.db.schema.SegmentRow`` (or anything with the same attributes)."""
-        return cls(row.object_key, row.sha256, row.prev_sha256, row.start_us, row.end_us, row.bytes, status, detail)
+        return cls(row.object_key, row.sha256, row.prev_sha256, row.start_us, row.end_us, row.bytes, status, detail,
+                   getattr(row, "origin", "live") or "live")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,7 @@ class SourceSegment:
             "bytes": self.bytes,
             "status": self.status,
             "detail": self.detail,
+            "origin": self.origin,
         }
 
 

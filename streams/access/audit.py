@@ -64,6 +64,7 @@ ACTIONS: tuple[str, ...] = (
     "gb_register",
     "gb_device_add",
     "gb_device_remove",
+    "gb_device_refresh",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

@@ -37,7 +37,8 @@ def register_scenario(dev: str, *, expect: int = 200, keepalives: int = 0, inter
                       silence_ms: int = 0, unregister: bool = False) -> str:
     """REGISTER with digest (``-au``/``-ap``), then keepalives, then silence, then optionally Expires: 0."""
     parts = [HEAD, '<scenario name="gb28181 device">', _register(dev, 1, 3600, auth=False),
-             '  <recv response="401" auth="true"/>', _register(dev, 2, 3600, auth=True), f'  <recv response="{expect}"/>']
+             '  <recv response="401" auth="true"/>', _register(dev, 2, 3600, auth=True),
+             f'  <recv response="{expect}"/>']
     for i in range(keepalives):
         parts.append(f"""
   <send retrans="500">
