@@ -116,15 +116,10 @@ def start_gb_server(svc: Services) -> GbServer:
 
 
 def gb_session_factory(settings: Settings, server: GbServer):  # type: ignore[no-untyped-def]
-    """The supervisor's sessions for GB/T 28181 channel cameras: INVITE through ``server``."""
-    from ingest.gb28181.doctor import media_address
-    from ingest.gb28181.media.receiver import PortPool
-    from ingest.gb28181.media.session import GbLink, gb_session_factory as factory
+    """The supervisor's sessions for GB/T 28181 channel cameras: INVITE through ``server``'s one media link."""
+    from ingest.gb28181.media.session import gb_session_factory as factory, media_link
 
-    link = GbLink(loop=server.loop, endpoint=server.service.endpoint, devices=server.service, our_id=settings.gb_id,
-                  domain=settings.gb_domain, media_host=media_address(settings),
-                  ports=PortPool(*settings.gb_rtp_port_range), bind_host=settings.gb_sip_bind.rpartition(":")[0])
-    return factory(link, lambda cam: cam.gb_device_id if cam.source == "gb28181" else None)
+    return factory(media_link(settings, server), lambda cam: cam.gb_device_id if cam.source == "gb28181" else None)
 
 
 def http_config(app: object, settings: Settings, bind: str) -> uvicorn.Config:

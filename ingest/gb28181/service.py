@@ -415,6 +415,8 @@ class GbServer:
         self._thread = threading.Thread(target=self._run, name="gb28181-sip", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        # The media side's one GbLink (port pool, SSRC sequence): ingest.gb28181.media.session.media_link.
+        self.media_link: Any = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
