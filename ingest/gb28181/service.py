@@ -93,6 +93,7 @@ class GbService:
         self._monitor: asyncio.Task[None] | None = None
         self.rejected: dict[str, str] = {}  # source host -> last reason a message from it was refused
         self._reasons: dict[str, str] = {}  # device id -> its last state change, for offline_reason
+        self._beats: dict[str, tuple[int, float]] = {}  # keepalives not yet written (see check)
         self.endpoint.on("REGISTER", self._on_register)
         self.endpoint.on("MESSAGE", self._on_message)
 
@@ -104,6 +105,11 @@ class GbService:
         self._monitor = asyncio.get_running_loop().create_task(self._watch())
 
     async def close(self) -> None:
+        beats, self._beats = self._beats, {}
+        try:
+            await self._db(self.devices.touch_keepalives, beats)
+        except Exception:  # noqa: BLE001 - closing anyway; the times are only a display
+            log.exception("keepalive times could not be written on close")
         tasks = [*self._tasks, *([self._monitor] if self._monitor is not None else [])]
         for task in tasks:
             task.cancel()
@@ -289,7 +295,13 @@ class GbService:
             session.online = True
             changes.update(state="online", reason="keepalive resumed")
             self._notify(session.device_id, "online", "keepalive resumed")
-        await self._db(self.devices.update, session.device_id, **changes)
+        if len(changes) == 2:
+            # The usual case (only the time and the interval change): written with every other
+            # device's in one transaction by the watch loop, at most monitor_interval later.
+            self._beats[session.device_id] = (changes["last_keepalive_us"], changes["keepalive_interval_s"])
+        else:
+            self._beats.pop(session.device_id, None)
+            await self._db(self.devices.update, session.device_id, **changes)
 
     async def _on_response(self, device_id: str, doc: Manscdp) -> None:
         if doc.cmd_type == "Catalog":
@@ -386,7 +398,10 @@ class GbService:
                 log.exception("GB/T 28181 device watch failed")
 
     async def check(self) -> None:
-        """Close catalogs that timed out and mark silent or expired devices offline."""
+        """Write the keepalives that came, close catalogs that timed out, and mark silent or
+        expired devices offline."""
+        beats, self._beats = self._beats, {}
+        await self._db(self.devices.touch_keepalives, beats)
         for result in self.catalogs.expire():
             await self._catalog_done(result)
         mono = time.monotonic()
