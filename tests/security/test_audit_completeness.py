@@ -112,7 +112,8 @@ def test_every_action_writes_exactly_one_row(world: SecurityWorld) -> None:
     # Add, edit and remove a camera over the API and over the CLI.
     cam = {"id": "audit-cam", "name": "Audit", "region": "t1", "main_url": "rtsp://10.9.9.9/main", "enabled": False}
     assert httpx.post(f"{b}/api/cameras", json=cam, headers=op, timeout=10).status_code == 201
-    assert httpx.patch(f"{b}/api/cameras/audit-cam", json={"name": "Audit 2"}, headers=op, timeout=10).status_code == 200
+    r = httpx.patch(f"{b}/api/cameras/audit-cam", json={"name": "Audit 2"}, headers=op, timeout=10)
+    assert r.status_code == 200
     assert httpx.delete(f"{b}/api/cameras/audit-cam", headers=op, timeout=10).status_code == 204
     expected += [(op_name, a, "audit-cam") for a in ("camera_add", "camera_edit", "camera_remove")]
     _cli(world, "camera", "add", "cli-cam", "--name", "CLI", "--region", "t1", "--url", "rtsp://10.9.9.8/main",
