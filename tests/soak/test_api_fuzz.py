@@ -20,6 +20,7 @@ from tests.auth.conftest import CAMERA_PASSWORD, PASSWORD
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # the budget is --fuzz-minutes, not the suite's per-test timeout
 @pytest.mark.parametrize("role", ["admin", "viewer"])
 def test_no_server_errors_and_no_leaked_secret(world, request, role: str) -> None:  # type: ignore[no-untyped-def]
     schema = schemathesis.openapi.from_asgi("/openapi.json", world.app)
