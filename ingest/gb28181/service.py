@@ -168,6 +168,10 @@ class GbService:
         session = self.sessions.get(device_id)
         return session.peer if session is not None and session.online else None
 
+    def record_invite(self, device_id: str, *, channel: str, outcome: str, reason: str = "") -> None:
+        """For the media sessions (any thread): the last INVITE's outcome, for ``gb doctor``."""
+        self.devices.record_invite(device_id, channel=channel, outcome=outcome, reason=reason)
+
     def offline_reason(self, device_id: str) -> str:
         """Why ``peer`` is None, for gap rows and status."""
         session = self.sessions.get(device_id)

@@ -70,6 +70,8 @@ ACTIONS: tuple[str, ...] = (
     "gb_backfill",
     # GB/T 28181 cascade: an upper platform's INVITE of one of our cameras (accepted, refused, ended).
     "gb_cascade",
+    # PTZ of a GB/T 28181 channel (POST /api/cameras/{id}/ptz).
+    "ptz",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (
