@@ -13,9 +13,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.gb28181 import validate_camera_id
+from config.redact import split_userinfo
 
 TranscodeProfile = Literal["none", "live-h264", "sub", "archive-h264"]
 RtspTransport = Literal["tcp", "udp"]
+# Who pulls an RTSP camera: our asyncio RTSP client, or PyAV's (FFmpeg's) demuxer. None: the
+# ``ingest_puller`` setting decides (default native). See docs/native-ingest.md.
+Puller = Literal["native", "ffmpeg"]
 StreamName = Literal["main", "sub"]
 # Where the video comes from: pulled over RTSP, or pushed by a GB/T 28181 device when invited.
 CameraSource = Literal["rtsp", "gb28181"]
@@ -27,8 +31,21 @@ RETENTION_FLOOR_DAYS = 30
 _REGION_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
 
+_RESERVED_IN_USERINFO = {"/": "%2F", "?": "%3F", "#": "%23"}
+
+
 def validate_rtsp_url(url: str) -> str:
-    """Accept ``rtsp://`` and ``rtsps://`` URLs with a host; reject anything else."""
+    """Accept ``rtsp://`` and ``rtsps://`` URLs with a host; reject anything else.
+
+    The user and password are everything between the scheme and the last "@" (so a password
+    may hold "@"). A "/", "?" or "#" in them must be percent-encoded: unencoded, URL parsers
+    end the host there and the password ends up in the clear."""
+    _, userinfo, _ = split_userinfo(url)
+    if userinfo is not None:
+        for char, code in _RESERVED_IN_USERINFO.items():
+            if char in userinfo:
+                raise ValueError(f"the user name or password in the URL contains {char!r}: percent-encode it "
+                                 f"as {code} (for example rtsp://admin:pa{code}ss@HOST/PATH)")
     parts = urlsplit(url)
     if parts.scheme not in ("rtsp", "rtsps"):
         raise ValueError(
@@ -74,6 +91,7 @@ class Camera(BaseModel):
     retention_override: bool = False
     transcode: TranscodeProfile = "none"
     rtsp_transport: RtspTransport = "tcp"
+    puller: Puller | None = None
     source: CameraSource = "rtsp"
     # GB/T 28181 channels: the device that has the channel, and the CivilCode it gave.
     # ``region`` is that code's region, or its nearest registered parent when the code is

@@ -1,4 +1,6 @@
-"""``sharpeyes camera ...``: register, list, show, edit, remove, import and probe cameras."""
+"""``sharpeyes camera ...``: register, list, show, edit, remove, import and probe cameras.
+
+Changes go through ``streams.access.changes`` and are audited as the operating-system user."""
 
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ from config.fleet import FleetFileError, read_fleet_file
 from config.redact import redact_url
 from sharpeyes.cli.output import clean_error, console, err, fail, services
 from storage.index.registry import RegistryError
+from streams.access.changes import Actor, NotInScope
 
 camera_app = typer.Typer(help="Register and inspect cameras.", no_args_is_help=True)
 
 
 def _camera_row(c: Camera) -> list[str]:
-    return [c.id, c.name, c.region, "yes" if c.enabled else "no", redact_url(c.main_url),
+    region = c.region if c.region_note is None else f"{c.region} (CivilCode {c.gb_civil_code} not registered)"
+    main = redact_url(c.main_url) if c.source == "rtsp" else f"GB/T 28181 device {c.gb_device_id}"
+    return [c.id, c.name, region, "yes" if c.enabled else "no", main,
             redact_url(c.sub_url) if c.sub_url else "", c.rtsp_transport, str(c.retention_days), c.transcode]
 
 
@@ -32,6 +37,8 @@ def camera_add(
     url: str = typer.Option(..., help="Main stream rtsp:// or rtsps:// URL."),
     sub_url: Optional[str] = typer.Option(None, help="Sub-stream URL, if the camera has one."),
     transport: str = typer.Option("tcp", help="RTSP transport: tcp or udp."),
+    puller: Optional[str] = typer.Option(None, help="native (our RTSP client) or ffmpeg (PyAV's demuxer); "
+                                         "default: the ingest_puller setting (native)."),
     retention_days: int = typer.Option(30, help="Days to keep recordings (at least 30 without --retention-override)."),
     retention_override: bool = typer.Option(False, "--retention-override",
                                             help="Allow retention below the 30-day floor (an admin decision)."),
@@ -42,11 +49,12 @@ def camera_add(
     try:
         cam = Camera(id=camera_id, name=name, region=region, main_url=url, sub_url=sub_url,
                      rtsp_transport=transport, retention_days=retention_days, transcode=transcode,
-                     enabled=not disabled, retention_override=retention_override)
+                     enabled=not disabled, retention_override=retention_override,
+                     puller=puller)  # type: ignore[arg-type]
         from ingest.media.transcode import check_profile
 
         check_profile(cam, services(ctx).settings)
-        services(ctx).registry.add_camera(cam)
+        services(ctx).changes.add_camera(Actor.os_user(), cam)
     except (ValueError, RegistryError) as exc:
         fail(clean_error(exc))
     console.print(f"camera {camera_id} added")
@@ -89,6 +97,7 @@ def camera_edit(
     url: Optional[str] = typer.Option(None, help="New main stream URL."),
     sub_url: Optional[str] = typer.Option(None, help="New sub-stream URL ('' to remove)."),
     transport: Optional[str] = typer.Option(None),
+    puller: Optional[str] = typer.Option(None, help="native or ffmpeg."),
     retention_days: Optional[int] = typer.Option(None),
     retention_override: Optional[bool] = typer.Option(None, "--retention-override/--no-retention-override",
                                                       help="Allow retention below the 30-day floor (an admin decision)."),
@@ -98,12 +107,14 @@ def camera_edit(
     """Change a camera. A running process picks the change up within seconds."""
     changes = {k: v for k, v in {
         "name": name, "region": region, "main_url": url, "sub_url": sub_url, "rtsp_transport": transport,
-        "retention_days": retention_days, "retention_override": retention_override, "transcode": transcode,
+        "puller": puller, "retention_days": retention_days, "retention_override": retention_override, "transcode": transcode,
         "enabled": enable}.items() if v is not None}
     if not changes:
         fail("nothing to change; see 'sharpeyes camera edit --help'")
     try:
-        services(ctx).registry.update_camera(camera_id, **changes)
+        services(ctx).changes.edit_camera(Actor.os_user(), camera_id, changes)
+    except NotInScope:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
     except (ValueError, RegistryError) as exc:
         fail(clean_error(exc))
     console.print(f"camera {camera_id} updated")
@@ -113,7 +124,9 @@ def camera_edit(
 def camera_remove(ctx: typer.Context, camera_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Unregister a camera. Its recordings stay until retention removes them."""
     try:
-        services(ctx).registry.remove_camera(camera_id)
+        services(ctx).changes.remove_camera(Actor.os_user(), camera_id)
+    except NotInScope:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
     except RegistryError as exc:
         fail(str(exc))
     console.print(f"camera {camera_id} removed")
@@ -125,7 +138,7 @@ def camera_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=Tr
     """Register many cameras from CSV or YAML: all of them, or none if any row is bad."""
     try:
         cams = read_fleet_file(file)
-        services(ctx).registry.add_cameras(cams)
+        services(ctx).changes.import_cameras(Actor.os_user(), cams, source=str(file))
     except FleetFileError as exc:
         err.print(f"[red]error:[/red] {file}: {len(exc.errors)} bad row(s), nothing imported")
         for e in exc.errors:
@@ -176,4 +189,5 @@ def _public(c: Camera) -> dict[str, Any]:
     d = c.model_dump()
     d["main_url"] = redact_url(c.main_url)
     d["sub_url"] = redact_url(c.sub_url) if c.sub_url else None
+    d["region_note"] = c.region_note
     return d

@@ -65,10 +65,18 @@ def load_signing_key(data_dir: Path, create: bool = True) -> Ed25519PrivateKey:
     Made on first use (``create``) with mode 0600. Refuses a file other users
     can read: a leaked signing key lets anyone forge evidence manifests.
     """
-    path = signing_key_path(data_dir)
+    return load_key_file(signing_key_path(data_dir), create)
+
+
+def load_key_file(path: Path, create: bool = True) -> Ed25519PrivateKey:
+    """An Ed25519 private key from the PEM file ``path`` (made, mode 0600, when ``create``);
+    refused when other users can read it."""
+    path = Path(path)
     if not path.exists():
         if not create:
-            raise SigningKeyError(f"{path} does not exist: run an export once to create it, or copy the site's key there")
+            raise SigningKeyError(
+                f"{path} does not exist: run an export once to create it, or copy the site's key there"
+            )
         return _create(path)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:

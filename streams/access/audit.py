@@ -56,10 +56,22 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
+    "sign_out",
+    "probe",
+    "camera_import",
+    "audit_checkpoint",
     # GB/T 28181: a device's REGISTER (ok or denied), operators adding/removing devices.
     "gb_register",
     "gb_device_add",
     "gb_device_remove",
+    "gb_device_refresh",
+    # GB/T 28181 media: a device's own recordings listed (RecordInfo), downloaded into our archive.
+    "gb_records",
+    "gb_backfill",
+    # GB/T 28181 cascade: an upper platform's INVITE of one of our cameras (accepted, refused, ended).
+    "gb_cascade",
+    # PTZ of a GB/T 28181 channel (POST /api/cameras/{id}/ptz).
+    "ptz",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

@@ -36,7 +36,7 @@ def stream_index(
     out = []
     for cam in cameras:
         for stream in STREAMS:
-            if cam.stream_url(stream) is None:
+            if not cam.has_stream(stream):
                 continue
             hub = hubs.get(cam.id, stream) if hubs is not None else None
             session = hub.session if hub is not None else None
@@ -54,7 +54,10 @@ def stream_index(
                     "hls": f"{base}/api/cameras/{cam.id}/live.m3u8{q}",
                     "rtsp": f"rtsp://{rtsp_host}:{rtsp_port}/{cam.id}" + ("/sub" if stream == "sub" else ""),
                 },
-                "status": status.state if status is not None else ("disabled" if not cam.enabled else "not_ingested_here"),
+                "status": (
+                    status.state if status is not None
+                    else ("disabled" if not cam.enabled else "not_ingested_here")
+                ),
                 "online": bool(hub is not None and hub.online),
                 "last_error": status.last_error if status is not None else None,
                 "codec": params.codec if params is not None else None,

@@ -4,6 +4,7 @@ killed, and loss counted from the index, the objects and the decoded frame codes
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -44,7 +45,8 @@ class IngestProcess:
         self.http = f"127.0.0.1:{free_port()}"
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), SHARPEYES_DATA_DIR=str(data_dir),
                         SHARPEYES_HTTP_BIND=self.http, SHARPEYES_RTSP_BIND=f"127.0.0.1:{free_port()}",
-                        SHARPEYES_SEGMENT_TARGET_SECONDS="2", SHARPEYES_WORKER_ID="fault-w1")
+                        SHARPEYES_SEGMENT_TARGET_SECONDS="2", SHARPEYES_WORKER_ID="fault-w1",
+                        SHARPEYES_METRICS_ALLOW_IPS='["127.0.0.1"]')
         self.env.pop("SHARPEYES_CONFIG", None)
         for k, v in settings.items():
             self.env[f"SHARPEYES_{k.upper()}"] = str(v)
@@ -105,8 +107,10 @@ class IngestProcess:
         return None
 
 
-def _settings_from_env(env: dict[str, str]) -> dict[str, str]:
-    return {k.removeprefix("SHARPEYES_").lower(): v for k, v in env.items()
+def _settings_from_env(env: dict[str, str]) -> dict[str, object]:
+    """The process's settings as ``Settings`` keyword arguments: list values are JSON in the
+    environment (as pydantic-settings reads them there) but must be lists as arguments."""
+    return {k.removeprefix("SHARPEYES_").lower(): json.loads(v) if v.startswith("[") else v for k, v in env.items()
             if k.startswith("SHARPEYES_") and k not in ("SHARPEYES_GST_PYTHON", "SHARPEYES_TEST_CAMERA_SIZE",
                                                         "SHARPEYES_SECRET_KEY", "SHARPEYES_ADMIN_PASSWORD")}
 
