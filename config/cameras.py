@@ -17,6 +17,8 @@ from config.gb28181 import validate_camera_id
 TranscodeProfile = Literal["none", "live-h264", "sub", "archive-h264"]
 RtspTransport = Literal["tcp", "udp"]
 StreamName = Literal["main", "sub"]
+# Where the video comes from: pulled over RTSP, or pushed by a GB/T 28181 device when invited.
+CameraSource = Literal["rtsp", "gb28181"]
 STREAMS: tuple[StreamName, ...] = ("main", "sub")
 
 # Public-security video is kept at least 30 days; only an admin's explicit override goes lower.
@@ -55,14 +57,16 @@ class Region(BaseModel):
 
 
 class Camera(BaseModel):
-    """One registered camera: a main RTSP stream and optionally a sub-stream."""
+    """One registered camera: a main RTSP stream and optionally a sub-stream, or (``source``
+    "gb28181") a channel of a GB/T 28181 device, which has no URL: its video arrives when the
+    device is invited (``gb_device_id`` says which device; its main stream only)."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str
     name: str = Field(min_length=1, max_length=128)
     region: str
-    main_url: str
+    main_url: str = ""
     sub_url: str | None = None
     enabled: bool = True
     retention_days: int = Field(30, ge=1, le=3650)
@@ -70,6 +74,26 @@ class Camera(BaseModel):
     retention_override: bool = False
     transcode: TranscodeProfile = "none"
     rtsp_transport: RtspTransport = "tcp"
+    source: CameraSource = "rtsp"
+    # GB/T 28181 channels: the device that has the channel, and the CivilCode it gave.
+    # ``region`` is that code's region, or its nearest registered parent when the code is
+    # not registered (``region_note`` then says so).
+    gb_device_id: str | None = None
+    gb_civil_code: str | None = None
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> "Camera":
+        if self.source == "rtsp":
+            if not self.main_url:
+                raise ValueError(f"camera {self.id}: an RTSP camera needs main_url (rtsp://HOST[:PORT]/PATH)")
+            if self.gb_device_id is not None:
+                raise ValueError(f"camera {self.id}: gb_device_id is only for source gb28181")
+        else:
+            if self.main_url or self.sub_url:
+                raise ValueError(f"camera {self.id}: a GB/T 28181 channel has no URL; its device sends the video")
+            if self.gb_device_id is None or len(self.gb_device_id) != 20 or not self.gb_device_id.isdigit():
+                raise ValueError(f"camera {self.id}: a GB/T 28181 channel needs gb_device_id (20 digits)")
+        return self
 
     @model_validator(mode="after")
     def _retention_floor(self) -> "Camera":
@@ -88,7 +112,7 @@ class Camera(BaseModel):
     @field_validator("main_url")
     @classmethod
     def _main_url(cls, value: str) -> str:
-        return validate_rtsp_url(value)
+        return validate_rtsp_url(value) if value else value
 
     @field_validator("sub_url")
     @classmethod
@@ -98,4 +122,20 @@ class Camera(BaseModel):
         return validate_rtsp_url(value)
 
     def stream_url(self, stream: StreamName) -> str | None:
+        """The RTSP URL of ``stream``; None when there is none (always for a GB/T 28181 channel)."""
+        if self.source != "rtsp":
+            return None
         return self.main_url if stream == "main" else self.sub_url
+
+    def has_stream(self, stream: StreamName) -> bool:
+        """True when the camera has ``stream`` (a GB/T 28181 channel: main only)."""
+        if self.source == "gb28181":
+            return stream == "main"
+        return self.stream_url(stream) is not None
+
+    @property
+    def region_note(self) -> str | None:
+        """Why a GB/T 28181 channel is not in the region its CivilCode names, if it is not."""
+        if self.gb_civil_code and self.gb_civil_code != self.region:
+            return f"CivilCode {self.gb_civil_code} is not a registered region; placed under {self.region}"
+        return None

@@ -91,6 +91,17 @@ class Settings(BaseSettings):
         "(aioice's choice). Set [127.0.0.1] for loopback-only tests and single-host set-ups.",
     )
     live_max_viewers: int = Field(100, ge=1, description="Live viewers per camera stream (WebRTC + MSE); more get 429.")
+    # -- GB/T 28181 device access (docs/gb28181.md) --
+    gb_sip_bind: str = Field("", description="host:port of our GB/T 28181 SIP server (UDP and TCP); empty: "
+                             "GB/T 28181 is off.")
+    gb_id: str = Field("34020000002000000001", description="Our 20-digit platform id (SIP user of our server).")
+    gb_domain: str = Field("3402000000", description="Our 10-digit SIP domain, also the digest realm.")
+    gb_password: str = Field("", description="Default device password; empty: only devices added with "
+                             "'sharpeyes gb device add --password' may register.")
+    gb_media_host: str = Field("", description="The address we put in our SDP and SIP Contact, as devices reach us "
+                               "(the public address behind NAT); empty: the SIP bind host.")
+    gb_rtp_ports: str = Field("30000-30999", description="UDP/TCP port range for GB/T 28181 media, FIRST-LAST.")
+    gb_auto_enable: bool = Field(True, description="Record channels of a newly registered device at once.")
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod
@@ -99,6 +110,38 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError(f"{value!r}: expected host:port, for example 127.0.0.1:8080")
         return value
+
+    @field_validator("gb_sip_bind")
+    @classmethod
+    def _gb_bind(cls, value: str) -> str:
+        return cls._host_port(value) if value else value
+
+    @field_validator("gb_id")
+    @classmethod
+    def _gb_id(cls, value: str) -> str:
+        if len(value) != 20 or not value.isdigit():
+            raise ValueError(f"gb_id {value!r}: a GB/T 28181 platform id has 20 digits")
+        return value
+
+    @field_validator("gb_domain")
+    @classmethod
+    def _gb_domain(cls, value: str) -> str:
+        if len(value) != 10 or not value.isdigit():
+            raise ValueError(f"gb_domain {value!r}: a GB/T 28181 domain has 10 digits (the first 10 of gb_id)")
+        return value
+
+    @field_validator("gb_rtp_ports")
+    @classmethod
+    def _gb_ports(cls, value: str) -> str:
+        first, sep, last = value.partition("-")
+        if not (sep and first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535):
+            raise ValueError(f"gb_rtp_ports {value!r}: expected FIRST-LAST between 1024 and 65535, e.g. 30000-30999")
+        return value
+
+    @property
+    def gb_rtp_port_range(self) -> tuple[int, int]:
+        first, _, last = self.gb_rtp_ports.partition("-")
+        return int(first), int(last)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "Settings":
@@ -157,4 +200,5 @@ def load_yaml_settings(path: Path) -> dict[str, Any]:
         raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {path}: expected a mapping of setting names to values")
-    return data
+    # Keys may be written as the environment names without the prefix (GB_SIP_BIND) or lower-case.
+    return {str(k).lower(): v for k, v in data.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import uvicorn
 
@@ -16,6 +16,9 @@ from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_fr
 from streams.access.users import UserStore, ensure_first_admin
 from streams.app import create_app
 from streams.context import AppContext
+
+if TYPE_CHECKING:
+    from ingest.cluster.lease_keeper import LeaseKeeper
 
 log = logging.getLogger("sharpeyes")
 
@@ -32,23 +35,19 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
             # Printed once, never logged: only its hash is stored.
             print(f"\nFirst admin created: user 'admin', password {password}\n"
                   "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
-    supervisor = None
-    extras: dict = {}
-    keeper = None
-    cleaner = None
+    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store)
+    keeper: LeaseKeeper | None = None
     if ingest:
         from ingest.media.pipelines import MediaPipelines
         from ingest.supervisor import Supervisor
-        from storage.index.media import MediaIndex
 
-        media_index = MediaIndex(svc.engine)
-        pipelines = MediaPipelines(settings, media_index, clock=now_us)
-        extras = {"media": pipelines, "media_index": media_index}
+        pipelines = ctx.media = MediaPipelines(settings, ctx.media_index, clock=now_us)
         lease_hooks = {}
         if settings.use_leases:
             keeper = svc.lease_keeper()
             lease_hooks = {"owns": keeper.owns, "fence": keeper.fence}
-        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach, **lease_hooks)
+        supervisor = ctx.supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach,
+                                                 **lease_hooks)
         if keeper is not None:
             keeper.attach(supervisor)
         supervisor.start()
@@ -56,32 +55,29 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
             keeper.start()
             log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
-        cleaner = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
-                                   policy=retention_policy(settings), region_of=svc.registry.region_subtree,
-                                   free_bytes=store_free_bytes(settings),
-                                   interval_seconds=settings.retention_interval_seconds)
-        cleaner.start()
-        extras["retention"] = cleaner
-    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
-                     extras=extras)
+        ctx.retention = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
+                                         policy=retention_policy(settings), region_of=svc.registry.region_subtree,
+                                         free_bytes=store_free_bytes(settings),
+                                         interval_seconds=settings.retention_interval_seconds)
+        ctx.retention.start()
     app = create_app(ctx)
-    if supervisor is not None:
+    if ctx.supervisor is not None:
         from streams.live.restream import install_restream
 
-        install_restream(app, supervisor.live, settings.rtsp_bind)
+        install_restream(app, ctx.supervisor.live, settings.rtsp_bind)
         log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)
     server = _Server(http_config(app, settings, bind))
     log.info("%s on %s://%s", "HTTPS" if settings.tls_cert else "HTTP", "https" if settings.tls_cert else "http", bind)
     try:
         server.run()
     finally:
-        if cleaner is not None:
-            cleaner.close()
+        if ctx.retention is not None:
+            ctx.retention.close()
         if keeper is not None:
             keeper.drain()  # keep the leases valid while the last segments are indexed
-        if supervisor is not None:
+        if ctx.supervisor is not None:
             log.info("stopping: closing open segments and uploading (up to %.0f s)", settings.shutdown_timeout_seconds)
-            left = supervisor.close()
+            left = ctx.supervisor.close()
             if left:
                 log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
             else:

@@ -39,6 +39,10 @@ class CameraRow(Base):
     retention_override: Mapped[bool] = mapped_column(Boolean, default=False)
     transcode: Mapped[str] = mapped_column(String(16), default="none")
     rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
+    # "rtsp", or "gb28181" for a GB/T 28181 device's channel (main_url "" then; migration 0008).
+    source: Mapped[str] = mapped_column(String(16), default="rtsp", server_default="rtsp")
+    gb_device_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    gb_civil_code: Mapped[str | None] = mapped_column(String(32))
     # Bumped on every change so running processes see edits without a restart.
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
@@ -348,3 +352,43 @@ class CameraStatusRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")  # redacted by the session
     detail: Mapped[str] = mapped_column(Text, default="{}")
     updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- GB/T 28181 devices (issue 14) ------------------------------------------------
+
+
+class GbDeviceRow(Base):
+    """A GB/T 28181 device (IPC, NVR, lower platform) and its last known state, written by the
+    SIP server's process so every API node sees it. ``password`` is sealed with the secret
+    key (``SecretCipher``); empty: the device uses ``gb_password``. Times are microseconds."""
+
+    __tablename__ = "gb_devices"
+
+    device_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    password: Mapped[str] = mapped_column(Text, default="")
+    # Added by an operator (``gb device add``); False for devices let in by gb_password.
+    added: Mapped[bool] = mapped_column(Boolean, default=False)
+    # online | offline | unregistered | refused
+    state: Mapped[str] = mapped_column(String(16), default="unregistered")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    transport: Mapped[str] = mapped_column(String(8), default="")
+    source_host: Mapped[str] = mapped_column(String(64), default="")
+    source_port: Mapped[int] = mapped_column(Integer, default=0)
+    contact: Mapped[str] = mapped_column(Text, default="")
+    expires_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    registered_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_keepalive_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    keepalive_interval_s: Mapped[float] = mapped_column(Float, default=0.0)
+    name: Mapped[str] = mapped_column(Text, default="")
+    manufacturer: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str] = mapped_column(Text, default="")
+    firmware: Mapped[str] = mapped_column(Text, default="")
+    channels: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON: the last DeviceStatus answer, catalog notes (skipped items, partial catalogs).
+    status_json: Mapped[str] = mapped_column(Text, default="{}")
+    catalog_json: Mapped[str] = mapped_column(Text, default="{}")
+    # The media side's last INVITE: JSON {"time_us", "channel", "outcome", "reason"} (ingest/gb28181 media).
+    last_invite_json: Mapped[str] = mapped_column(Text, default="{}")
+    # The process (worker id) whose SIP server the device registered with.
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    updated_us: Mapped[int] = mapped_column(BigInteger, default=0)

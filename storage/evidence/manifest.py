@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from storage.archive.clips import ClipGap
+from storage.archive.timeline import ClipGap
 from storage.evidence.signing import ALGORITHM, key_id
 from config.times import iso_utc
 

@@ -148,7 +148,7 @@ class Principal:
 
 @dataclass
 class AuthState:
-    """The auth services one app uses; put one in ``ctx.extras["auth"]`` to inject clocks in tests."""
+    """The auth services one app uses; give one as ``AppContext(auth=...)`` to inject clocks in tests."""
 
     users: UserStore
     audit: AuditLog
@@ -167,7 +167,8 @@ class AuthState:
 
 
 def _state(conn: HTTPConnection) -> AuthState:
-    return conn.app.state.auth  # type: ignore[no-any-return]
+    auth: AuthState = conn.app.state.ctx.auth
+    return auth
 
 
 def _registry(conn: HTTPConnection) -> Registry:
@@ -559,8 +560,9 @@ def query_audit(
 
 
 def install_auth(app: FastAPI, ctx: AppContext) -> AuthState:
-    """Attach the auth services (``ctx.extras["auth"]`` when given) and mount the auth routes."""
-    state: AuthState = ctx.extras.get("auth") or AuthState.from_context(ctx)
-    app.state.auth = state
+    """Attach the auth services (``ctx.auth`` when given, else built from the settings) and
+    mount the auth routes."""
+    state = ctx.auth or AuthState.from_context(ctx)
+    ctx.auth = state
     app.include_router(router)
     return state

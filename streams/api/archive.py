@@ -22,8 +22,6 @@ from fastapi.responses import Response, StreamingResponse
 from config.settings import Settings
 from config.times import TimeError, display_offset, iso_utc, parse_time
 from storage.archive.clips import (
-    CONTIGUOUS_US,
-    ClipGap,
     ClipPlan,
     EncodingChanged,
     NoRecordings,
@@ -32,7 +30,7 @@ from storage.archive.clips import (
     clip_file_name,
     plan_clip,
 )
-from storage.archive.timeline import Timeline, timeline
+from storage.archive.timeline import CONTIGUOUS_US, ClipGap, Timeline, timeline
 from streams.access.guard import Principal, allow, audit
 from streams.context import AppContext
 from ingest.media.archive_frame import snapshot_jpeg
@@ -89,36 +87,11 @@ def timeline_view(tl: Timeline, settings: Settings) -> dict[str, Any]:
     }
 
 
-class PlanCache:
-    """Recent clip plans. A player reading one clip by byte ranges (HLS VOD, seeking in
-    a ``<video>``) sends many requests for the same clip; each would otherwise re-stat
-    the segments and re-read the first GOP. Entries live ``ttl_s`` seconds."""
-
-    def __init__(self, size: int = 64, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
-        self.size, self.ttl_s, self.clock = size, ttl_s, clock
-        self._plans: OrderedDict[tuple[Any, ...], tuple[float, ClipPlan]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...], make: Callable[[], ClipPlan]) -> ClipPlan:
-        now = self.clock()
-        with self._lock:
-            hit = self._plans.get(key)
-            if hit is not None and now - hit[0] < self.ttl_s:
-                self._plans.move_to_end(key)
-                return hit[1]
-        plan = make()
-        with self._lock:
-            self._plans[key] = (now, plan)
-            while len(self._plans) > self.size:
-                self._plans.popitem(last=False)
-        return plan
-
-
 def plan_or_http(ctx: AppContext, camera_id: str, stream: str, start_us: int, end_us: int,
                  allow_gaps: bool = False) -> ClipPlan:
     """``plan_clip`` (through the app's ``PlanCache``) with its refusals as HTTP errors
     (404 with the gaps, 409)."""
-    cache: PlanCache = ctx.extras.setdefault("clip_plans", PlanCache())
+    cache = ctx.clip_plans
     try:
         return cache.get((camera_id, stream, start_us, end_us, allow_gaps), lambda: plan_clip(
             ctx.index, camera_id, stream, start_us, end_us, store=ctx.store, allow_gaps=allow_gaps))

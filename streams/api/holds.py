@@ -31,10 +31,7 @@ class NewHold(BaseModel):
 def holds(request: Request) -> HoldStore:
     """The app's hold store (one per app, on the index's engine)."""
     ctx: AppContext = request.app.state.ctx
-    store = ctx.extras.get("holds")
-    if store is None:
-        store = ctx.extras["holds"] = HoldStore(ctx.index.engine)
-    return store  # type: ignore[no-any-return]
+    return ctx.holds
 
 
 def _view(hold: Any) -> dict[str, Any]:

@@ -27,11 +27,8 @@ def _ctx(request: Request) -> AppContext:
 
 
 def media_index(ctx: AppContext) -> MediaIndex:
-    """The process's ``MediaIndex`` (kept in ``ctx.extras["media_index"]``)."""
-    media = ctx.extras.get("media_index")
-    if media is None:
-        media = ctx.extras["media_index"] = MediaIndex(ctx.index.engine)
-    return media  # type: ignore[no-any-return]
+    """The process's ``MediaIndex``."""
+    return ctx.media_index
 
 
 def parse_time(value: str, name: str) -> int:
@@ -62,7 +59,7 @@ def latest_jpeg(id: str, request: Request, width: int | None = None,
                 principal: Principal = allow("viewer")) -> Response:
     """The camera's latest keyframe as JPEG (sub-stream preferred); ``width`` scales it down.
     503 with the reason (and Retry-After) while there is no picture yet."""
-    pipelines = _ctx(request).extras.get("media")
+    pipelines = _ctx(request).media
     snap = pipelines.snapshots.latest(id) if pipelines is not None else None
     if snap is None:
         reason = ("this process does not record cameras (no ingest here)" if pipelines is None

@@ -79,7 +79,7 @@ class SharpeyesCollector:
                 gap_open.add_metric([cam, stream, c.open_gap_reason], 1.0)
         yield from (coverage, gaps, gap_open)
 
-        cleaner = ctx.extras.get("retention")
+        cleaner = ctx.retention
         if cleaner is not None:
             deleted = CounterMetricFamily("sharpeyes_retention_deleted_segments",
                                           "Segments deleted by retention, by rule.", labels=["rule"])

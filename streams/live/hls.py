@@ -28,6 +28,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from ingest.live.fanout import AccessUnitSubscription
 from ingest.live.hub import LiveHub
 from streams.access.guard import Principal, allow, audit
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 from streams.live.mse import Fragment, MseMuxer, muxer_for
 
@@ -228,7 +229,7 @@ def _init_id(init: bytes) -> str:
 
 
 def _packager(request: Request, hub: LiveHub) -> HlsPackager:
-    packagers: dict[tuple[str, str], HlsPackager] = request.app.state.hls_packagers
+    packagers = request.app.state.ctx.live.hls
     key = (hub.camera_id, hub.stream)
     packager = packagers.get(key)
     if packager is None or packager.closed or packager.hub is not hub:
@@ -241,8 +242,8 @@ def _packager(request: Request, hub: LiveHub) -> HlsPackager:
     return packager
 
 
-def close_all(app: Any) -> None:
-    for packager in list(app.state.hls_packagers.values()):
+def close_all(live: LiveViews) -> None:
+    for packager in list(live.hls.values()):
         packager.close()
 
 
@@ -262,7 +263,7 @@ async def live_playlist(
 ) -> Response:
     """The LL-HLS media playlist (blocking reload with ``_HLS_msn``/``_HLS_part``)."""
     assert principal.camera is not None
-    packagers = request.app.state.hls_packagers
+    packagers = request.app.state.ctx.live.hls
     active = packagers.get((id, stream))
     if active is None or active.closed:
         hub = hub_for_viewer(request, principal.camera, stream)
@@ -289,7 +290,7 @@ async def live_media(
     principal: Principal = allow("viewer", query_token=True),
 ) -> Response:
     """An LL-HLS init segment (``init-….mp4``), segment (``{msn}.m4s``) or part (``{msn}.{part}.m4s``)."""
-    packager = request.app.state.hls_packagers.get((id, stream))
+    packager = request.app.state.ctx.live.hls.get((id, stream))
     if packager is None or packager.closed:
         raise HTTPException(410, detail=f"camera {id}: no live HLS session for stream={stream}; "
                                         "GET live.m3u8 first (sessions end 30 s after the last request)")

@@ -34,6 +34,7 @@ from storage.mp4.nal import NAL_PPS, NAL_SPS, nal_type
 from ingest.live.hub import LiveHub
 from streams.access.guard import Principal, allow, audit
 from storage.mp4.live import Sample, avc_codec_string, fragment, init_segment
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class MseMuxer:
 
 def muxer_for(app: Any, hub: LiveHub) -> MseMuxer:
     """The camera stream's shared muxer, started on first use and stopped with its last viewer."""
-    muxers: dict[tuple[str, str], MseMuxer] = app.state.mse_muxers
+    muxers = app.state.ctx.live.mse
     key = (hub.camera_id, hub.stream)
     muxer = muxers.get(key)
     if muxer is None or muxer.hub is not hub:
@@ -132,8 +133,8 @@ def muxer_for(app: Any, hub: LiveHub) -> MseMuxer:
     return muxer
 
 
-def close_all(app: Any) -> None:
-    for muxer in list(app.state.mse_muxers.values()):
+def close_all(live: LiveViews) -> None:
+    for muxer in list(live.mse.values()):
         muxer.close()
 
 

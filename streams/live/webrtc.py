@@ -40,6 +40,7 @@ from ingest.rtp.h264 import fu_a_payloads
 from storage.mp4.nal import NAL_AUD, nal_type
 from ingest.live.hub import TIME_BASE_90K, LiveHub, annexb
 from streams.access.guard import Principal, allow, audit
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,8 @@ class WhepSession:
 
 
 def _sessions(request: Request) -> dict[str, WhepSession]:
-    return request.app.state.whep_sessions  # type: ignore[no-any-return]  (set by install_live)
+    sessions: dict[str, WhepSession] = request.app.state.ctx.live.whep
+    return sessions
 
 
 def ice_servers(urls: list[str]) -> list[RTCIceServer]:
@@ -284,8 +286,8 @@ async def whep_delete(id: str, session_id: str, request: Request, principal: Pri
     return {"status": "ended"}
 
 
-async def close_all(app: Any) -> None:
+async def close_all(live: LiveViews) -> None:
     """End every WHEP session (at shutdown)."""
-    for session in list(app.state.whep_sessions.values()):
+    for session in list(live.whep.values()):
         await _close(session, "server stopping")
 

@@ -149,7 +149,7 @@ def bench_store(label: str, index: SegmentIndex, store: ObjectStore, ctx_dir: Pa
         users.add("inv", "bench password long", "investigator", ["*"])
     state = AuthState(users=users, audit=__import__("streams.access.audit", fromlist=["AuditLog"]).AuditLog(engine),
                       tokens=TokenSigner(cipher.derive("sharpeyes token signing v1")))
-    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, extras={"auth": state})
+    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, auth=state)
     app = create_app(ctx)
     headers = {"Authorization": f"Bearer {state.tokens.issue('access', 'inv')[0]}"}
     print(f"\n== {label} ==")

@@ -271,7 +271,7 @@ def run_bench(args: argparse.Namespace) -> None:
     store = open_object_store(settings)
     supervisor = Supervisor(settings, registry, index, store)
     app = create_app(AppContext(settings=settings, index=index, registry=registry, store=store,
-                                supervisor=supervisor, extras={"auth": state}))
+                                supervisor=supervisor, auth=state))
     port = free_port()
     server = UvicornThread(app, port).start()
     supervisor.start()

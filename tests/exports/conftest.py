@@ -100,7 +100,7 @@ def _site(tmp_path: Path, store: Any) -> Iterator[Site]:
                       limiter=SignInLimiter(clock=clock.seconds))
     for role in ROLES:
         users.add(role, PASSWORD, role, ["*"] if role == "admin" else ["t1"])
-    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, extras={"auth": state})
+    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, auth=state)
     with TestClient(create_app(ctx)) as client:
         yield Site(settings, engine, index, registry, store, users, log, state, clock, ctx, client, segments)
     engine.dispose()

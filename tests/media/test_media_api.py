@@ -62,7 +62,7 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     class Pipelines:
         snapshots = SnapshotStore()
 
-    ctx.extras["media"] = Pipelines()
+    ctx.media = Pipelines()
     r = world.client.get("/api/cameras/cam-in/latest.jpg", headers=h)
     assert r.status_code == 503 and "no picture yet" in r.json()["detail"]
     Pipelines.snapshots.put(Snapshot("cam-in", "main", T0 * 10**6, 640, 360, encode_jpeg(scene(640, 360))))
