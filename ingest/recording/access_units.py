@@ -10,6 +10,12 @@ server and our own), and it is the IDR frame. Dropping it would delay the
 recording by a whole GOP after every reconnect, so packets without pts at the
 very start are held and given the pts one frame before the first real one.
 Later packets without pts cannot be placed in time and are dropped.
+
+RTP carries presentation times only. A camera that sends B-frames sends them in
+decode order with presentation times that go back and forth, so every access unit
+gets its decode time from ``DecodeTimestamper`` (the rule of
+``storage.mp4.decode_time``, the same for every ingest path) before the segmenter
+and the live taps see it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ from __future__ import annotations
 from typing import Iterator
 
 import av
+
+from storage.mp4.decode_time import DecodeTimes, reorder_depth
+from storage.mp4.nal import parameter_set_nals, parameter_sets_from_extradata, split_annexb
+from storage.mp4.sps import sequence_info
+
+_CODECS = {"h264": "h264", "hevc": "h265"}
 
 
 class AccessUnitJoiner:
@@ -88,3 +100,53 @@ def frame_ticks(stream: av.video.stream.VideoStream) -> int:
     if not rate or not stream.time_base:
         return 0
     return max(1, round(1 / (rate * stream.time_base)))
+
+
+class DecodeTimestamper:
+    """Sets ``packet.dts`` on one connection's access units, in decode order, from their pts.
+
+    The reorder depth comes from the SPS: the stream's extradata (the SDP's parameter
+    sets) at first, then each keyframe's in-band SPS, which wins when it asks for more.
+    Whatever the source put in ``dts`` (FFmpeg guesses one, from the third packet on)
+    is replaced, so every ingest path records by the same rule. ``reordered`` counts
+    pictures presented before the one decoded just before them: B-frames.
+    """
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        ctx = stream.codec_context
+        self.codec = _CODECS.get(ctx.name, ctx.name)
+        info = sequence_info(self.codec, parameter_sets_from_extradata(self.codec, ctx.extradata))
+        self.times = DecodeTimes(reorder_depth(info), frame_ticks(stream))
+        self.reordered = 0
+        self._last_pts: int | None = None
+
+    @property
+    def depth(self) -> int:
+        """Pictures the decoder holds before it outputs one (0: no B-frames)."""
+        return self.times.depth
+
+    @property
+    def b_frames(self) -> bool:
+        """The stream has sent pictures out of presentation order."""
+        return self.reordered > 0
+
+    def stamp(self, packet: av.Packet) -> None:
+        """Give ``packet`` (a whole access unit with a pts) its dts; a picture that reorders
+        deeper than the SPS said also has its pts raised to that dts (see ``DecodeTimes``)."""
+        if packet.is_keyframe and packet.pts is not None:
+            self._read_sps(bytes(packet))
+        if packet.pts is None:
+            return
+        if self._last_pts is not None and packet.pts < self._last_pts:
+            self.reordered += 1
+        self._last_pts = packet.pts
+        dts, pts = self.times.push(packet.pts)
+        packet.dts = dts
+        if pts != packet.pts:
+            packet.pts = pts
+
+    def _read_sps(self, annexb: bytes) -> None:
+        info = sequence_info(self.codec, parameter_set_nals(self.codec, split_annexb(annexb)))
+        depth = reorder_depth(info) if info is not None else 0
+        if depth > self.times.depth:
+            self.times.depth = depth

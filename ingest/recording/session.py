@@ -18,7 +18,7 @@ import av
 
 from config.cameras import Camera, StreamName
 from config.redact import redact_text, redact_url
-from ingest.recording.access_units import AccessUnitJoiner, frame_ticks
+from ingest.recording.access_units import AccessUnitJoiner, DecodeTimestamper, frame_ticks
 from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
 from ingest.recording.segmenter import SUPPORTED_VIDEO, Clock, Segmenter
 from ingest.recording.status import CameraStatus, RateMeter
@@ -219,6 +219,7 @@ class CameraSession:
     def _demux(self, container: av.container.InputContainer, streams: list, video: av.video.stream.VideoStream,
                audio: av.audio.stream.AudioStream | None) -> None:
         joiner = AccessUnitJoiner(frame_ticks(video))
+        stamper = DecodeTimestamper(video)
         for packet in container.demux(streams):
             if self._stop.is_set():
                 return
@@ -228,11 +229,13 @@ class CameraSession:
                     self._tap(packet)
                 continue
             for au, arrival in joiner.push(packet, self.clock()):
-                self._on_access_unit(au, arrival)
+                self._on_access_unit(au, arrival, stamper)
         for au, arrival in joiner.flush():
-            self._on_access_unit(au, arrival)
+            self._on_access_unit(au, arrival, stamper)
 
-    def _on_access_unit(self, au: av.Packet, arrival_us: int) -> None:
+    def _on_access_unit(self, au: av.Packet, arrival_us: int, stamper: DecodeTimestamper) -> None:
+        # Decode time first: the segmenter, the live hub and the decoders all need it.
+        stamper.stamp(au)
         self.status.last_packet_us = arrival_us
         self._meter.add(arrival_us, au.size, au.is_keyframe)
         if au.is_corrupt:
@@ -251,6 +254,11 @@ class CameraSession:
             # Once a GOP is often enough for a status, and keeps the per-frame path short.
             self.status.fps, self.status.bitrate_bps = self._meter.rates()
             self.status.keyframe_interval_s = self._meter.keyframe_interval_s
+            self.status.reorder_depth = stamper.depth
+            if stamper.b_frames and not self.status.b_frames:
+                self.status.b_frames = True
+                log.info("camera %s/%s sends B-frames (reorder depth %d): recording by decode time; "
+                         "WebRTC only through the live-h264 profile", self.camera.id, self.stream, stamper.depth)
             self.status.segments = self.segmenter.segments_closed
 
     def _tap(self, packet: av.Packet) -> None:

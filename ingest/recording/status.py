@@ -29,6 +29,10 @@ class CameraStatus:
     segments: int = 0
     transcode: str = ""  # the profile running on this stream ("" none), or "<profile>: failed"
     encoder: str = ""  # the H.264 encoder it uses (libx264, h264_nvenc, ...)
+    # The camera sends B-frames (pictures out of presentation order): browsers' WebRTC
+    # cannot play it as it is, only through its live-h264 profile (docs/live.md).
+    b_frames: bool = False
+    reorder_depth: int = 0  # pictures a decoder holds before output (SPS, or as observed)
 
     def as_dict(self) -> dict:
         return asdict(self)
