@@ -14,7 +14,8 @@ GOPs: a keyframe is presented before every frame decoded after it).
 In the file, samples are in decode order: ``tfdt`` and durations from the DTS, the
 composition offsets (PTS - DTS) in each ``trun``, and an edit list (``delay_moov``
 lets the muxer write it) starts presentation at the first keyframe, hiding the
-decoder's start-up delay. Packets come with their DTS set (the session derives it
+decoder's start-up delay. So a segment's media time 0 is its start in presentation
+(``storage.mp4.read.presented_at``), and its decode time 0 is that delay earlier. Packets come with their DTS set (the session derives it
 from the PTS, ``ingest.recording.access_units.DecodeTimestamper``); a packet
 without one is taken as not reordered.
 """
@@ -130,16 +131,20 @@ class _OpenSegment:
         self.video_tb: Fraction = video.time_base
         self.audio_tb: Fraction | None = audio.time_base if audio is not None else None
         self.base_pts = 0  # video pts of the first keyframe, in video_tb: the segment's start
-        self.base_dts = 0  # ... and its dts: decode time 0 in the file
         self.gop_pts: int | None = None  # presentation time of the open GOP's keyframe, from base_pts
-        self.last_video_dts = -1
+        self.last_video_dts: int | None = None
         self.last_audio_dts = -1
 
     def write_video(self, packet: av.Packet, pts: int, dts: int) -> None:
-        """Mux one access unit with the camera's ``pts`` and ``dts`` (video time base)."""
-        rel_dts = dts - self.base_dts
-        rel_pts = pts - self.base_dts
-        if rel_dts <= self.last_video_dts:
+        """Mux one access unit with the camera's ``pts`` and ``dts`` (video time base).
+
+        Times are given relative to the keyframe's pts, so a B-frame stream's first dts
+        is negative: the muxer then moves every track by that delay and writes an edit
+        list that starts presentation at the keyframe (given a dts of 0 instead, it would
+        keep the delay as an empty edit)."""
+        rel_dts = dts - self.base_pts
+        rel_pts = pts - self.base_pts
+        if self.last_video_dts is not None and rel_dts <= self.last_video_dts:
             return  # a duplicate the muxer would refuse
         if packet.is_keyframe and self.gop_pts is not None:
             # Muxing this keyframe flushes the previous GOP as one fragment (the first
@@ -166,9 +171,7 @@ class _OpenSegment:
     def write_audio(self, packet: av.Packet) -> None:
         if self.audio is None or self.audio_tb is None or packet.pts is None:
             return
-        # Audio shares the video's decode timeline (0 = the keyframe's DTS), so that both
-        # tracks present in step once the edit list has moved video by its delay.
-        start = self.base_dts * self.video_tb
+        start = self.base_pts * self.video_tb
         pts = int(packet.pts - start / self.audio_tb)
         if pts < 0 or pts <= self.last_audio_dts:
             return
@@ -336,7 +339,7 @@ class Segmenter:
             self._drift_us = now - self._t_us(pts)
             if abs(self._drift_us - self._anchor_drift) > self.max_drift_us:
                 self._reanchor = True
-            self._on_keyframe(packet, pts, dts, now)
+            self._on_keyframe(packet, pts, now)
         if self._seg is not None:
             self._seg.write_video(packet, pts, dts)
         self._last_dts = dts
@@ -368,7 +371,7 @@ class Segmenter:
         assert self._video is not None and self._anchor_pts is not None
         return self._anchor_us + (pts - self._anchor_pts) * self._us_num // self._us_den
 
-    def _on_keyframe(self, packet: av.Packet, pts: int, dts: int, now: int) -> None:
+    def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
         admitted = self.admit()
         assert self._video is not None
@@ -392,7 +395,7 @@ class Segmenter:
         if self._seg is None:
             if admitted:
                 self._refusing = False
-                self._open(packet, pts, dts, t, in_band)
+                self._open(packet, pts, t, in_band)
             elif not self._refusing:
                 self._refusing = True
                 self._announce_start = True
@@ -401,7 +404,7 @@ class Segmenter:
                           self.camera_id, self.stream)
                 self.on_refused(t)
 
-    def _open(self, packet: av.Packet, pts: int, dts: int, t: int, in_band: bytes | None) -> None:
+    def _open(self, packet: av.Packet, pts: int, t: int, in_band: bytes | None) -> None:
         assert self._video is not None
         if self.last_end_us is not None and t < self.last_end_us:
             # Never overlap what is already recorded: shift the anchor forward.
@@ -428,7 +431,6 @@ class Segmenter:
         path = self.spool.open(entry)
         self._seg = _OpenSegment(path, entry, self._video, self._audio, self._extradata)
         self._seg.base_pts = pts
-        self._seg.base_dts = dts
         self.on_started(t)
 
     def _close(self, end_pts: int, extra_us: int = 0) -> None:

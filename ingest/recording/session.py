@@ -110,6 +110,7 @@ class CameraSession:
         self.status = CameraStatus(camera.id, stream, since_us=clock())
         self.taps: list[Tap] = []
         self._meter = RateMeter()
+        self._stamper: DecodeTimestamper | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._gap_id: int | None = None
@@ -219,7 +220,7 @@ class CameraSession:
     def _demux(self, container: av.container.InputContainer, streams: list, video: av.video.stream.VideoStream,
                audio: av.audio.stream.AudioStream | None) -> None:
         joiner = AccessUnitJoiner(frame_ticks(video))
-        stamper = DecodeTimestamper(video)
+        self._stamper = DecodeTimestamper(video)  # a new connection: a new decode timeline
         for packet in container.demux(streams):
             if self._stop.is_set():
                 return
@@ -229,12 +230,15 @@ class CameraSession:
                     self._tap(packet)
                 continue
             for au, arrival in joiner.push(packet, self.clock()):
-                self._on_access_unit(au, arrival, stamper)
+                self._on_access_unit(au, arrival)
         for au, arrival in joiner.flush():
-            self._on_access_unit(au, arrival, stamper)
+            self._on_access_unit(au, arrival)
 
-    def _on_access_unit(self, au: av.Packet, arrival_us: int, stamper: DecodeTimestamper) -> None:
+    def _on_access_unit(self, au: av.Packet, arrival_us: int) -> None:
         # Decode time first: the segmenter, the live hub and the decoders all need it.
+        stamper = self._stamper
+        if stamper is None:
+            stamper = self._stamper = DecodeTimestamper(au.stream)
         stamper.stamp(au)
         self.status.last_packet_us = arrival_us
         self._meter.add(arrival_us, au.size, au.is_keyframe)

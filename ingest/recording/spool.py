@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from storage.index.keyframes import Keyframe
-from storage.mp4.read import init_segment_size, parse_init, scan_fragments
+from storage.mp4.read import init_segment_size, parse_init, presented_at, scan_fragments
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,10 @@ def _finalise_part(entry: SpoolEntry, path: Path) -> SpoolEntry:
         run = frag.runs.get(video.track_id)
         if run is None or not run.samples:
             continue
-        keyframes.append((run.samples[0].decode_time * 1_000_000 // video.timescale, frag.moof_offset))
-        end_ticks = run.samples[-1].decode_time + run.samples[-1].duration
+        # Presentation times (a keyframe is shown first in its closed GOP; B-frames are
+        # shown in another order than stored, so the end is the latest shown frame's).
+        keyframes.append((presented_at(run.samples[0], video) * 1_000_000 // video.timescale, frag.moof_offset))
+        end_ticks = max(end_ticks, max(presented_at(smp, video) + smp.duration for smp in run.samples))
     entry.keyframes = keyframes
     entry.end_us = entry.start_us + end_ticks * 1_000_000 // video.timescale
     entry.sha256 = None  # the uploader hashes recovered files from disk

@@ -31,6 +31,34 @@ class TrackInfo:
     default_sample_duration: int = 0
     default_sample_size: int = 0
     default_sample_flags: int = 0
+    # Where presentation starts, in track ticks: the edit list's media time (0 without
+    # one). A track with B-frames presents its first keyframe this late in media time.
+    media_time: int = 0
+
+
+def _edit_media_time(init: bytes, trak: Box) -> int:
+    """The media time of the first non-empty edit of ``trak``'s edit list (0 if none)."""
+    elst = find_box(init, "edts/elst", trak.payload_offset, trak.end)
+    if elst is None or elst.payload_offset + 8 > elst.end:
+        return 0
+    p = elst.payload_offset
+    version = init[p]
+    count = struct.unpack_from(">I", init, p + 4)[0]
+    entry = 20 if version == 1 else 12
+    for i in range(count):
+        at = p + 8 + i * entry
+        if at + entry > elst.end:
+            break
+        media_time = struct.unpack_from(">q" if version == 1 else ">i", init, at + (8 if version == 1 else 4))[0]
+        if media_time >= 0:  # -1: an empty edit (a delay before the track starts)
+            return int(media_time)
+    return 0
+
+
+def presented_at(sample: Sample, track: TrackInfo) -> int:
+    """When ``sample`` is shown, in track ticks from the start of presentation: its decode
+    time plus composition offset, less the edit list's media time."""
+    return sample.decode_time + sample.composition_offset - track.media_time
 
 
 def parse_init(init: bytes) -> dict[int, TrackInfo]:
@@ -52,7 +80,7 @@ def parse_init(init: bytes) -> dict[int, TrackInfo]:
         version = init[p]
         timescale = struct.unpack_from(">I", init, p + (20 if version == 1 else 12))[0]
         handler = init[hdlr.payload_offset + 8 : hdlr.payload_offset + 12].decode("latin-1")
-        tracks[track_id] = TrackInfo(track_id, handler, timescale)
+        tracks[track_id] = TrackInfo(track_id, handler, timescale, media_time=_edit_media_time(init, trak))
     mvex = find_box(init, "mvex", moov.payload_offset, moov.end)
     if mvex is not None:
         for trex in find_boxes(init, "trex", mvex.payload_offset, mvex.end):
