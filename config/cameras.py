@@ -117,7 +117,7 @@ class Camera(BaseModel):
     @field_validator("sub_url")
     @classmethod
     def _sub_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
+        if not value:
             return None
         return validate_rtsp_url(value)
 

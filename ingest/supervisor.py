@@ -21,13 +21,16 @@ from ingest.recording.session import CameraSession
 from ingest.recording.spool import Spool, SpoolEntry
 from ingest.recording.status import CameraStatus
 from ingest.recording.uploader import Uploader
-from storage.index.segments import Fence, SegmentIndex, now_us
+from storage.index.segments import Fence, SegmentIndex
+from config.times import now_us
 from storage.objects.store import ObjectStore
 from storage.index.registry import Registry
 
 log = logging.getLogger(__name__)
 
 SessionKey = tuple[str, StreamName]
+# (camera, stream, segmenter, index, **CameraSession options) -> a session, or None for RTSP.
+SessionFactory = Callable[..., CameraSession | None]
 
 
 class Supervisor:
@@ -42,6 +45,7 @@ class Supervisor:
         owns: Callable[[Camera], bool] = lambda camera: True,
         attach: Callable[["Supervisor", CameraSession], Callable[[], None]] | None = None,
         fence: Callable[[SpoolEntry], Fence | None] | None = None,
+        session_factory: SessionFactory | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -52,6 +56,9 @@ class Supervisor:
         # Adds taps to each new session (snapshots, motion, transcode: ingest.media.pipelines);
         # returns what to call when the session stops.
         self.attach = attach
+        # Makes the session of a camera that is not pulled over RTSP (a GB/T 28181 channel:
+        # ingest.gb28181.media.session.gb_session_factory); None from it means RTSP.
+        self.session_factory = session_factory
         self._detach: dict[SessionKey, Callable[[], None]] = {}
         assert settings.spool_dir is not None
         self.spool = Spool(settings.spool_dir, settings.spool_quota_bytes)
@@ -127,19 +134,19 @@ class Supervisor:
                     if cam.stream_url(stream):
                         wanted[(cam.id, stream)] = cam
             for key, session in list(self.sessions.items()):
-                cam = wanted.get(key)
-                if cam is None or cam != session.camera:
+                wanted_cam = wanted.get(key)
+                if wanted_cam is None or wanted_cam != session.camera:
                     del self.sessions[key]
                     old = cameras.get(key[0])
                     reason = "disabled" if old is not None and not old.enabled else None
-                    if cam is not None:
+                    if wanted_cam is not None:
                         reason = None  # edited: the restart gap is closed by the new session at once
                     log.info("camera %s/%s: %s", key[0], key[1],
-                             "disabled" if reason else ("changed, restarting" if cam else "removed"))
+                             "disabled" if reason else ("changed, restarting" if wanted_cam else "removed"))
                     session.stop(gap_reason=reason)
                     self._detach_session(key)
                     self._past_refusals += session.segmenter.refusals
-                    if cam is None:
+                    if wanted_cam is None:
                         self.live.remove(*key)
             for key, cam in wanted.items():
                 if key not in self.sessions:
@@ -166,17 +173,14 @@ class Supervisor:
         elif last_end is not None:
             initial_gap = (last_end, "worker_restart")
         segmenter = self.new_segmenter(camera, stream, last_end)
-        return CameraSession(
-            camera,
-            stream,
-            segmenter,
-            self.index,
-            clock=self.clock,
-            connect_timeout=self.settings.connect_timeout_seconds,
-            stall_timeout=self.settings.stall_timeout_seconds,
-            initial_gap=initial_gap,
-            adopt_gap=adopt_gap,
-        )
+        options = dict(clock=self.clock, connect_timeout=self.settings.connect_timeout_seconds,
+                       stall_timeout=self.settings.stall_timeout_seconds, initial_gap=initial_gap,
+                       adopt_gap=adopt_gap)
+        if self.session_factory is not None:
+            session = self.session_factory(camera, stream, segmenter, self.index, **options)
+            if session is not None:
+                return session
+        return CameraSession(camera, stream, segmenter, self.index, **options)  # type: ignore[arg-type]
 
     def recorded_until(self, camera_id: str, stream: StreamName) -> int | None:
         """End of what is recorded for the stream, in the spool or the index.

@@ -11,7 +11,7 @@ import uvicorn
 
 from config.settings import Settings
 from sharpeyes.services import Services
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_free
 from streams.access.users import UserStore, ensure_first_admin
 from streams.app import create_app
@@ -42,12 +42,12 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         from ingest.supervisor import Supervisor
 
         pipelines = ctx.media = MediaPipelines(settings, ctx.media_index, clock=now_us)
-        lease_hooks = {}
         if settings.use_leases:
             keeper = svc.lease_keeper()
-            lease_hooks = {"owns": keeper.owns, "fence": keeper.fence}
-        supervisor = ctx.supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach,
-                                                 **lease_hooks)
+        parts = (settings, svc.registry, svc.index, svc.store)
+        supervisor = ctx.supervisor = (
+            Supervisor(*parts, attach=pipelines.attach, owns=keeper.owns, fence=keeper.fence) if keeper is not None
+            else Supervisor(*parts, attach=pipelines.attach))
         if keeper is not None:
             keeper.attach(supervisor)
         supervisor.start()
@@ -89,14 +89,14 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
 def http_config(app: object, settings: Settings, bind: str) -> uvicorn.Config:
     """uvicorn's settings for the API: HTTPS when a certificate is configured."""
     host, _, port = bind.rpartition(":")
-    tls = {}
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    tls = settings.tls_cert is not None and settings.tls_key is not None
     # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
     # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
     return uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,  # type: ignore[arg-type]
                           forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
-                          ws_per_message_deflate=False, **tls)
+                          ws_per_message_deflate=False,
+                          ssl_certfile=str(settings.tls_cert) if tls else None,
+                          ssl_keyfile=str(settings.tls_key) if tls else None)
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

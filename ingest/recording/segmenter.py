@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from datetime import datetime, timezone
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Callable
 
 import av
 
+from config.times import iso_utc
 from storage.mp4.decode_time import breaks_run
 from storage.mp4.nal import parameter_set_nals, split_annexb
 from storage.mp4.read import init_segment_size
@@ -118,7 +118,7 @@ class _OpenSegment:
         # with identical pictures never share a hash and a lone file says what it is.
         self.container.metadata["title"] = f"{entry.camera_id}/{entry.stream}"
         self.container.metadata["comment"] = f"sharpeyes start_us={entry.start_us}"
-        self.container.metadata["creation_time"] = _iso(entry.start_us)
+        self.container.metadata["creation_time"] = iso_utc(entry.start_us, "microseconds")
         self.video = self.container.add_stream_from_template(video)
         if extradata:
             self.video.codec_context.extradata = extradata
@@ -476,10 +476,6 @@ class Segmenter:
     @property
     def recording(self) -> bool:
         return self._seg is not None
-
-
-def _iso(t_us: int) -> str:
-    return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _dimensions(packet: av.Packet, codec: str, extradata: bytes) -> tuple[int, int] | None:

@@ -130,7 +130,7 @@ def camera_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=Tr
         err.print(f"[red]error:[/red] {file}: {len(exc.errors)} bad row(s), nothing imported")
         for e in exc.errors:
             err.print(f"  {e}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except (ValueError, RegistryError) as exc:
         fail(f"{file}: nothing imported:\n{exc}")
     console.print(f"{len(cams)} camera(s) imported from {file}")

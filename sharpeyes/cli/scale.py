@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from storage.index.segments import now_us
+from config.times import now_us
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 workers_app = typer.Typer(help="Ingest workers and the cameras they hold.", invoke_without_command=True)
-console = Console()
 
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Bring the index schema to the newest migration (run once before starting workers and API nodes)."""
-    from sharpeyes.cli.output import services
+    from sharpeyes.cli.output import console, services
 
     engine = services(ctx).engine  # opening the engine runs the migrations
     console.print(f"index at {engine.url.render_as_string(hide_password=True)} is up to date")
@@ -25,7 +23,7 @@ def db_upgrade(ctx: typer.Context) -> None:
 @workers_app.callback()
 def workers_list(ctx: typer.Context) -> None:
     """List live ingest workers, how many cameras each holds, and their advertised URLs."""
-    from sharpeyes.cli.output import services
+    from sharpeyes.cli.output import console, services
     from storage.index.leases import LeaseTable
 
     svc = services(ctx)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import getpass
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo
+
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from config.times import TimeError, parse_time
 from sharpeyes.services import Services, from_context
 from streams.access.audit import AuditLog
 from streams.access.users import ALL_REGIONS, ROLES, UserError, UserStore
@@ -122,17 +122,14 @@ def user_list(ctx: typer.Context) -> None:
     _out.print(table)
 
 
-def _parse_time(value: str | None, tz: str) -> int | None:
-    """ISO 8601 date or date-time to µs; a time without an offset is in ``display_timezone``."""
+def _parse_time(value: str | None, name: str, zone: str) -> int | None:
+    """``config.times.parse_time``, a time without an offset read in ``zone``."""
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r}: use ISO 8601, for example 2026-11-27 or 2026-11-27T08:00+08:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return int(moment.timestamp() * 1_000_000)
+        return parse_time(value, name, naive_zone=zone)
+    except TimeError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @audit_app.command("verify")
@@ -154,14 +151,14 @@ def audit_verify(ctx: typer.Context) -> None:
 @audit_app.command("export")
 def audit_export(
     ctx: typer.Context,
-    since: Optional[str] = typer.Option(None, "--from", help="Start (ISO 8601), inclusive; local time unless an offset is given."),
-    until: Optional[str] = typer.Option(None, "--to", help="End (ISO 8601), exclusive."),
+    since: Optional[str] = typer.Option(None, "--from", help="Start, inclusive: ISO 8601 or epoch ms; a time without an offset is in display_timezone."),
+    until: Optional[str] = typer.Option(None, "--to", help="End, exclusive: same forms as --from."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write ('-' for stdout)."),
 ) -> None:
     """Write audit rows in a time range as CSV, hashes included."""
     services = _services(ctx)
     tz = services.settings.display_timezone
-    since_us, until_us = _parse_time(since, tz), _parse_time(until, tz)
+    since_us, until_us = _parse_time(since, "--from", tz), _parse_time(until, "--to", tz)
     log = AuditLog(services.engine)
     if str(output) == "-":
         count = log.export_csv(sys.stdout, since_us=since_us, until_us=until_us)

@@ -238,7 +238,8 @@ class ClipPlan:
                     del buf[:frag.source_size]
                 if digest is not None:
                     digest.update(raw)
-                data = self._first_out if frag.sequence == 1 and self._first_out is not None else self._patched(frag, raw)
+                folded = self._first_out if frag.sequence == 1 else None
+                data = folded if folded is not None else self._patched(frag, raw)
                 lo = max(first - frag.clip_offset, 0)
                 hi = min(end - frag.clip_offset, frag.size)
                 if hi > lo:
@@ -324,7 +325,8 @@ def plan_clip(
             seg = missing[0]
             raise SegmentMissing(
                 f"segment {seg.object_key} of camera {camera_id} ({iso_utc(seg.start_us)}) is missing from the "
-                "object store, or its size or recorded sha256 differs from the index; ask again with allow_gaps=true to skip it", seg)
+                "object store, or its size or recorded sha256 differs from the index; "
+                "ask again with allow_gaps=true to skip it", seg)
         rows = [r for r in rows if r not in missing]
     if not rows:
         gaps = recorded_gaps(index, camera_id, stream, start_us, end_us, [], missing)
@@ -340,7 +342,8 @@ def plan_clip(
         if _encoding(inits[row.init_sha256]) != first_sig:
             raise EncodingChanged(
                 f"camera {camera_id}: the {stream} stream's encoding (codec, size or tracks) changes at "
-                f"{iso_utc(row.start_us)}; one MP4 cannot hold both. Ask for [{iso_utc(start_us)}, {iso_utc(row.start_us)}) "
+                f"{iso_utc(row.start_us)}; one MP4 cannot hold both. "
+                f"Ask for [{iso_utc(start_us)}, {iso_utc(row.start_us)}) "
                 f"and [{iso_utc(row.start_us)}, {iso_utc(end_us)}) separately", row.start_us)
 
     spans: list[tuple[SegmentRow, int, int, int, int]] = []  # row, byte0, byte1, t0, t1
@@ -354,7 +357,8 @@ def plan_clip(
                 spans.append((row, kf.byte_offset, b1, t0, t1))
     if not spans:
         gaps = recorded_gaps(index, camera_id, stream, start_us, end_us, rows, missing)
-        raise NoRecordings(f"camera {camera_id}: no complete GOP between {iso_utc(start_us)} and {iso_utc(end_us)}", gaps)
+        raise NoRecordings(
+            f"camera {camera_id}: no complete GOP between {iso_utc(start_us)} and {iso_utc(end_us)}", gaps)
     origin = spans[0][3]
     first = max(start_us, origin)
     last = min(end_us, spans[-1][4])

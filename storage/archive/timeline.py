@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from storage.index.segments import SegmentIndex, now_us
+from config.times import now_us
+from storage.index.segments import SegmentIndex
 from storage.db.schema import SegmentRow
 
 __all__ = ["CONTIGUOUS_US", "ClipGap", "Run", "Timeline", "recorded_gaps", "runs_of", "timeline"]

@@ -6,6 +6,8 @@ and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
 
 from __future__ import annotations
 
+import builtins
+
 from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -97,7 +99,7 @@ class SegmentRow(Base):
     prev_sha256: Mapped[str | None] = mapped_column(String(64))
     init_sha256: Mapped[str] = mapped_column(ForeignKey("init_segments.sha256"))
     # Packed keyframe table, see storage.index.keyframes.
-    keyframes: Mapped[bytes] = mapped_column(LargeBinary)
+    keyframes: Mapped[builtins.bytes] = mapped_column(LargeBinary)
     # Wall clock minus media clock at the segment's end, in microseconds.
     drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
     worker_id: Mapped[str] = mapped_column(String(64), default="")
@@ -129,10 +131,15 @@ GAP_REASONS = (
     "disabled",
     "unsupported",
     "retention",
+    # GB/T 28181 channels (ingest/gb28181/media): the device is not registered or stopped its
+    # keepalives; it answered our INVITE with an error or not at all; it accepted, but no media came.
+    "device_offline",
+    "invite_refused",
+    "media_timeout",
 )
 
 
-# -- access control and audit (issue 6) ---------------------------------------
+# -- access control and audit ----------------------------------------------
 
 
 class UserRow(Base):
@@ -235,7 +242,7 @@ class MotionSettingsRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- retention (issue 5) ---------------------------------------------------------
+# -- retention ----------------------------------------------------------------
 
 
 class RetentionDeleteRow(Base):
@@ -251,7 +258,7 @@ class RetentionDeleteRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- legal holds and evidence exports (issue 3) -----------------------------------
+# -- legal holds and evidence exports ------------------------------------------
 
 
 class HoldRow(Base):
@@ -300,7 +307,7 @@ class ExportRow(Base):
     finished_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
-# -- scale-out: leases, workers, published camera status (issue 9) -------------
+# -- scale-out: leases, workers, published camera status --------------------
 
 
 class CameraLeaseRow(Base):
@@ -354,7 +361,7 @@ class CameraStatusRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- GB/T 28181 devices (issue 14) ------------------------------------------------
+# -- GB/T 28181 devices --------------------------------------------------------
 
 
 class GbDeviceRow(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.cameras import Camera, Region
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import CameraRow, RegionRow, RegistryStateRow
 
 if TYPE_CHECKING:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -11,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.times import now_us
 from storage.db.schema import GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, SegmentRow
 
 # (worker_id, lease epoch) a segment's uploader claims to hold the camera under.
@@ -30,10 +30,6 @@ class FencedOut(RuntimeError):
             f"camera {camera_id}: worker {fence[0]!r} lost the lease (epoch {fence[1]}); it is held by {now}. "
             "The segment is not indexed; the new owner records this camera"
         )
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True)

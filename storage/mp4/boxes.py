@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 __all__ = [
     "NON_SYNC_SAMPLE_FLAGS",
@@ -44,7 +44,6 @@ __all__ = [
     "full_box",
     "is_sync",
     "iter_boxes",
-    "iter_file_boxes",
     "mfhd_box",
     "read_mfhd",
     "read_tfdt",
@@ -94,9 +93,24 @@ TRUN_SAMPLE_SIZE = 0x000200
 TRUN_SAMPLE_FLAGS = 0x000400
 TRUN_SAMPLE_COMPOSITION_TIME_OFFSET = 0x000800
 
-_TFHD_U32_FIELDS = (TFHD_SAMPLE_DESCRIPTION_INDEX, TFHD_DEFAULT_SAMPLE_DURATION, TFHD_DEFAULT_SAMPLE_SIZE,
-                    TFHD_DEFAULT_SAMPLE_FLAGS)
-_TRUN_ENTRY_FIELDS = (TRUN_SAMPLE_DURATION, TRUN_SAMPLE_SIZE, TRUN_SAMPLE_FLAGS, TRUN_SAMPLE_COMPOSITION_TIME_OFFSET)
+# Optional fields in the order the flags make them present: (flag, name, struct format).
+_TFHD_FIELDS = (
+    (TFHD_BASE_DATA_OFFSET, "base_data_offset", "Q"),
+    (TFHD_SAMPLE_DESCRIPTION_INDEX, "sample_description_index", "I"),
+    (TFHD_DEFAULT_SAMPLE_DURATION, "default_sample_duration", "I"),
+    (TFHD_DEFAULT_SAMPLE_SIZE, "default_sample_size", "I"),
+    (TFHD_DEFAULT_SAMPLE_FLAGS, "default_sample_flags", "I"),
+)
+_TRUN_FIELDS = ((TRUN_DATA_OFFSET, "data_offset", "i"), (TRUN_FIRST_SAMPLE_FLAGS, "first_sample_flags", "I"))
+_TRUN_ENTRY_FIELDS = (
+    (TRUN_SAMPLE_DURATION, "duration", "I"),
+    (TRUN_SAMPLE_SIZE, "size", "I"),
+    (TRUN_SAMPLE_FLAGS, "flags", "I"),
+    (TRUN_SAMPLE_COMPOSITION_TIME_OFFSET, "composition_offset", "I"),
+)
+_TRUN_ENTRY_NAMES = tuple(name for _, name, _ in _TRUN_ENTRY_FIELDS)
+# Version 1: signed composition offsets, so B-frames may be presented before their decode time.
+_TRUN_ENTRY_FIELDS_V1 = _TRUN_ENTRY_FIELDS[:3] + ((TRUN_SAMPLE_COMPOSITION_TIME_OFFSET, "composition_offset", "i"),)
 
 
 # -- finding boxes -------------------------------------------------------------------------
@@ -120,47 +134,31 @@ class Box:
         return self.offset + self.header_size
 
 
+def _box_at(data: bytes | bytearray | memoryview, pos: int, end: int) -> Box | None:
+    """The box whose header starts at ``data[pos]``, if all of it lies before ``end`` (<= len(data))."""
+    if pos + 8 > end:
+        return None
+    size, kind = _HEADER.unpack_from(data, pos)
+    header = 8
+    if size == 1:
+        if pos + 16 > end:
+            return None
+        size = struct.unpack_from(">Q", data, pos + 8)[0]
+        header = 16
+    elif size == 0:  # to the end of the range (the last box of a file)
+        size = end - pos
+    if size < header or pos + size > end:
+        return None
+    return Box(kind.decode("latin-1"), pos, size, header)
+
+
 def iter_boxes(data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None) -> Iterator[Box]:
     """Boxes laid end to end in ``data[start:end]``. Stops at a truncated box."""
-    end = len(data) if end is None else end
+    end = len(data) if end is None else min(end, len(data))
     pos = start
-    while pos + 8 <= end:
-        size, kind = _HEADER.unpack_from(data, pos)
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            return
-        yield Box(kind.decode("latin-1"), pos, size, header)
-        pos += size
-
-
-def iter_file_boxes(f: BinaryIO, file_size: int) -> Iterator[Box]:
-    """Top-level boxes of a file, reading only their headers. Stops at a truncated box."""
-    pos = 0
-    while pos + 8 <= file_size:
-        f.seek(pos)
-        head = f.read(16)
-        if len(head) < 8:
-            return
-        size, kind = _HEADER.unpack_from(head, 0)
-        header = 8
-        if size == 1:
-            if len(head) < 16:
-                return
-            size = struct.unpack_from(">Q", head, 8)[0]
-            header = 16
-        elif size == 0:
-            size = file_size - pos
-        if size < header or pos + size > file_size:
-            return
-        yield Box(kind.decode("latin-1"), pos, size, header)
-        pos += size
+    while (found := _box_at(data, pos, end)) is not None:
+        yield found
+        pos = found.end
 
 
 def find_box(data: bytes | bytearray | memoryview, path: str, start: int = 0, end: int | None = None) -> Box | None:
@@ -204,6 +202,20 @@ def _version_flags(data: bytes | bytearray | memoryview, found: Box, need: int) 
     _require(found, need)
     p = found.payload_offset
     return data[p], int.from_bytes(data[p + 1:p + 4], "big")
+
+
+def _layout(flags: int, fields: tuple[tuple[int, str, str], ...]) -> tuple[list[str], struct.Struct]:
+    """The names and packed format of the optional fields ``flags`` make present."""
+    present = [(name, fmt) for flag, name, fmt in fields if flags & flag]
+    return [name for name, _ in present], struct.Struct(">" + "".join(fmt for _, fmt in present))
+
+
+def _optional_fields(data: bytes | bytearray | memoryview, found: Box, at: int, flags: int,
+                     fields: tuple[tuple[int, str, str], ...]) -> tuple[dict[str, int], int]:
+    """The optional fields present at ``data[at]`` by name, and where they end."""
+    names, layout = _layout(flags, fields)
+    _require(found, at + layout.size - found.payload_offset)
+    return dict(zip(names, layout.unpack_from(data, at))), at + layout.size
 
 
 # -- mfhd ----------------------------------------------------------------------------------
@@ -277,21 +289,11 @@ class Tfhd:
 
 def read_tfhd(data: bytes | bytearray | memoryview, tfhd: Box) -> Tfhd:
     _version, flags = _version_flags(data, tfhd, 8)
-    _require(tfhd, 8 + (8 if flags & TFHD_BASE_DATA_OFFSET else 0) + 4 * sum(bool(flags & f) for f in _TFHD_U32_FIELDS))
-    p = tfhd.payload_offset + 4
-    track_id = struct.unpack_from(">I", data, p)[0]
-    p += 4
-    fields: dict[str, int] = {}
+    at = tfhd.payload_offset + 8
+    fields, _end = _optional_fields(data, tfhd, at, flags, _TFHD_FIELDS)
     if flags & TFHD_BASE_DATA_OFFSET:
-        fields["base_data_offset"] = struct.unpack_from(">Q", data, p)[0]
-        fields["base_data_offset_at"] = p
-        p += 8
-    names = ("sample_description_index", "default_sample_duration", "default_sample_size", "default_sample_flags")
-    for flag, name in zip(_TFHD_U32_FIELDS, names):
-        if flags & flag:
-            fields[name] = struct.unpack_from(">I", data, p)[0]
-            p += 4
-    return Tfhd(flags, track_id, **fields)
+        fields["base_data_offset_at"] = at  # the first optional field
+    return Tfhd(flags, struct.unpack_from(">I", data, tfhd.payload_offset + 4)[0], **fields)
 
 
 def tfhd_box(track_id: int, flags: int = TFHD_DEFAULT_BASE_IS_MOOF) -> bytes:
@@ -305,8 +307,7 @@ def tfhd_box(track_id: int, flags: int = TFHD_DEFAULT_BASE_IS_MOOF) -> bytes:
 # -- trun ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrunEntry:
+class TrunEntry(NamedTuple):
     """One sample's entry in a ``trun``; an absent field is ``None`` (the tfhd/trex default
     applies). ``composition_offset`` is signed in a version 1 trun, 0 when absent."""
 
@@ -358,39 +359,19 @@ def read_trun(data: bytes | bytearray | memoryview, trun: Box) -> Trun:
     version, flags = _version_flags(data, trun, 8)
     count_at = trun.payload_offset + 4
     count = struct.unpack_from(">I", data, count_at)[0]
-    p = count_at + 4
-    data_offset = first_flags = None
-    if flags & TRUN_DATA_OFFSET:
-        data_offset = struct.unpack_from(">i", data, p)[0]
-        p += 4
-    if flags & TRUN_FIRST_SAMPLE_FLAGS:
-        first_flags = struct.unpack_from(">I", data, p)[0]
-        p += 4
-    entries_at = p
-    _require(trun, entries_at - trun.payload_offset)
-    entry_size = 4 * sum(bool(flags & f) for f in _TRUN_ENTRY_FIELDS)
-    if entries_at + count * entry_size > trun.end:
+    head, entries_at = _optional_fields(data, trun, count_at + 4, flags, _TRUN_FIELDS)
+    names, entry = _layout(flags, _TRUN_ENTRY_FIELDS_V1 if version else _TRUN_ENTRY_FIELDS)
+    if entries_at + count * entry.size > trun.end:
         raise ValueError(f"trun at {trun.offset} lists {count} samples but has room for fewer")
-    cto_format = ">i" if version else ">I"
-    entries: list[TrunEntry] = []
-    for _ in range(count):
-        dur = size = sflags = None
-        cto = 0
-        if flags & TRUN_SAMPLE_DURATION:
-            dur = struct.unpack_from(">I", data, p)[0]
-            p += 4
-        if flags & TRUN_SAMPLE_SIZE:
-            size = struct.unpack_from(">I", data, p)[0]
-            p += 4
-        if flags & TRUN_SAMPLE_FLAGS:
-            sflags = struct.unpack_from(">I", data, p)[0]
-            p += 4
-        if flags & TRUN_SAMPLE_COMPOSITION_TIME_OFFSET:
-            cto = struct.unpack_from(cto_format, data, p)[0]
-            p += 4
-        entries.append(TrunEntry(dur, size, sflags, cto))
-    return Trun(trun.offset, trun.end, version, flags, data_offset, first_flags, entries, count_at, entries_at,
-                entry_size)
+    # Each field's place in an unpacked entry, or None (absent: the defaults apply).
+    dur_i, size_i, flags_i, cto_i = (names.index(n) if n in names else None for n in _TRUN_ENTRY_NAMES)
+    entries = []
+    for i in range(count):
+        v = entry.unpack_from(data, entries_at + i * entry.size)
+        entries.append(TrunEntry(None if dur_i is None else v[dur_i], None if size_i is None else v[size_i],
+                                 None if flags_i is None else v[flags_i], 0 if cto_i is None else v[cto_i]))
+    return Trun(trun.offset, trun.end, version, flags, head.get("data_offset"), head.get("first_sample_flags"),
+                entries, count_at, entries_at, entry.size)
 
 
 @dataclass(frozen=True)

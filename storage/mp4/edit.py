@@ -297,7 +297,9 @@ def _trak(init: bytes, trak: Box, movie_ts: int, media_times: dict[int, int], du
         raise FragmentError("init segment has a trak without tkhd or mdhd")
     ts = _timescale_or_id(init, mdhd)
     track_id = _timescale_or_id(init, tkhd)
-    elst = full_box(b"elst", 1, 0, struct.pack(">IQqhh", 1, ticks(duration_us, movie_ts), media_times.get(track_id, 0), 1, 0))
+    # One entry: ``duration_us`` of presentation from media time ``media_times[track_id]``, at rate 1.
+    entry = struct.pack(">IQqhh", 1, ticks(duration_us, movie_ts), media_times.get(track_id, 0), 1, 0)
+    elst = full_box(b"elst", 1, 0, entry)
     out = bytearray()
     for child in iter_boxes(init, trak.payload_offset, trak.end):
         if child.type == "tkhd":

@@ -162,11 +162,14 @@ def parse_moof(data: bytes | memoryview, moof: Box, tracks: dict[int, TrackInfo]
         for trun_at in find_boxes(data, "trun", traf.payload_offset, traf.end):
             trun = read_trun(data, trun_at)
             offset = base + (trun.data_offset or 0)
-            for i, entry in enumerate(trun.entries):
-                dur = _or(entry.duration, dflt_dur)
-                size = _or(entry.size, dflt_size)
-                keyframe = is_sync(trun.sample_flags(i, dflt_flags))
-                run.samples.append(Sample(t, dur, size, offset, entry.composition_offset, keyframe))
+            first_flags = trun.first_sample_flags
+            for dur, size, sflags, cto in trun.entries:
+                dur = dflt_dur if dur is None else dur
+                size = dflt_size if size is None else size
+                if sflags is None:
+                    sflags = dflt_flags if first_flags is None else first_flags
+                first_flags = None  # first_sample_flags is the first sample's only
+                run.samples.append(Sample(t, dur, size, offset, cto, is_sync(sflags)))
                 t += dur
                 offset += size
     return sequence, runs

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -61,6 +61,7 @@ from streams.access.users import (
     UserStore,
     ensure_first_admin,
 )
+from streams.api.params import time_param
 from streams.context import AppContext
 from streams.access.ratelimit import SignInLimiter
 from streams.access.tokens import TokenError, TokenSigner
@@ -540,8 +541,8 @@ def query_audit(
     action: str | None = Query(None, description=f"one of {', '.join(ACTIONS)}"),
     camera_id: str | None = None,
     outcome: str | None = None,
-    since_us: int | None = Query(None, description="from this time (µs since the epoch, UTC), inclusive"),
-    until_us: int | None = Query(None, description="to this time, exclusive"),
+    since: str | None = Query(None, description="from this time (ISO 8601 with an offset, or epoch ms), inclusive"),
+    until: str | None = Query(None, description="to this time, exclusive"),
     before_id: int | None = Query(None, description="page back: the smallest id of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
@@ -551,8 +552,8 @@ def query_audit(
         action=action,
         camera_id=camera_id,
         outcome=outcome,
-        since_us=since_us,
-        until_us=until_us,
+        since_us=None if since is None else time_param(since, "since"),
+        until_us=None if until is None else time_param(until, "until"),
         before_id=before_id,
         limit=limit,
     )

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from storage.index.segments import now_us
+from config.times import now_us
 
 TokenKind = Literal["access", "refresh", "stream"]
 

@@ -1,6 +1,6 @@
 """``UserStore``: users (argon2 password hashes), roles, region scopes and API keys.
 
-Roles are fixed (issue 6). Rights form a small partial order, not a line:
+Roles are fixed. Rights form a small partial order, not a line:
 
     viewer        watch live
     investigator  viewer's rights + play back, export, hold
@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import ApiKeyRow, RegionRow, UserRow
 
 ROLES: tuple[str, ...] = ("viewer", "investigator", "operator", "admin")

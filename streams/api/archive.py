@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-import time
-from collections import OrderedDict
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Iterator, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from config.settings import Settings
-from config.times import TimeError, display_offset, iso_utc, parse_time
+from config.times import display_offset, iso_utc
 from storage.archive.clips import (
     ClipPlan,
     EncodingChanged,
@@ -32,6 +29,7 @@ from storage.archive.clips import (
 )
 from storage.archive.timeline import CONTIGUOUS_US, ClipGap, Timeline, timeline
 from streams.access.guard import Principal, allow, audit
+from streams.api.params import time_param, time_range
 from streams.context import AppContext
 from ingest.media.archive_frame import snapshot_jpeg
 
@@ -49,17 +47,8 @@ def _ctx(request: Request) -> AppContext:
 
 def parse_range(start: str, end: str, max_seconds: float | None = None) -> tuple[int, int]:
     """``(start_us, end_us)`` from query strings; ``HTTPException(422)`` saying what to send."""
-    try:
-        s, e = parse_time(start, "start"), parse_time(end, "end")
-    except TimeError as exc:
-        raise HTTPException(422, str(exc)) from None
-    if s >= e:
-        raise HTTPException(422, f"start ({iso_utc(s)}) must be before end ({iso_utc(e)})")
-    if max_seconds is not None and e - s > max_seconds * 1_000_000:
-        raise HTTPException(
-            422, f"the range is {(e - s) / 1e6:.0f} s; clip.mp4 serves at most {max_seconds:.0f} s "
-                 "(setting clip_max_seconds): ask for a shorter range or use an export job (POST /api/exports)")
-    return s, e
+    return time_range(start, end, max_seconds, too_long="clip.mp4 serves at most clip_max_seconds; ask for a "
+                      "shorter range or use an export job (POST /api/exports)")
 
 
 def gap_view(g: ClipGap) -> dict[str, Any]:
@@ -216,10 +205,7 @@ def snapshot(id: str, request: Request, at: str, width: int | None = Query(None,
              stream: Stream = "main", principal: Principal = allow("investigator", query_token=True)) -> Response:
     """The frame on screen at ``at`` as JPEG, optionally scaled to ``width`` (aspect kept)."""
     ctx = _ctx(request)
-    try:
-        t = parse_time(at, "at")
-    except TimeError as exc:
-        raise HTTPException(422, str(exc)) from None
+    t = time_param(at, "at")
     plan = plan_or_http(ctx, id, stream, t, t + 1)
     try:
         shot = snapshot_jpeg(plan, ctx.store, width)
@@ -227,4 +213,4 @@ def snapshot(id: str, request: Request, at: str, width: int | None = Query(None,
         raise HTTPException(409, str(exc)) from None
     audit(request, "snapshot", camera_id=id, start_us=t, end_us=t, detail=f"{stream} width={shot.width}")
     return Response(shot.jpeg, media_type="image/jpeg",
-                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.frame_us), "Cache-Control": "no-store"})
+                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.t_us), "Cache-Control": "no-store"})

@@ -1,20 +1,20 @@
 """Snapshots, timeline thumbnails, motion search and motion settings over HTTP.
 
-Times in query parameters are microseconds since the epoch (UTC) or ISO 8601.
+Times in query parameters follow ``config.times``: ISO 8601 with an offset, or epoch milliseconds.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from pydantic import ValidationError
 
 from config.motion import MotionSettings
-from ingest.media.snapshots import resize_jpeg
+from ingest.media.jpeg import resize_jpeg
 from storage.index.media import MediaIndex
 from streams.access.guard import Principal, allow, audit
+from streams.api.params import time_range
 from streams.context import AppContext
 
 router = APIRouter()
@@ -31,27 +31,8 @@ def media_index(ctx: AppContext) -> MediaIndex:
     return ctx.media_index
 
 
-def parse_time(value: str, name: str) -> int:
-    """``value`` (µs since the epoch, or ISO 8601; naive means UTC) in µs."""
-    if value.lstrip("-").isdigit():
-        return int(value)
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{name}={value!r}: give microseconds since the epoch or ISO 8601 "
-                                 "(e.g. 2026-11-27T02:00:00Z)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp() * 1_000_000)
-
-
 def _range(start: str, end: str) -> tuple[int, int]:
-    s, e = parse_time(start, "start"), parse_time(end, "end")
-    if e <= s:
-        raise HTTPException(422, "end must be after start")
-    if e - s > MAX_RANGE_US:
-        raise HTTPException(422, "the range may span at most 31 days; ask for less")
-    return s, e
+    return time_range(start, end, MAX_RANGE_US / 1_000_000, too_long="ask for 31 days or less")
 
 
 @router.get("/api/cameras/{id}/latest.jpg")

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ingest.health.fleet import HOUR_US, fleet_health
 from storage.index.coverage import fleet_coverage
-from storage.index.segments import now_us
+from config.times import now_us
 from streams.access.guard import allow, public
 from streams.context import AppContext
 

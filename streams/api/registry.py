@@ -19,7 +19,7 @@ from config.redact import redact_url
 from ingest.recording.probe import probe_url
 from ingest.media.transcode import TranscodeError, check_profile
 from storage.index.camera_status import CameraStatusTable
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.index.registry import RegistryError
 from streams.access.guard import Principal, allow, audit, camera_not_found
 from streams.context import AppContext

@@ -83,6 +83,9 @@ def test_snapshot_is_the_frame_on_screen_and_scales(archive: Archive) -> None:
     assert small.status_code == 200
     img = cv2.imdecode(np.frombuffer(small.content, np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (180, 320, 3)
+    large = archive.get(f"/api/cameras/cam-1/snapshot.jpg?at={ms(at)}&width=1280")
+    img = cv2.imdecode(np.frombuffer(large.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (360, 640, 3), "never upscaled: a width over the frame's keeps the frame's"
 
 
 def test_snapshot_bad_input(archive: Archive) -> None:

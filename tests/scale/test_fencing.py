@@ -4,10 +4,7 @@ what it recorded after another worker took the camera over."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Iterator
 
-import pytest
 from minio import Minio
 
 from tests.scale.cluster import S, Cluster
@@ -16,7 +13,7 @@ from tests.scale.test_multi_worker import assert_no_overlap, cluster, start_came
 TTL = 4.0
 
 
-def test_paused_worker_cannot_index_after_takeover(cluster: Cluster, camera_server, s3_server, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_paused_worker_cannot_index_after_takeover(cluster: Cluster, camera_server, s3_server, s3_bucket) -> None:  # type: ignore[no-untyped-def]  # noqa: F811 - the fixture
     (cam,) = cluster.add_cameras(start_cameras(camera_server, 1))
     a = cluster.worker("a")
     cluster.wait_for("a recording", lambda: any(r.worker_id == "a" for r in cluster.index.all_segments()))
@@ -26,7 +23,7 @@ def test_paused_worker_cannot_index_after_takeover(cluster: Cluster, camera_serv
     assert cluster.owners() == {cam: "a"}
 
     a.pause()
-    lease = cluster.wait_for("b takes the camera over", lambda: (l := cluster.leases.lease(cam)) and l.worker_id == "b" and l)
+    lease = cluster.wait_for("b takes the camera over", lambda: (held := cluster.leases.lease(cam)) and held.worker_id == "b" and held)
     assert lease.epoch == 2
     cluster.wait_for("b recording", lambda: any(r.worker_id == "b" for r in cluster.index.all_segments()), timeout=30)
     a.resume()

@@ -50,7 +50,8 @@ def _one(data: bytes | bytearray, kind: str):  # type: ignore[no-untyped-def]
 
 def test_box_and_full_box_headers() -> None:
     assert box(b"free", b"ab", b"c") == b"\x00\x00\x00\x0bfreeabc"
-    assert full_box(b"mfhd", 1, 0x020304, b"\x00\x00\x00\x07") == b"\x00\x00\x00\x10mfhd\x01\x02\x03\x04\x00\x00\x00\x07"
+    assert full_box(b"mfhd", 1, 0x020304, b"\x00\x00\x00\x07") == (
+        b"\x00\x00\x00\x10mfhd" + b"\x01\x02\x03\x04" + b"\x00\x00\x00\x07")
     nested = box(b"moof", box(b"traf", tfhd_box(3)), box(b"traf", tfhd_box(4)))
     moof = _one(nested, "moof")
     trafs = find_boxes(nested, "traf", moof.payload_offset, moof.end)
@@ -123,6 +124,7 @@ def test_trun_trim_is_size_neutral() -> None:
 
 @pytest.mark.parametrize("kind,payload", [
     (b"trun", struct.pack(">II", TRUN_SAMPLE_SIZE, 3) + b"\x00" * 8),  # 3 samples, room for 2
+    (b"trun", struct.pack(">II", TRUN_DATA_OFFSET | TRUN_FIRST_SAMPLE_FLAGS, 0) + b"\x00" * 4),  # no first flags
     (b"tfhd", struct.pack(">II", TFHD_BASE_DATA_OFFSET, 1) + b"\x00" * 4),  # 8-byte offset cut short
     (b"tfdt", b"\x01\x00\x00\x00" + b"\x00" * 4),  # version 1 wants 8 bytes of time
 ])

@@ -182,7 +182,7 @@ def _render_frames(width: int, height: int, fps: int, frames: int, label: str):
 # --------------------------------------------------------------------------- encode
 
 def _video_args(kind: str, width: int, height: int, fps: int, gop: int, bitrate: int) -> tuple[list[str], str, str]:
-    br = [f"-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(2 * bitrate)]
+    br = ["-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(2 * bitrate)]
     if kind in ("h264", "h264_aac", "h264_slices"):
         params = "repeat-headers=1:open-gop=0"
         if kind == "h264_slices":

@@ -17,6 +17,9 @@ passive"); ``--tcp-listen PORT`` (the receiver connects: our "TCP active"), whic
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import signal
 import socket
 import struct
 import subprocess
@@ -160,5 +163,43 @@ def stop(*procs: subprocess.Popen) -> None:
             p.wait()
 
 
+def launch(argv: list[str]) -> int:
+    """``launch --pidfile F --kind K --media M [--seconds S] [--loop] (--udp H:P | --tcp-connect H:P |
+    --tcp-listen P) [--ssrc N]``: start source | framer in a new process group, append its id to
+    F, and return at once (for a SIPp ``<exec>``: the device starts sending when invited)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pidfile", required=True)
+    ap.add_argument("--kind", required=True)
+    ap.add_argument("--media", required=True)
+    ap.add_argument("--seconds", type=float, default=0)
+    ap.add_argument("--loop", action="store_true")
+    args, rest = ap.parse_known_args(argv)
+    source = ps_command(args.kind, Path(args.media), args.loop)
+    if args.seconds:
+        source = ["timeout", str(args.seconds), *source]
+    root = Path(__file__).resolve().parents[2]
+    framer = [sys.executable, "-m", "tests.support.ps_rtp_sender", *rest]
+    line = " ".join(shlex.quote(a) for a in source) + " | " + " ".join(shlex.quote(a) for a in framer)
+    proc = subprocess.Popen(["sh", "-c", line], cwd=root, start_new_session=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    with open(args.pidfile, "a") as f:
+        f.write(f"{proc.pid}\n")
+    return 0
+
+
+def kill_launched(pidfile: Path) -> None:
+    """End every process group ``launch`` recorded in ``pidfile``."""
+    if not pidfile.exists():
+        return
+    for line in pidfile.read_text().split():
+        try:
+            os.killpg(int(line), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["launch"]:
+        raise SystemExit(launch(sys.argv[2:]))
     raise SystemExit(main())

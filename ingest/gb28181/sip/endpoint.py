@@ -163,8 +163,10 @@ class SipEndpoint:
             tx.cancel()
         for stx in list(self._server.values()):
             stx.cancel()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:

@@ -1,4 +1,4 @@
-"""GB/T 28181: camera source and device columns, the gb_devices table (issue 14)
+"""GB/T 28181: camera source and device columns, the gb_devices table
 
 Revision ID: 0008
 Revises: 0007
