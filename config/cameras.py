@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.gb28181 import validate_camera_id
+from config.redact import split_userinfo
 
 TranscodeProfile = Literal["none", "live-h264", "sub", "archive-h264"]
 RtspTransport = Literal["tcp", "udp"]
@@ -27,8 +28,21 @@ RETENTION_FLOOR_DAYS = 30
 _REGION_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
 
+_RESERVED_IN_USERINFO = {"/": "%2F", "?": "%3F", "#": "%23"}
+
+
 def validate_rtsp_url(url: str) -> str:
-    """Accept ``rtsp://`` and ``rtsps://`` URLs with a host; reject anything else."""
+    """Accept ``rtsp://`` and ``rtsps://`` URLs with a host; reject anything else.
+
+    The user and password are everything between the scheme and the last "@" (so a password
+    may hold "@"). A "/", "?" or "#" in them must be percent-encoded: unencoded, URL parsers
+    end the host there and the password ends up in the clear."""
+    _, userinfo, _ = split_userinfo(url)
+    if userinfo is not None:
+        for char, code in _RESERVED_IN_USERINFO.items():
+            if char in userinfo:
+                raise ValueError(f"the user name or password in the URL contains {char!r}: percent-encode it "
+                                 f"as {code} (for example rtsp://admin:pa{code}ss@HOST/PATH)")
     parts = urlsplit(url)
     if parts.scheme not in ("rtsp", "rtsps"):
         raise ValueError(

@@ -102,6 +102,32 @@ class Settings(BaseSettings):
                                "(the public address behind NAT); empty: the SIP bind host.")
     gb_rtp_ports: str = Field("30000-30999", description="UDP/TCP port range for GB/T 28181 media, FIRST-LAST.")
     gb_auto_enable: bool = Field(True, description="Record channels of a newly registered device at once.")
+    live_max_views_per_user: int = Field(32, ge=1, description="Live views one user may hold open at once (WebRTC, "
+                                         "MSE, RTSP); more get 429, so one account cannot take every viewer slot.")
+    whep_connect_timeout_seconds: float = Field(30.0, gt=0, description="A WHEP session whose peer has not "
+                                                "connected within this time is ended and frees its viewer slot.")
+    metrics_allow_ips: list[str] = Field(default_factory=list, description="Addresses or CIDR ranges that may "
+                                         "scrape GET /metrics without a credential (a Prometheus server); others "
+                                         "need an operator or admin token or API key. Empty: credential only.")
+    probe_allow_ranges: list[str] = Field(default_factory=list, description="CIDR ranges POST /api/probe may "
+                                          "reach although they are loopback or link-local (set by an admin).")
+    import_max_rows: int = Field(5000, ge=1, description="Rows one camera import may carry.")
+    rtsp_auth: bool = Field(True, description="The RTSP restream asks for a stream token (?token=) or Digest "
+                                              "credentials of a user; false only on a closed network.")
+    rtsp_idle_timeout_seconds: float = Field(30.0, gt=0, description="An RTSP connection that sends no complete "
+                                             "request for this long is closed (slow headers, idle sockets).")
+    rtsp_max_connections_per_client: int = Field(16, ge=1, description="RTSP connections one address may hold.")
+    rtsp_max_sessions_per_connection: int = Field(4, ge=1, description="RTSP SETUPs one connection may hold.")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _named_proxies(cls, value: str) -> str:
+        # "*" lets any client write its own X-Forwarded-For: forged audit addresses, and a
+        # fresh address per sign-in attempt defeats the per-address limit.
+        if "*" in value:
+            raise ValueError("forwarded_allow_ips='*' trusts every client's X-Forwarded-For; "
+                             "give the reverse proxy's address (for example 10.0.0.2)")
+        return value
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod

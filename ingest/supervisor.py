@@ -131,7 +131,7 @@ class Supervisor:
                 if not cam.enabled or not self.owns(cam):
                     continue
                 for stream in STREAMS:
-                    if cam.stream_url(stream):
+                    if cam.has_stream(stream):
                         wanted[(cam.id, stream)] = cam
             for key, session in list(self.sessions.items()):
                 wanted_cam = wanted.get(key)

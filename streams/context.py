@@ -20,6 +20,7 @@ from storage.index.media import MediaIndex
 from storage.index.registry import Registry
 from storage.index.segments import SegmentIndex
 from storage.objects.store import ObjectStore
+from streams.access.live_sessions import LiveSessions
 
 if TYPE_CHECKING:  # annotations only: these modules import this one
     from ingest.media.pipelines import MediaPipelines
@@ -57,6 +58,9 @@ class AppContext:
     auth: AuthState | None = None
     clip_plans: PlanCache = field(default_factory=PlanCache)
     live: LiveViews = field(default_factory=LiveViews)
+    # Every live view of every kind with its user, re-authorized every second: a disabled
+    # user's or an expired credential's views end (``streams.access.live_sessions``).
+    live_sessions: LiveSessions = field(default_factory=LiveSessions)
     media_index: MediaIndex = field(init=False)
     holds: HoldStore = field(init=False)
     exports: ExportService = field(init=False)

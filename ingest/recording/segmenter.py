@@ -236,9 +236,11 @@ class Segmenter:
         last_end_us: int | None = None,
         admit: Callable[[], bool] = lambda: True,
         on_refused: Callable[[int], None] = lambda t_us: None,
+        origin: str = "live",
     ):
         self.camera_id = camera_id
         self.stream = stream
+        self.origin = origin  # written into every segment: "live", or "device" (GB/T 28181 backfill)
         self.spool = spool
         self.target_us = target_us
         self.clock = clock
@@ -420,6 +422,7 @@ class Segmenter:
             height=self._dimensions[1] if self._dimensions else ctx.height,
             audio_codec=self._audio.codec_context.name if self._audio is not None else None,
             worker_id=self.worker_id,
+            origin=self.origin,
             name=str(t),
         )
         # Prefer the parameter sets the camera sends in-band at this keyframe: they

@@ -211,6 +211,7 @@ class Uploader:
                 keyframes=pack_keyframes(entry.keyframe_table()),
                 drift_us=entry.drift_us,
                 worker_id=entry.worker_id,
+                origin=entry.origin,
             ),
             fence=self._fence_for(entry),
         )

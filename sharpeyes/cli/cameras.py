@@ -1,4 +1,6 @@
-"""``sharpeyes camera ...``: register, list, show, edit, remove, import and probe cameras."""
+"""``sharpeyes camera ...``: register, list, show, edit, remove, import and probe cameras.
+
+Changes go through ``streams.access.changes`` and are audited as the operating-system user."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from config.fleet import FleetFileError, read_fleet_file
 from config.redact import redact_url
 from sharpeyes.cli.output import clean_error, console, err, fail, services
 from storage.index.registry import RegistryError
+from streams.access.changes import Actor, NotInScope
 
 camera_app = typer.Typer(help="Register and inspect cameras.", no_args_is_help=True)
 
@@ -46,7 +49,7 @@ def camera_add(
         from ingest.media.transcode import check_profile
 
         check_profile(cam, services(ctx).settings)
-        services(ctx).registry.add_camera(cam)
+        services(ctx).changes.add_camera(Actor.os_user(), cam)
     except (ValueError, RegistryError) as exc:
         fail(clean_error(exc))
     console.print(f"camera {camera_id} added")
@@ -103,7 +106,9 @@ def camera_edit(
     if not changes:
         fail("nothing to change; see 'sharpeyes camera edit --help'")
     try:
-        services(ctx).registry.update_camera(camera_id, **changes)
+        services(ctx).changes.edit_camera(Actor.os_user(), camera_id, changes)
+    except NotInScope:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
     except (ValueError, RegistryError) as exc:
         fail(clean_error(exc))
     console.print(f"camera {camera_id} updated")
@@ -113,7 +118,9 @@ def camera_edit(
 def camera_remove(ctx: typer.Context, camera_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Unregister a camera. Its recordings stay until retention removes them."""
     try:
-        services(ctx).registry.remove_camera(camera_id)
+        services(ctx).changes.remove_camera(Actor.os_user(), camera_id)
+    except NotInScope:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
     except RegistryError as exc:
         fail(str(exc))
     console.print(f"camera {camera_id} removed")
@@ -125,7 +132,7 @@ def camera_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=Tr
     """Register many cameras from CSV or YAML: all of them, or none if any row is bad."""
     try:
         cams = read_fleet_file(file)
-        services(ctx).registry.add_cameras(cams)
+        services(ctx).changes.import_cameras(Actor.os_user(), cams, source=str(file))
     except FleetFileError as exc:
         err.print(f"[red]error:[/red] {file}: {len(exc.errors)} bad row(s), nothing imported")
         for e in exc.errors:

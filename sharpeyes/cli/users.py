@@ -7,7 +7,6 @@ in ``ctx.obj``. No domain logic here: it lives in ``streams.access.users`` and `
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,6 +19,7 @@ from rich.table import Table
 from config.times import TimeError, parse_time
 from sharpeyes.services import Services, from_context
 from streams.access.audit import AuditLog
+from streams.access.changes import Actor
 from streams.access.users import ALL_REGIONS, ROLES, UserError, UserStore
 
 user_app = typer.Typer(help="Users, roles and region scopes.", no_args_is_help=True)
@@ -31,18 +31,6 @@ _err = Console(stderr=True)
 
 def _services(ctx: typer.Context) -> Services:
     return from_context(ctx)
-
-
-def _actor() -> str:
-    # CLI changes are audited as the operating-system user who ran them.
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:?"
-
-
-def _audit(services: Services, action: str, detail: str) -> None:
-    AuditLog(services.engine).append(user=_actor(), role="admin", client_ip="local", action=action, detail=detail)
 
 
 def _read_password(password_stdin: bool, prompt: str = "Password") -> str:
@@ -73,11 +61,10 @@ def user_add(
     services = _services(ctx)
     password = _read_password(password_stdin)
     try:
-        user = UserStore(services.engine).add(name, password, role, region or [ALL_REGIONS])
+        user = services.changes.add_user(Actor.os_user(), name, password, role, region or [ALL_REGIONS])
     except UserError as exc:
         _fail(exc)
         return
-    _audit(services, "user_add", f"target={user.name} role={user.role} regions={','.join(user.scope)}")
     _out.print(f"added {user.name} ({user.role}, regions {', '.join(user.scope)})", highlight=False)
 
 
@@ -91,11 +78,10 @@ def user_passwd(
     services = _services(ctx)
     password = _read_password(password_stdin, "New password")
     try:
-        UserStore(services.engine).passwd(name, password)
+        services.changes.passwd(Actor.os_user(), name, password)
     except UserError as exc:
         _fail(exc)
         return
-    _audit(services, "user_passwd", f"target={name}")
     _out.print(f"password of {name} changed", highlight=False)
 
 
@@ -104,11 +90,10 @@ def user_disable(ctx: typer.Context, name: str) -> None:
     """Disable a user: sign-in refused, tokens stop working at once."""
     services = _services(ctx)
     try:
-        UserStore(services.engine).disable(name)
+        services.changes.disable(Actor.os_user(), name)
     except UserError as exc:
         _fail(exc)
         return
-    _audit(services, "user_disable", f"target={name}")
     _out.print(f"{name} disabled", highlight=False)
 
 

@@ -103,6 +103,9 @@ class SegmentRow(Base):
     # Wall clock minus media clock at the segment's end, in microseconds.
     drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
     worker_id: Mapped[str] = mapped_column(String(64), default="")
+    # "live" (recorded as it happened) or "device" (backfilled from the device's own recording:
+    # ``sharpeyes gb backfill``, migration 0009); exports name it per segment.
+    origin: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -174,6 +177,45 @@ class ApiKeyRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_us: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str] = mapped_column(String(64), default="")
+    # Refused from this instant on (None: keys made before keys expired; they get one on migration).
+    expires_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class SignInSessionRow(Base):
+    """One sign-in: its access and refresh tokens name it, sign-out revokes it.
+
+    ``refresh_nonce`` is the id of the one refresh token that may still be used: a refresh
+    rotates it, and a second use of an old refresh token (a stolen copy) revokes the session.
+    """
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (Index("ix_auth_sessions_user", "user"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    refresh_nonce: Mapped[str] = mapped_column(String(32))
+    revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_why: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditCheckpointRow(Base):
+    """A signed statement "the audit chain had ``count`` rows ending at row ``audit_id`` with ``hash``".
+
+    Signed with an Ed25519 key kept outside the database (``streams.access.anchor``): whoever
+    can write the database can delete a checkpoint but not forge one, and the newest is also
+    written to the object store (object lock where the bucket has it) and into every export.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    audit_id: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    time_us: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
 
 
 class AuditRow(Base):

@@ -53,6 +53,7 @@ class SegmentRecord:
     keyframes: bytes
     drift_us: int = 0
     worker_id: str = ""
+    origin: str = "live"  # or "device": backfilled from a GB/T 28181 device's own recording
 
 
 class SegmentIndex:
@@ -111,6 +112,7 @@ class SegmentIndex:
                     "keyframes": rec.keyframes,
                     "drift_us": rec.drift_us,
                     "worker_id": rec.worker_id,
+                    "origin": rec.origin,
                     "created_us": now_us(),
                 },
                 ["camera_id", "stream", "start_us"],

@@ -56,6 +56,10 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
+    "sign_out",
+    "probe",
+    "camera_import",
+    "audit_checkpoint",
     # GB/T 28181: a device's REGISTER (ok or denied), operators adding/removing devices.
     "gb_register",
     "gb_device_add",

@@ -28,7 +28,7 @@ from storage.archive.clips import (
     plan_clip,
 )
 from storage.archive.timeline import CONTIGUOUS_US, ClipGap, Timeline, timeline
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit, audit_viewing
 from streams.api.params import time_param, time_range
 from streams.context import AppContext
 from ingest.media.archive_frame import snapshot_jpeg
@@ -153,11 +153,11 @@ def clip_mp4(id: str, request: Request, start: str, end: str, stream: Stream = "
     }
     if rng is not None:
         headers["Content-Range"] = f"bytes {first}-{stop - 1}/{size}"
-    # A player fetching byte ranges of the clip (HLS VOD) is one viewing: audit the
-    # first request of it (no Range, or one starting at byte 0), not every range.
-    if first == 0:
-        audit(request, "playback", camera_id=id, start_us=plan.first_us, end_us=plan.last_us,
-              detail=f"clip.mp4 {stream}" + (" allow_gaps" if allow_gaps else ""))
+    # A player fetching byte ranges of the clip (HLS VOD, seeking) is one viewing: its first
+    # request writes the row, whatever byte it starts at; the ranges that follow write none.
+    audit_viewing(request, "playback", ("clip", stream, plan.first_us, plan.last_us), camera_id=id,
+                  start_us=plan.first_us, end_us=plan.last_us,
+                  detail=f"clip.mp4 {stream}" + (" allow_gaps" if allow_gaps else "") + (" range" if rng else ""))
 
     def body() -> Iterator[bytes]:
         yield from plan.iter_bytes(ctx.store, first, stop)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from config.motion import MotionSettings
 from ingest.media.jpeg import resize_jpeg
 from storage.index.media import MediaIndex
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit, audit_viewing
 from streams.api.params import time_range
 from streams.context import AppContext
 
@@ -53,6 +53,9 @@ def latest_jpeg(id: str, request: Request, width: int | None = None,
         if not 16 <= width <= 4096:
             raise HTTPException(422, "width must be 16..4096")
         body = resize_jpeg(body, width)
+    # A wall polling a tile's picture is one viewing per camera, not one row per poll.
+    audit_viewing(request, "snapshot", ("latest.jpg",), start_us=snap.t_us, end_us=snap.t_us,
+                  detail=f"latest.jpg {snap.stream}")
     return Response(body, media_type="image/jpeg",
                     headers={"Cache-Control": "no-store", "X-Snapshot-Time-Us": str(snap.t_us),
                              "X-Snapshot-Stream": snap.stream})
@@ -78,6 +81,8 @@ def thumbnail(id: str, t: int, request: Request, principal: Principal = allow("i
         # 204, not 404: 404 means an unknown camera (streams.access.guard).
         return Response(status_code=204, headers={
             "X-Reason": f"camera {id}: no thumbnail within {tolerance // 1_000_000} s of {t}"})
+    # The thumbnails of one scrubber are one viewing of the camera.
+    audit_viewing(request, "snapshot", ("thumbnails",), start_us=thumb.t_us, end_us=thumb.t_us, detail="thumbnail")
     return Response(thumb.jpeg, media_type="image/jpeg", headers={"X-Thumbnail-Time-Us": str(thumb.t_us)})
 
 

@@ -15,7 +15,9 @@ def time_param(value: str, name: str) -> int:
         raise HTTPException(422, str(exc)) from None
 
 
-def time_range(start: str, end: str, max_seconds: float | None = None, too_long: str = "ask for less") -> tuple[int, int]:
+def time_range(
+    start: str, end: str, max_seconds: float | None = None, too_long: str = "ask for less"
+) -> tuple[int, int]:
     """``(start_us, end_us)`` from query strings, start before end and at most ``max_seconds``
     apart; 422 saying what to send (``too_long`` says what to do about a long range)."""
     s, e = time_param(start, "start"), time_param(end, "end")

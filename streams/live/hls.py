@@ -27,7 +27,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ingest.live.fanout import AccessUnitSubscription
 from ingest.live.hub import LiveHub
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit_viewing
 from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 from streams.live.mse import Fragment, MseMuxer, muxer_for
@@ -68,9 +68,8 @@ class Segment:
 class HlsPackager:
     """Cuts one camera stream's fMP4 fragments into LL-HLS segments and parts."""
 
-    def __init__(self, muxer: MseMuxer, on_idle: Any, request: Request | None = None) -> None:
+    def __init__(self, muxer: MseMuxer, on_idle: Any) -> None:
         self.muxer = muxer
-        self.request = request  # the first playlist request: it signs live_start and live_stop
         self.hub: LiveHub = muxer.hub
         self._on_idle = on_idle
         self._subscription: AccessUnitSubscription[Fragment] = muxer.join()
@@ -212,11 +211,6 @@ class HlsPackager:
         self._task.cancel()
         self._reaper.cancel()
         self._on_idle(self)
-        if self.request is not None:
-            try:
-                audit(self.request, "live_stop", detail=f"hls stream={self.hub.stream} (idle or ended)")
-            except Exception:  # noqa: BLE001 - the audit store being down must not stop the cleanup
-                log.exception("could not audit live_stop for camera %s", self.hub.camera_id)
 
 
 def _seconds(frags: list[Fragment]) -> float:
@@ -237,7 +231,7 @@ def _packager(request: Request, hub: LiveHub) -> HlsPackager:
             if packagers.get(key) is p:
                 packagers.pop(key, None)
 
-        packager = packagers[key] = HlsPackager(muxer_for(request.app, hub), forget, request)
+        packager = packagers[key] = HlsPackager(muxer_for(request.app, hub), forget)
     packager.last_request = time.monotonic()
     return packager
 
@@ -245,6 +239,14 @@ def _packager(request: Request, hub: LiveHub) -> HlsPackager:
 def close_all(live: LiveViews) -> None:
     for packager in list(live.hls.values()):
         packager.close()
+
+
+def _audit_viewer(request: Request, stream: str) -> None:
+    """One ``live_start`` row per viewer (caller and address), however many playlists and parts
+    they fetch: the packager is shared, the record is not. A viewer idle for longer than a
+    session lives (``IDLE_S``) starts a new viewing. HLS has no stop row: a viewer leaves by
+    not asking again."""
+    audit_viewing(request, "live_start", ("hls", stream), window_s=IDLE_S, detail=f"hls stream={stream}")
 
 
 def _query(request: Request, stream: str) -> str:
@@ -268,7 +270,7 @@ async def live_playlist(
     if active is None or active.closed:
         hub = hub_for_viewer(request, principal.camera, stream)
         active = _packager(request, hub)
-        audit(request, "live_start", detail=f"hls stream={stream}")
+    _audit_viewer(request, stream)
     active.last_request = time.monotonic()
     if msn is not None:
         await active.wait_for(msn, part)
@@ -295,6 +297,7 @@ async def live_media(
         raise HTTPException(410, detail=f"camera {id}: no live HLS session for stream={stream}; "
                                         "GET live.m3u8 first (sessions end 30 s after the last request)")
     packager.last_request = time.monotonic()
+    _audit_viewer(request, stream)
     if name.startswith("init-") and name.endswith(".mp4"):
         data = packager.init_segment(name[5:-4])
         media_type = "video/mp4"

@@ -139,4 +139,6 @@ def test_clip_vod_and_snapshot_are_audited(archive: Archive) -> None:
     new = rows[:3]
     assert sorted(r.action for r in new) == ["playback", "playback", "snapshot"]
     assert all(r.user == "inv" and r.camera_id == "cam-1" for r in new)
-    assert {(r.range_start_us, r.range_end_us) for r in new if r.action == "playback"} == {(T0 + 1_000_000, T0 + 2_000_000)}
+    assert {(r.range_start_us, r.range_end_us) for r in new if r.action == "playback"} == {
+        (T0 + 1_000_000, T0 + 2_000_000)
+    }

@@ -67,7 +67,11 @@ def test_segments_within_one_frame_are_one_run(archive: Archive) -> None:
     class Row:  # a row shifted by 30 ms: within one frame of the previous end
         def __init__(self, start_us: int, end_us: int) -> None:
             self.start_us, self.end_us, self.bytes = start_us, end_us, 1
-    shifted = [rows[0], Row(rows[0].end_us + 30_000, rows[0].end_us + 4_000_000), Row(rows[0].end_us + 4_100_000, rows[0].end_us + 5_000_000)]
+    shifted = [
+        rows[0],
+        Row(rows[0].end_us + 30_000, rows[0].end_us + 4_000_000),
+        Row(rows[0].end_us + 4_100_000, rows[0].end_us + 5_000_000),
+    ]
     assert [(r.start_us - T0, r.end_us - T0, r.segments) for r in runs_of(shifted)] == [
         (0, 8_000_000, 2), (8_100_000, 9_000_000, 1)]
 
@@ -95,7 +99,9 @@ def test_start_after_end_unknown_camera_scope_and_role(archive: Archive) -> None
     unknown = archive.get(url(str(T0 // 1000), str(T0 // 1000 + 5), cam="nope"))
     assert unknown.status_code == 404
     out_of_scope = archive.get(url(str(T0 // 1000), str(T0 // 1000 + 5)), name="far")
-    assert out_of_scope.status_code == 404 and out_of_scope.json() == {"detail": unknown.json()["detail"].replace("nope", "cam-1")}
+    assert out_of_scope.status_code == 404 and out_of_scope.json() == {
+        "detail": unknown.json()["detail"].replace("nope", "cam-1")
+    }
     assert archive.get(url(str(T0 // 1000), str(T0 // 1000 + 5)), name="view").status_code == 403
     assert archive.client.get(url(str(T0 // 1000), str(T0 // 1000 + 5))).status_code == 401
 

@@ -12,7 +12,9 @@ from tests.exports.conftest import CAMERA, T0, Site
 
 
 def _body(**kw):  # type: ignore[no-untyped-def]
-    return {"camera": CAMERA, "start": iso_utc(T0 + 1_000_000), "end": iso_utc(T0 + 6_000_000), "reason": "case 2026-17"} | kw
+    return {
+        "camera": CAMERA, "start": iso_utc(T0 + 1_000_000), "end": iso_utc(T0 + 6_000_000), "reason": "case 2026-17"
+    } | kw
 
 
 def test_export_job_over_http_verifies(local_site: Site, tmp_path: Path) -> None:

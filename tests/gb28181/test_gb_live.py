@@ -185,3 +185,41 @@ def test_media_stops_but_device_stays(tmp_path: Path) -> None:
                          40, "recording after the re-INVITE")
     finally:
         device.stop()
+
+
+def test_backfill_downloads_a_gap_marked_as_from_the_device(tmp_path: Path) -> None:
+    """s=Download of a past range we have nothing for: ordinary segments, placed by the device's
+    clock at the range asked, origin "device" in the index and in the manifest's segment list."""
+    from ingest.gb28181.media.backfill import DeviceBackfill
+    from storage.evidence.manifest import SourceSegment
+
+    clip, media, kind = _media("h264", 24, tmp_path)
+    device = SippDevice(tmp_path, ps_kind=kind, media=media).start()
+    try:
+        with GbRecorder.start(tmp_path, {CHANNEL: (DEVICE, Peer("UDP", "127.0.0.1", device.port))},
+                              live=False) as rec:
+            sup = rec.supervisor
+            camera = rec.services.registry.camera(CHANNEL)
+            start = (now_us() // 1_000_000 - 3600) * 1_000_000
+            end = start + 8_000_000
+            job = DeviceBackfill(rec.link, camera, DEVICE, rec.index, sup.spool, on_closed=sup.uploader.notify,
+                                 target_us=4_000_000, media_timeout=3)
+            report = job.run(start, end)
+            assert [p.error for p in report.parts] == [""] and report.segments >= 2
+            rec.wait_for(lambda: len(rec.index.segments(CHANNEL, "main")) == report.segments, 20, "uploads")
+            segs = rec.index.segments(CHANNEL, "main")
+            assert segs[0].start_us == start and segs[-1].end_us <= end
+            assert sum(s.end_us - s.start_us for s in segs) >= 0.95 * (end - start)
+            assert {s.origin for s in segs} == {"device"}
+            assert SourceSegment.from_row(segs[0]).as_dict()["origin"] == "device"
+            codes: list[int] = []
+            for s in segs:
+                _, seg_codes, key_first = segment_frame_codes(rec.services.store.get_range(s.object_key, 0, s.bytes))
+                assert key_first
+                codes += seg_codes
+            assert codes == list(range(codes[0], codes[0] + len(codes)))
+            # Asked again, nothing is missing: no INVITE, no new segment.
+            assert DeviceBackfill(rec.link, camera, DEVICE, rec.index, sup.spool,
+                                  on_closed=sup.uploader.notify).run(start, end).parts == []
+    finally:
+        device.stop()

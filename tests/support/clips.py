@@ -112,7 +112,8 @@ def read_frame_code(frame: np.ndarray) -> int:
     """Read the frame code back from a decoded frame.
 
     Accepts a gray (H, W) array (PyAV ``to_ndarray(format="gray")``) or a BGR/RGB
-    (H, W, 3) array. For a planar yuv420p array use :func:`read_frame_code_yuv420p`. Raises ``ValueError`` if the check bits do not match (no code / corrupt frame).
+    (H, W, 3) array. For a planar yuv420p array use :func:`read_frame_code_yuv420p`. Raises
+    ``ValueError`` if the check bits do not match (no code / corrupt frame).
     """
     a = np.asarray(frame)
     if a.ndim == 3:

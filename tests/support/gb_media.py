@@ -73,8 +73,9 @@ class GbRecorder:
 
     @classmethod
     def start(cls, data_dir: Path, channels: dict[str, tuple[str, Peer | None]], *,
-              transport: MediaTransport = "udp", ports: tuple[int, int] = (31000, 31099),
+              transport: MediaTransport = "udp", ports: tuple[int, int] = (31000, 31099), live: bool = True,
               **settings: Any) -> "GbRecorder":
+        """``live=False``: the channels are registered disabled (nothing INVITEs them by itself)."""
         kw: dict[str, Any] = {"data_dir": data_dir, "registry_poll_seconds": 0.5, "connect_timeout_seconds": 5,
                               "stall_timeout_seconds": 5}
         database_url = process_database_url(data_dir)
@@ -91,11 +92,11 @@ class GbRecorder:
                       media_host="127.0.0.1", ports=PortPool(*ports), bind_host="127.0.0.1",
                       default_transport=transport, invite_timeout=4.0)
         svc.registry.add_region(Region(code="r", name="Test region"))
-        device_of = {cid: dev for cid, (dev, _) in channels.items()}
-        svc.registry.add_cameras([Camera(id=cid, name=cid, region="r", main_url=f"rtsp://gb.invalid/{cid}")
-                                  for cid in channels])
+        svc.registry.add_cameras([Camera(id=cid, name=cid, region="r", source="gb28181", gb_device_id=dev,
+                                         enabled=live) for cid, (dev, _) in channels.items()])
         sup = Supervisor(svc.settings, svc.registry, svc.index, svc.store,
-                         session_factory=gb_session_factory(link, lambda cam: device_of.get(cam.id)))
+                         session_factory=gb_session_factory(
+                             link, lambda cam: cam.gb_device_id if cam.source == "gb28181" else None))
         sup.start()
         return cls(svc, sup, link, devices, loop)
 

@@ -126,8 +126,16 @@ class MediaReceiver:
 
     async def connect(self, host: str, port: int, timeout: float) -> None:
         """tcp-active: connect to the device's media port (from its SDP answer)."""
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, local_addr=(self.host, self.port) if self.port else None), timeout)
+        # Retried until ``timeout``: a device may start listening only as it answers the INVITE.
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                break
+            except ConnectionRefusedError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
         self._serve(reader, writer)
 
     def close(self) -> None:

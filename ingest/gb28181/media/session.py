@@ -18,7 +18,7 @@ One pull (``_pull``, on the session thread):
    then re-INVITEs on its backoff schedule.
 
 Access units become ``av.Packet`` objects (90 kHz) with a stream template made once per codec
-by FFmpeg's own mpeg demuxer from one PS pack of ours (``_template``), so the segmenter and the
+by FFmpeg's own mpeg demuxer from one PS pack of ours (``packet_template``), so the segmenter and the
 hub take them exactly as they take an RTSP camera's. G.711 audio is not recorded (as for RTSP
 cameras, docs/recording.md): it is counted, and the status names the codec.
 """
@@ -39,7 +39,7 @@ import av
 
 from config.cameras import Camera, StreamName
 from ingest.gb28181.media.receiver import MediaReceiver, PortPool
-from ingest.gb28181.media.sdp import MediaTransport, SdpError, make_ssrc, offer, parse_answer
+from ingest.gb28181.media.sdp import MediaTransport, SdpError, SessionName, make_ssrc, offer, parse_answer
 from ingest.gb28181.ps import AudioFrame, PsDemuxer, VideoFrame
 from ingest.gb28181.psmux import PsMuxer
 from ingest.gb28181.sip import Dialog, Peer, SipEndpoint
@@ -106,7 +106,7 @@ class GbLink:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
 
-def _template(frame: VideoFrame) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def packet_template(frame: VideoFrame) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """A video stream of the keyframe's codec and size, with a 90 kHz time base: what the
     segmenter copies its MP4 track from and the hub reads the codec from."""
     mux = PsMuxer(frame.codec)
@@ -117,6 +117,62 @@ def _template(frame: VideoFrame) -> tuple[av.container.InputContainer, av.video.
         container.close()
         raise SessionFailure("unsupported", "unsupported", "the device's first keyframe does not decode")
     return container, container.streams.video[0]
+
+
+async def invite_media(link: GbLink, channel_id: str, device_id: str, peer: Peer, transport: MediaTransport,
+                       receiver: MediaReceiver, *, clock: Clock, connect_timeout: float,
+                       session: SessionName = "Play", start_s: int = 0, end_s: int = 0,
+                       on_outcome: Callable[[InviteOutcome], None] = lambda outcome: None) -> Dialog:
+    """Bind ``receiver``'s port, INVITE ``channel_id`` for ``session`` and return the dialog once
+    media can flow (ACK sent; for TCP active, connected). Failures are ``SessionFailure`` with
+    the gap reason: ``invite_refused`` (an error answer, none, a bad SDP) or ``media_timeout``."""
+    port = await receiver.start()
+    ssrc = link.next_ssrc(history=session != "Play")
+    receiver.expected_ssrc = int(ssrc)
+    sdp = offer(session=session, our_id=link.our_id, media_host=link.media_host, port=port,
+                transport=transport, ssrc=ssrc, channel_id=channel_id, start_s=start_s, end_s=end_s)
+    uri = f"sip:{channel_id}@{device_id[:10]}"
+    result = await link.endpoint.invite(peer, uri, sdp=sdp, subject=f"{channel_id}:{ssrc},{link.our_id}:0",
+                                        timeout=link.invite_timeout)
+    resp = result.response
+    outcome = InviteOutcome(clock(), resp.status, resp.reason, transport, port)
+    on_outcome(outcome)
+    if result.dialog is None:
+        what = "did not answer" if resp.status == 408 else f"answered {resp.status} {resp.reason}"
+        raise SessionFailure("offline", "invite_refused",
+                             f"camera {channel_id}: device {device_id} {what} to our INVITE (s={session}, "
+                             f"{transport}); check that the channel exists and takes {transport}")
+    dialog = result.dialog
+    try:
+        answer = parse_answer(dialog.remote_sdp)
+    except SdpError as exc:
+        await dialog.bye("bad SDP answer")
+        raise SessionFailure("offline", "invite_refused", f"camera {channel_id}: {exc}") from exc
+    outcome.answer = f"{answer.host}:{answer.port}"
+    if answer.ssrc is not None and answer.ssrc != receiver.expected_ssrc:
+        # A lower platform chose its own SSRC in its 200 OK: expect that one (still not enforced).
+        receiver.expected_ssrc = answer.ssrc
+    if transport == "tcp-active":
+        host = answer.host or peer.host
+        try:
+            await receiver.connect(host, answer.port, connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            await dialog.bye("media connect failed")
+            raise SessionFailure("offline", "media_timeout",
+                                 f"camera {channel_id}: could not connect to the device's media port "
+                                 f"{host}:{answer.port} (TCP active): {exc}") from exc
+    return dialog
+
+
+def to_packet(frame: VideoFrame, video: av.video.stream.VideoStream) -> av.Packet:
+    """One PS access unit as the ``av.Packet`` the segmenter and the hub take (90 kHz, on ``video``)."""
+    packet = av.Packet(frame.data)
+    packet.pts = frame.pts_90k
+    packet.dts = frame.pts_90k
+    packet.time_base = TIME_BASE_90K
+    packet.stream = video
+    packet.is_keyframe = frame.keyframe
+    return packet
 
 
 class GbMediaSession(CameraSession):
@@ -173,44 +229,11 @@ class GbMediaSession(CameraSession):
                                  f"{type(exc).__name__}: {exc}") from exc
 
     async def _invite(self, peer: Peer, transport: MediaTransport, receiver: MediaReceiver) -> Dialog:
-        link = self.link
-        cam = self.camera.id
-        port = await receiver.start()
-        ssrc = link.next_ssrc()
-        receiver.expected_ssrc = int(ssrc)
-        sdp = offer(session="Play", our_id=link.our_id, media_host=link.media_host, port=port,
-                    transport=transport, ssrc=ssrc)
-        uri = f"sip:{cam}@{self.device_id[:10]}"
-        result = await link.endpoint.invite(peer, uri, sdp=sdp, subject=f"{cam}:{ssrc},{link.our_id}:0",
-                                            timeout=link.invite_timeout)
-        resp = result.response
-        outcome = InviteOutcome(self.clock(), resp.status, resp.reason, transport, port)
-        self.last_invite = outcome
-        if result.dialog is None:
-            what = "did not answer" if resp.status == 408 else f"answered {resp.status} {resp.reason}"
-            raise SessionFailure("offline", "invite_refused",
-                                 f"camera {cam}: device {self.device_id} {what} to our INVITE (s=Play, "
-                                 f"{transport}); check that the channel exists and takes {transport}")
-        dialog = result.dialog
-        try:
-            answer = parse_answer(dialog.remote_sdp)
-        except SdpError as exc:
-            await dialog.bye("bad SDP answer")
-            raise SessionFailure("offline", "invite_refused", f"camera {cam}: {exc}") from exc
-        outcome.answer = f"{answer.host}:{answer.port}"
-        if answer.ssrc is not None and answer.ssrc != receiver.expected_ssrc:
-            # A lower platform chose its own SSRC in its 200 OK: expect that one (still not enforced).
-            receiver.expected_ssrc = answer.ssrc
-        if transport == "tcp-active":
-            host = answer.host or peer.host
-            try:
-                await receiver.connect(host, answer.port, self.connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
-                await dialog.bye("media connect failed")
-                raise SessionFailure("offline", "media_timeout",
-                                     f"camera {cam}: could not connect to the device's media port "
-                                     f"{host}:{answer.port} (TCP active): {exc}") from exc
-        return dialog
+        def record(outcome: InviteOutcome) -> None:
+            self.last_invite = outcome
+
+        return await invite_media(self.link, self.camera.id, self.device_id, peer, transport, receiver,
+                                  clock=self.clock, connect_timeout=self.connect_timeout, on_outcome=record)
 
     async def _hang_up(self, dialog: Dialog | None, receiver: MediaReceiver) -> None:
         try:
@@ -272,7 +295,7 @@ class GbMediaSession(CameraSession):
             log.info("camera %s: the device switched to %s; new segment", self.camera.id, frame.codec)
             self.segmenter.end_run()
             old[0].close()
-        container, video = _template(frame)
+        container, video = packet_template(frame)
         self.status.codec = frame.codec
         self.status.width = video.codec_context.width
         self.status.height = video.codec_context.height
@@ -280,13 +303,7 @@ class GbMediaSession(CameraSession):
         return container, video
 
     def _on_frame(self, frame: VideoFrame, video: av.video.stream.VideoStream) -> None:
-        packet = av.Packet(frame.data)
-        packet.pts = frame.pts_90k
-        packet.dts = frame.pts_90k
-        packet.time_base = TIME_BASE_90K
-        packet.stream = video
-        packet.is_keyframe = frame.keyframe
-        self._on_access_unit(packet, self.clock())
+        self._on_access_unit(to_packet(frame, video), self.clock())
 
     def _publish_stats(self, demux: PsDemuxer, receiver: MediaReceiver) -> None:
         s, r = demux.stats, receiver.stats
