@@ -38,7 +38,6 @@ class Recording:
     frames: int  # frames per loop of the clip (codes run 0..frames-1)
 
 
-<<<<<<< HEAD
 def clip_packets(size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seconds: int = 1,
                  label: str = "arch", kind: str = "h264",
                  ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, list[av.Packet]]:
@@ -50,13 +49,6 @@ def clip_packets(size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seco
         v = c.streams.video[0]
         return c, v, [p for p in c.demux(v) if p.size]
     c = av.open(str(clip.video))
-=======
-def clip_packets(
-    size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seconds: int = 1, label: str = "arch"
-) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, list[av.Packet]]:
-    clip = make_clip("h264", size=size, seconds=seconds, gop_seconds=gop_seconds, label=label)
-    c = av.open(str(clip.video), format="h264")
->>>>>>> main
     v = c.streams.video[0]
     bsf = av.BitStreamFilterContext("h264_mp4toannexb", v)
     packets = []
