@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     rtsp_bind: str = Field("127.0.0.1:8554", description="host:port of the RTSP restream server.")
     registry_poll_seconds: float = Field(2.0, gt=0, le=5.0)
     stall_timeout_seconds: float = Field(10.0, ge=1.0, description="Reconnect when no packet arrives for this long.")
+    ingest_puller: Literal["native", "ffmpeg"] = Field(
+        "native", description="Default puller of RTSP cameras: native (our asyncio RTSP client, one event loop for "
+        "many cameras) or ffmpeg (PyAV's RTSP demuxer, a thread per camera). A camera's own puller wins.")
+    ingest_loops: int | None = Field(None, ge=1, le=256, description="Event-loop threads of the native puller "
+                                     "(default: the CPU count).")
     connect_timeout_seconds: float = Field(10.0, ge=1.0)
     max_clock_drift_seconds: float = Field(2.0, gt=0, description="Re-anchor media time to the wall clock past this drift.")
     shutdown_timeout_seconds: float = Field(10.0, gt=0)

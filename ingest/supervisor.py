@@ -17,6 +17,9 @@ from config.cameras import STREAMS, Camera, StreamName
 from config.settings import Settings
 from ingest.live.hub import LiveHubs
 from ingest.recording.segmenter import Clock, Segmenter
+from ingest.media.pipelines import motion_stream
+from ingest.recording.loops import IngestLoops
+from ingest.recording.native_session import NativeCameraSession
 from ingest.recording.session import CameraSession
 from ingest.recording.spool import Spool, SpoolEntry
 from ingest.recording.status import CameraStatus
@@ -69,6 +72,7 @@ class Supervisor:
         self.sessions: dict[SessionKey, CameraSession] = {}
         # One live hub per camera stream; it outlives restarts of the session that feeds it.
         self.live = LiveHubs()
+        self.loops = IngestLoops(settings.ingest_loops)
         self._cameras: dict[str, Camera] = {}
         self._version: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -102,7 +106,9 @@ class Supervisor:
         for s in sessions:
             s.stop(gap_reason="worker_restart", timeout=max(0.1, deadline - time.monotonic()))
             self._detach_session((s.camera.id, s.stream))
-        return self.uploader.close(max(1.0, self.settings.shutdown_timeout_seconds / 2))
+        left = self.uploader.close(max(1.0, self.settings.shutdown_timeout_seconds / 2))
+        self.loops.close()
+        return left
 
     # -- reconciling with the registry ------------------------------------------------
 
@@ -180,7 +186,29 @@ class Supervisor:
             session = self.session_factory(camera, stream, segmenter, self.index, **options)
             if session is not None:
                 return session
+        puller, why = self.puller(camera, stream)
+        if puller == "native":
+            loop = self.loops.assign()
+            return NativeCameraSession(camera, stream, segmenter, self.index, loop=loop,
+                                       on_stopped=lambda: self.loops.release(loop),
+                                       **options)  # type: ignore[arg-type]
+        if why:
+            log.info("camera %s/%s: ffmpeg puller (%s)", camera.id, stream, why)
         return CameraSession(camera, stream, segmenter, self.index, **options)  # type: ignore[arg-type]
+
+    def puller(self, camera: Camera, stream: StreamName) -> tuple[str, str]:
+        """Which puller records ``camera``'s ``stream``, and why when it is not the one asked for.
+
+        The native puller hands out access units, not ``av.Packet``s: a stream that motion
+        analysis or a transcode profile decodes from packets is pulled by ffmpeg (PyAV)."""
+        wanted = getattr(camera, "puller", None) or self.settings.ingest_puller
+        if wanted != "native":
+            return "ffmpeg", ""
+        if stream == "main" and camera.transcode != "none":
+            return "ffmpeg", f"transcode profile {camera.transcode} decodes PyAV packets"
+        if stream == motion_stream(camera, self.settings):
+            return "ffmpeg", "motion analysis decodes PyAV packets"
+        return "native", ""
 
     def recorded_until(self, camera_id: str, stream: StreamName) -> int | None:
         """End of what is recorded for the stream, in the spool or the index.

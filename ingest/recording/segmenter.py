@@ -36,7 +36,9 @@ from config.times import iso_utc
 from storage.mp4.decode_time import breaks_run
 from storage.mp4.nal import parameter_set_nals, split_annexb
 from storage.mp4.read import init_segment_size
+from ingest.recording.native_segment import NativeOpenSegment, NativeVideoInput
 from ingest.recording.spool import Spool, SpoolEntry
+from storage.mp4.sps import parse_sps
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +263,8 @@ class Segmenter:
         self._refusing = False
         self._video: av.video.stream.VideoStream | None = None
         self._audio: av.audio.stream.AudioStream | None = None
+        # The native puller's input instead of a PyAV stream (storage.mp4.fragments writes).
+        self._native: NativeVideoInput | None = None
         self._extradata: bytes | None = None
         # (width, height) decoded from the stream after an in-band change; None: the input's.
         self._dimensions: tuple[int, int] | None = None
@@ -289,6 +293,7 @@ class Segmenter:
         """A new connection: new stream parameters and a new time anchor."""
         self.end_run()
         self._video = video
+        self._native = None
         # Ticks to microseconds in integers: Fraction arithmetic on every packet is
         # measurable with dozens of cameras in one process.
         us_per_tick = Fraction(video.time_base) * 1_000_000
@@ -299,6 +304,28 @@ class Segmenter:
         self._anchor_pts = None
         self._last_dts = None
         self._end_pts = None
+
+    def start_native_input(self, source: NativeVideoInput) -> None:
+        """A new native connection (90 kHz access units, AAC frames on the same timeline)."""
+        self.end_run()
+        self._video = None
+        self._native = source
+        us_per_tick = Fraction(1, 90000) * 1_000_000
+        self._us_num, self._us_den = us_per_tick.numerator, us_per_tick.denominator
+        self._audio = None
+        self._extradata = None
+        self._dimensions = None
+        self._anchor_pts = None
+        self._last_dts = None
+        self._end_pts = None
+
+    @property
+    def _codec_name(self) -> str:
+        """FFmpeg's name of the input's video codec ("h264" or "hevc")."""
+        if self._native is not None:
+            return self._native.ffmpeg_name
+        assert self._video is not None
+        return self._video.codec_context.name
 
     def end_run(self) -> None:
         """The run of continuous media time ended (disconnect, time jump, stop):
@@ -319,7 +346,7 @@ class Segmenter:
         """One whole access unit (see ``AccessUnitJoiner``) in decode order, with its DTS
         set (see ``DecodeTimestamper``; none: the PTS), and when it arrived (default: now
         on the injected clock)."""
-        assert self._video is not None, "start_input first"
+        assert self._video is not None or self._native is not None, "start_input first"
         pts = packet.pts
         dts = pts if packet.dts is None else min(packet.dts, pts)
         now = self.clock() if arrival_us is None else arrival_us
@@ -349,8 +376,8 @@ class Segmenter:
             self._end_pts = pts
 
     def push_audio(self, packet: av.Packet) -> None:
-        if self._seg is not None and self._audio is not None:
-            self._seg.write_audio(packet)
+        if self._seg is not None and (self._audio is not None or self._native is not None):
+            self._seg.write_audio(packet)  # type: ignore[arg-type]
 
     # -- internals ------------------------------------------------------------------
 
@@ -370,23 +397,24 @@ class Segmenter:
             self._anchor_us -= ahead
 
     def _t_us(self, pts: int) -> int:
-        assert self._video is not None and self._anchor_pts is not None
+        assert self._anchor_pts is not None
         return self._anchor_us + (pts - self._anchor_pts) * self._us_num // self._us_den
 
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
         admitted = self.admit()
-        assert self._video is not None
+        codec = self._codec_name
         # In-band parameter sets, once a GOP: what the frames really use. New ones (a
         # camera switched resolution or profile) need a new segment with a new header.
-        in_band = parameter_sets(bytes(packet), self._video.codec_context.name)
+        in_band = parameter_sets(bytes(packet), codec)
         changed = self._seg is not None and in_band is not None and in_band != self._extradata
         if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor
                                       or not admitted or changed):
             if changed:
                 log.info("%s/%s: new parameter sets in-band (resolution or profile change); new segment",
                          self.camera_id, self.stream)
-                self._dimensions = _dimensions(packet, self._video.codec_context.name, in_band)
+                self._dimensions = (_sps_dimensions(codec, in_band) if self._native is not None
+                                    else _dimensions(packet, codec, in_band))
             self._close(pts)
             if self._reanchor:
                 log.info("%s/%s: clock drift %d ms past the bound; new anchor",
@@ -407,11 +435,14 @@ class Segmenter:
                 self.on_refused(t)
 
     def _open(self, packet: av.Packet, pts: int, t: int, in_band: bytes | None) -> None:
-        assert self._video is not None
         if self.last_end_us is not None and t < self.last_end_us:
             # Never overlap what is already recorded: shift the anchor forward.
             self._anchor_us += self.last_end_us - t
             t = self.last_end_us
+        if self._native is not None:
+            self._open_native(self._native, pts, t, in_band)
+            return
+        assert self._video is not None
         ctx = self._video.codec_context
         entry = SpoolEntry(
             camera_id=self.camera_id,
@@ -434,6 +465,29 @@ class Segmenter:
         path = self.spool.open(entry)
         self._seg = _OpenSegment(path, entry, self._video, self._audio, self._extradata)
         self._seg.base_pts = pts
+        self.on_started(t)
+
+    def _open_native(self, source: NativeVideoInput, pts: int, t: int, in_band: bytes | None) -> None:
+        params = tuple(split_annexb(in_band)) if in_band else source.parameter_sets
+        dims = self._dimensions or (source.width, source.height)
+        entry = SpoolEntry(
+            camera_id=self.camera_id,
+            stream=self.stream,
+            start_us=t,
+            codec=source.codec,
+            width=dims[0],
+            height=dims[1],
+            audio_codec="aac" if source.audio is not None else None,
+            worker_id=self.worker_id,
+            name=str(t),
+        )
+        if in_band:
+            self._extradata = in_band
+        self.on_open(entry)
+        path = self.spool.open(entry)
+        seg = NativeOpenSegment(path, entry, source, params)
+        seg.base_pts = pts
+        self._seg = seg  # type: ignore[assignment]
         self.on_started(t)
 
     def _close(self, end_pts: int, extra_us: int = 0) -> None:
@@ -479,6 +533,20 @@ class Segmenter:
     @property
     def recording(self) -> bool:
         return self._seg is not None
+
+
+def _sps_dimensions(codec: str, annexb: bytes) -> tuple[int, int] | None:
+    """Width and height from the SPS among Annex-B parameter sets (the native path: no decoder)."""
+    name = "h265" if codec == "hevc" else "h264"
+    for nal in split_annexb(annexb):
+        kind = (nal[0] >> 1) & 0x3F if name == "h265" else nal[0] & 0x1F
+        if kind == (33 if name == "h265" else 7):
+            try:
+                info = parse_sps(name, nal)
+            except ValueError:
+                return None
+            return info.width, info.height
+    return None
 
 
 def _dimensions(packet: av.Packet, codec: str, extradata: bytes) -> tuple[int, int] | None:

@@ -40,7 +40,8 @@ class Authenticator:
         """Take the ``WWW-Authenticate`` headers of a 401; raise :class:`AuthError` if none fits."""
         parsed = [parse_challenge(h) for h in headers]
         for scheme, params in parsed:
-            if scheme == "digest" and params.get("algorithm", "MD5").upper() in ("MD5", "MD5-SESS") and "nonce" in params:
+            algorithm = params.get("algorithm", "MD5").upper()
+            if scheme == "digest" and algorithm in ("MD5", "MD5-SESS") and "nonce" in params:
                 if self.scheme == "digest" and params.get("stale", "").lower() != "true" \
                         and params.get("nonce") == self._params.get("nonce"):
                     raise AuthError("the camera refused the digest answer for this user and password")

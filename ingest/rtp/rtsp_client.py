@@ -312,7 +312,8 @@ class RtspClient:
     def _redirect(self, resp: RtspResponse) -> str:
         location = resp.header("location")
         if not location.lower().startswith("rtsp://"):
-            raise RtspError("protocol", f"camera {self.camera_id}: redirect ({resp.status}) without an rtsp:// Location")
+            raise RtspError("protocol",
+                            f"camera {self.camera_id}: redirect ({resp.status}) without an rtsp:// Location")
         log.info("camera %s: redirected to %s", self.camera_id, _strip_credentials(location))
         return _strip_credentials(location)
 

@@ -104,7 +104,7 @@ class SegmentRow(Base):
     drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
     worker_id: Mapped[str] = mapped_column(String(64), default="")
     # "live" (recorded as it happened) or "device" (backfilled from the device's own recording:
-    # ``sharpeyes gb backfill``, migration 0009); exports name it per segment.
+    # ``sharpeyes gb backfill``, migration 0010); exports name it per segment.
     origin: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
     created_us: Mapped[int] = mapped_column(BigInteger)
 
