@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Callable
 
 from config.cameras import Camera, StreamName
@@ -77,6 +78,7 @@ class NativeCameraSession(CameraSession):
         self.client: RtspClient | None = None
         self.source: NativeVideoInput | None = None
         self._decode_times = DecodeTimes(0)
+        self._last_pts: int | None = None
         self._future: Future[None] | None = None
         self._wake: asyncio.Event | None = None
         self._on_stopped = on_stopped
@@ -187,6 +189,7 @@ class NativeCameraSession(CameraSession):
         source = NativeVideoInput(codec, params, info.width, info.height, info, audio, self.ingest_loop.files)
         # One decode timeline per connection: the segmenter judges continuity on it.
         self._decode_times = DecodeTimes(reorder_depth(info), 3600)
+        self._last_pts = None
         self.segmenter.start_native_input(source)
         self.status.codec = codec
         self.status.width, self.status.height = info.width, info.height
@@ -204,9 +207,20 @@ class NativeCameraSession(CameraSession):
         self.status.last_packet_us = now
         self._last_video = (au.pts_90k, time.monotonic())
         self._meter.add(now, sum(map(len, au.nals)), au.keyframe)
+        # RTP gives the pts only: the decode time by the one rule (storage.mp4.decode_time).
+        dts, pts = self._decode_times.push(au.pts_90k)
+        if self._last_pts is not None and au.pts_90k < self._last_pts and not self.status.b_frames:
+            self.status.b_frames = True
+            log.info("camera %s/%s sends B-frames (reorder depth %d): recording by decode time; "
+                     "WebRTC only through the live-h264 profile", self.camera.id, self.stream, self._decode_times.depth)
+        self._last_pts = au.pts_90k
+        self.status.reorder_depth = self._decode_times.depth
+        packet = NativePacket(au, dts)
+        packet.pts = pts
+        if dts != au.pts_90k:
+            au = replace(au, dts_90k=dts)  # live viewers (MSE, LL-HLS) keep the decode order too
         try:
-            dts, _pts = self._decode_times.push(au.pts_90k)
-            self.segmenter.push_video(NativePacket(au, min(dts, au.pts_90k)), now)  # type: ignore[arg-type]
+            self.segmenter.push_video(packet, now)  # type: ignore[arg-type]
         except (ValueError, OSError) as exc:
             self.status.errors += 1
             self.status.last_error = redact_text(f"camera {self.camera.id}: writing the segment failed: {exc}")

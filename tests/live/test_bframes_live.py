@@ -21,9 +21,11 @@ from argon2 import PasswordHasher
 
 from config.cameras import Camera, Region
 from config.settings import Settings
+from ingest.media.pipelines import MediaPipelines
 from ingest.supervisor import Supervisor
 from storage.db.engine import open_engine
 from storage.index.credentials import load_cipher
+from storage.index.media import MediaIndex
 from storage.index.registry import Registry
 from storage.index.segments import SegmentIndex
 from storage.objects.open import open_object_store
@@ -66,7 +68,8 @@ def bf_world(vlc_camera, tmp_path_factory) -> Iterator[LiveWorld]:
     state = AuthState(users=users, audit=audit, tokens=TokenSigner(cipher.derive("sharpeyes token signing v1")))
     index = SegmentIndex(engine)
     store = open_object_store(settings)
-    supervisor = Supervisor(settings, registry, index, store)
+    pipelines = MediaPipelines(settings, MediaIndex(engine), clock=lambda: time.time_ns() // 1000)
+    supervisor = Supervisor(settings, registry, index, store, attach=pipelines.attach)
     app = create_app(AppContext(settings=settings, index=index, registry=registry, store=store,
                                 supervisor=supervisor, auth=state))
     install_restream(app, supervisor.live, settings.rtsp_bind)
