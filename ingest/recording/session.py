@@ -70,14 +70,22 @@ def classify(exc: BaseException, camera_id: str, stall_timeout: float) -> Sessio
     return SessionFailure("offline", "network", f"camera {camera_id}: {type(exc).__name__}: {text}")
 
 
+UDP_RECEIVE_BUFFER = 8 << 20
+
+
 def open_options(camera: Camera, io_timeout: float) -> dict[str, str]:
     """FFmpeg options for pulling ``camera``. ``io_timeout`` is FFmpeg's own socket timeout
     (connect and every read; for UDP, the wait for packets): the stall watchdog."""
-    return {
+    options = {
         "rtsp_transport": camera.rtsp_transport,
         "timeout": str(int(io_timeout * 1_000_000)),
         "allowed_media_types": "video+audio",
     }
+    if camera.rtsp_transport == "udp":
+        # A keyframe is a burst of RTP packets; the default socket buffer loses some of it
+        # on a busy host (docs/recording.md). The kernel caps it at net.core.rmem_max.
+        options["buffer_size"] = str(UDP_RECEIVE_BUFFER)
+    return options
 
 
 class CameraSession:

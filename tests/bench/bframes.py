@@ -8,7 +8,8 @@ with 10 s segments; ``ffmpeg -rtsp_transport udp -c copy`` records the same came
 one MP4 at the same time. For each recorder: segments, coverage (recorded seconds over
 the wall-clock span from the first segment's start to the stop), frames lost at cuts
 (frame codes missing between one segment's last frame and the next one's first),
-frames out of order inside segments (decoded steps that are not "the next frame").
+frames out of order inside segments (decoded steps back or to the same frame), frames
+missing inside segments (steps forward past the next frame: lost on the way).
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def measure(seconds: float, size: tuple[int, int], segment_seconds: int = 10) ->
         rows = [
             {"recorder": "ffmpeg -rtsp_transport udp -c copy", "segments": 1,
              "coverage": round(len(theirs_codes) / 25 / ((ffmpeg_stop - t0) / 1e6), 3),
-             "lost_at_cuts": 0, "out_of_order": theirs.out_of_order, "frames": theirs.frames},
+             "lost_at_cuts": 0, "out_of_order": theirs.out_of_order, "missing_inside": theirs.missing_inside,
+             "frames": theirs.frames},
             {"recorder": "sharpeyes", "segments": len(segs),
              "coverage": round(sum(s.end_us - s.start_us for s in segs) / span, 3),
-             "lost_at_cuts": ours.lost_at_cuts, "out_of_order": ours.out_of_order, "frames": ours.frames,
+             "lost_at_cuts": ours.lost_at_cuts, "out_of_order": ours.out_of_order,
+             "missing_inside": ours.missing_inside, "frames": ours.frames,
              "repeated_at_cuts": ours.repeated_at_cuts},
         ]
     finally:

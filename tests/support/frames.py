@@ -40,23 +40,37 @@ def presented_codes(media: bytes | Path, max_frames: int | None = None) -> list[
 @dataclass
 class Continuity:
     frames: int  # decoded frames in all parts
-    out_of_order: int  # steps inside a part that are not "next frame"
+    out_of_order: int  # steps inside a part that go back or repeat a frame (or an unreadable code)
+    missing_inside: int  # frames skipped inside parts (steps forward by more than one: lost)
     lost_at_cuts: int  # frames missing between the end of a part and the start of the next
     repeated_at_cuts: int  # frames shown again at the start of the next part
 
 
+def _step(a: int, b: int, loop: int) -> int:
+    """Frames from code ``a`` to code ``b``: 1 is the next frame, <= 0 back or the same."""
+    step = (b - a) % loop
+    return step - loop if step > loop // 2 else step
+
+
 def continuity(parts: list[list[int]], loop: int) -> Continuity:
     """Count breaks in ``parts`` (each one file's codes, in recording order)."""
-    out_of_order = lost = repeated = 0
+    out_of_order = missing = lost = repeated = 0
     for codes in parts:
-        out_of_order += sum(1 for a, b in zip(codes, codes[1:])
-                            if a == UNREADABLE or b == UNREADABLE or (b - a) % loop != 1)
+        for a, b in zip(codes, codes[1:]):
+            if a == UNREADABLE or b == UNREADABLE:
+                out_of_order += 1
+                continue
+            step = _step(a, b, loop)
+            if step <= 0:
+                out_of_order += 1
+            elif step > 1:
+                missing += step - 1
     for before, after in zip(parts, parts[1:]):
         if not before or not after or before[-1] == UNREADABLE or after[0] == UNREADABLE:
             continue
-        step = (after[0] - before[-1]) % loop
-        if step == 0 or step > loop // 2:
-            repeated += (loop - step) % loop + 1
+        step = _step(before[-1], after[0], loop)
+        if step <= 0:
+            repeated += 1 - step
         else:
             lost += step - 1
-    return Continuity(sum(len(p) for p in parts), out_of_order, lost, repeated)
+    return Continuity(sum(len(p) for p in parts), out_of_order, missing, lost, repeated)
