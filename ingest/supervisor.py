@@ -137,7 +137,10 @@ class Supervisor:
                 if not cam.enabled or not self.owns(cam):
                     continue
                 for stream in STREAMS:
-                    if cam.has_stream(stream):
+                    # A GB/T 28181 channel has no URL: it is recorded only where a session
+                    # factory can INVITE its device (a process with GB_SIP_BIND set).
+                    if cam.stream_url(stream) or (cam.has_stream(stream) and cam.source == "gb28181"
+                                                  and self.session_factory is not None):
                         wanted[(cam.id, stream)] = cam
             for key, session in list(self.sessions.items()):
                 wanted_cam = wanted.get(key)
@@ -201,7 +204,7 @@ class Supervisor:
 
         The native puller hands out access units, not ``av.Packet``s: a stream that motion
         analysis or a transcode profile decodes from packets is pulled by ffmpeg (PyAV)."""
-        wanted = getattr(camera, "puller", None) or self.settings.ingest_puller
+        wanted = camera.puller or self.settings.ingest_puller
         if wanted != "native":
             return "ffmpeg", ""
         if stream == "main" and camera.transcode != "none":

@@ -19,6 +19,7 @@ from streams.context import AppContext
 
 if TYPE_CHECKING:
     from ingest.cluster.lease_keeper import LeaseKeeper
+    from ingest.gb28181.service import GbServer
 
 log = logging.getLogger("sharpeyes")
 
@@ -44,10 +45,15 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         pipelines = ctx.media = MediaPipelines(settings, ctx.media_index, clock=now_us)
         if settings.use_leases:
             keeper = svc.lease_keeper()
+        factory = None
+        if settings.gb_sip_bind:
+            ctx.gb = start_gb_server(svc)
+            factory = gb_session_factory(settings, ctx.gb)
         parts = (settings, svc.registry, svc.index, svc.store)
         supervisor = ctx.supervisor = (
-            Supervisor(*parts, attach=pipelines.attach, owns=keeper.owns, fence=keeper.fence) if keeper is not None
-            else Supervisor(*parts, attach=pipelines.attach))
+            Supervisor(*parts, attach=pipelines.attach, owns=keeper.owns, fence=keeper.fence,
+                       session_factory=factory) if keeper is not None
+            else Supervisor(*parts, attach=pipelines.attach, session_factory=factory))
         if keeper is not None:
             keeper.attach(supervisor)
         supervisor.start()
@@ -84,6 +90,36 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                 log.info("spool drained; stopped cleanly")
         if keeper is not None:
             keeper.stop()
+        if ctx.gb is not None:
+            ctx.gb.close()  # after the supervisor: its sessions sent their BYEs through it
+
+
+def start_gb_server(svc: Services) -> GbServer:
+    """The GB/T 28181 SIP server (devices register, keep alive, answer queries) on its own loop thread."""
+    from ingest.gb28181.service import GbServer, GbService
+    from storage.index.gb_devices import GbDeviceStore
+    from streams.access.audit import AuditLog
+
+    settings = svc.settings
+    audit_log = AuditLog(svc.engine)
+
+    def audit(action: str, outcome: str, device_id: str, client_ip: str, detail: str) -> None:
+        audit_log.append(user=f"gb:{device_id}", role="device", client_ip=client_ip, action=action, outcome=outcome,
+                         detail=detail)
+
+    server = GbServer(GbService(settings, svc.registry, GbDeviceStore(svc.engine, svc.cipher), audit=audit))
+    server.start()
+    log.info("GB/T 28181: SIP server %s on %s (udp+tcp), media on %s ports %s", settings.gb_id,
+             settings.gb_sip_bind, settings.gb_media_host or settings.gb_sip_bind.rpartition(":")[0],
+             settings.gb_rtp_ports)
+    return server
+
+
+def gb_session_factory(settings: Settings, server: GbServer):  # type: ignore[no-untyped-def]
+    """The supervisor's sessions for GB/T 28181 channel cameras: INVITE through ``server``'s one media link."""
+    from ingest.gb28181.media.session import gb_session_factory as factory, media_link
+
+    return factory(media_link(settings, server), lambda cam: cam.gb_device_id if cam.source == "gb28181" else None)
 
 
 def http_config(app: object, settings: Settings, bind: str) -> uvicorn.Config:

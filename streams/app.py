@@ -8,7 +8,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from streams.api import archive as api_archive
 from streams.api import exports as api_exports
+from streams.api import gb_media as api_gb_media
 from streams.api import fleet_health as api_health_console
+from streams.api import gb as api_gb
 from streams.api import holds as api_holds
 from streams.api import media as api_media
 from streams.api import registry as api_registry
@@ -66,8 +68,10 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(api_archive.router)
     app.include_router(api_holds.router)
     app.include_router(api_exports.router)
+    app.include_router(api_gb_media.router)
     install_live(app, ctx)
     app.include_router(api_health_console.router)
+    app.include_router(api_gb.router)
     install_console(app)
     # Outermost: a body is capped, and its sender authenticated, before anything reads it.
     app.add_middleware(BodyGate, fastapi_app=app)

@@ -23,6 +23,7 @@ from storage.objects.store import ObjectStore
 from streams.access.live_sessions import LiveSessions
 
 if TYPE_CHECKING:  # annotations only: these modules import this one
+    from ingest.gb28181.service import GbServer
     from ingest.media.pipelines import MediaPipelines
     from ingest.supervisor import Supervisor
     from storage.archive.retention import RetentionCleaner as Retention
@@ -54,6 +55,8 @@ class AppContext:
     # Snapshots, motion and transcode taps of the recorded cameras (None: no ingest here).
     media: MediaPipelines | None = None
     retention: Retention | None = None
+    # The GB/T 28181 SIP server when this process runs it (GB_SIP_BIND set); None elsewhere.
+    gb: GbServer | None = None
     # None: ``install_auth`` builds it from the settings; tests give one with their own clocks.
     auth: AuthState | None = None
     clip_plans: PlanCache = field(default_factory=PlanCache)

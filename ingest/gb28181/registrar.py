@@ -7,9 +7,10 @@ that ignore qop are accepted too). A wrong password gets 403 and an audit row, a
 device's status says why, unless it is online on a valid registration (a stray or forged
 REGISTER must not take a working device offline). ``Expires: 0`` unregisters.
 
-Every source host has a token bucket (``RegisterRateLimit``): a flood of REGISTERs from
-one address is answered 503 with Retry-After after the burst, without touching the
-database or the audit trail per message, so other devices are unaffected.
+Every source address has a token bucket (``RegisterRateLimit``), and every host a looser
+one: a flood of REGISTERs from one address is answered 503 with Retry-After after the
+burst, without a database write or an audit row per message (a refused device's status is
+written at most every few seconds), so other devices are unaffected.
 """
 
 from __future__ import annotations
@@ -33,30 +34,46 @@ DEFAULT_EXPIRES = 3600
 Audit = Callable[[str, str, str, str, str], None]  # (action, outcome, device id, client ip, detail)
 
 
-class RegisterRateLimit:
-    """A token bucket per source host: ``burst`` at once, then ``rate`` per second."""
+class _Buckets:
+    """Token buckets by key: ``burst`` at once, then ``rate`` per second; bounded in size."""
 
-    MAX_SOURCES = 10_000
+    MAX_KEYS = 10_000
 
-    def __init__(self, burst: int = 20, rate: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.rate, self._clock = burst, rate, clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self.limited: dict[str, int] = {}
+    def __init__(self, burst: float, rate: float) -> None:
+        self.burst, self.rate = burst, rate
+        self._buckets: dict[object, tuple[float, float]] = {}
 
-    def allow(self, host: str) -> bool:
-        now = self._clock()
-        tokens, last = self._buckets.get(host, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if len(self._buckets) >= self.MAX_SOURCES and host not in self._buckets:
-            # Forget the sources that were quiet longest; a full bucket is the same as no entry.
-            for key, _ in sorted(self._buckets.items(), key=lambda kv: kv[1][1])[: self.MAX_SOURCES // 10]:
-                self._buckets.pop(key, None)
+    def take(self, key: object, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) >= self.MAX_KEYS and key not in self._buckets:
+            # Forget the keys that were quiet longest; a full bucket is the same as no entry.
+            for old, _ in sorted(self._buckets.items(), key=lambda kv: kv[1][1])[: self.MAX_KEYS // 10]:
+                self._buckets.pop(old, None)
         if tokens < 1.0:
-            self._buckets[host] = (tokens, now)
-            self.limited[host] = self.limited.get(host, 0) + 1
+            self._buckets[key] = (tokens, now)
             return False
-        self._buckets[host] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - 1.0, now)
         return True
+
+
+class RegisterRateLimit:
+    """REGISTERs allowed per source address (host:port: one device) and, more loosely, per
+    host (a whole village behind one NAT address shares it)."""
+
+    def __init__(self, burst: int = 10, rate: float = 1.0, host_burst: int = 1000, host_rate: float = 100.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_source = _Buckets(burst, rate)
+        self._per_host = _Buckets(host_burst, host_rate)
+        self._clock = clock
+        self.limited = 0
+
+    def allow(self, peer: Peer) -> bool:
+        now = self._clock()
+        ok = self._per_source.take((peer.host, peer.port), now) and self._per_host.take(peer.host, now)
+        if not ok:
+            self.limited += 1
+        return ok
 
 
 @dataclass
@@ -95,10 +112,11 @@ class Registrar:
 
     def decide(self, inc: Incoming) -> RegisterDecision:
         req, peer = inc.request, inc.peer
-        if not self.rate_limit.allow(peer.host):
-            resp = inc.response(503, "Service Unavailable (REGISTER rate limit)", headers=[("Retry-After", "10")])
-            return RegisterDecision(resp, refused=f"REGISTER flood from {peer.host}: rate-limited")
         device_id = req.from_.user or req.to.user
+        if not self.rate_limit.allow(peer):
+            resp = inc.response(503, "Service Unavailable (REGISTER rate limit)", headers=[("Retry-After", "10")])
+            return RegisterDecision(resp, refused=f"REGISTER flood from {peer.host}:{peer.port}: rate-limited "
+                                    "(503 with Retry-After)", device_id=device_id if is_gb_code(device_id) else "")
         if not is_gb_code(device_id):
             return RegisterDecision(inc.response(400, "Bad Request (From user is not a 20-digit device id)"),
                                     refused=f"REGISTER from {peer} with device id {device_id[:40]!r}")

@@ -92,6 +92,8 @@ class GbService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self.rejected: dict[str, str] = {}  # source host -> last reason a message from it was refused
+        self._reasons: dict[str, str] = {}  # device id -> its last state change, for offline_reason
+        self._beats: dict[str, tuple[int, float]] = {}  # keepalives not yet written (see check)
         self.endpoint.on("REGISTER", self._on_register)
         self.endpoint.on("MESSAGE", self._on_message)
 
@@ -103,6 +105,11 @@ class GbService:
         self._monitor = asyncio.get_running_loop().create_task(self._watch())
 
     async def close(self) -> None:
+        beats, self._beats = self._beats, {}
+        try:
+            await self._db(self.devices.touch_keepalives, beats)
+        except Exception:  # noqa: BLE001 - closing anyway; the times are only a display
+            log.exception("keepalive times could not be written on close")
         tasks = [*self._tasks, *([self._monitor] if self._monitor is not None else [])]
         for task in tasks:
             task.cancel()
@@ -136,6 +143,9 @@ class GbService:
         task.add_done_callback(self._tasks.discard)
 
     def _notify(self, device_id: str, state: str, reason: str) -> None:
+        self._reasons[device_id] = f"{state}: {reason}"
+        if len(self._reasons) > 100_000:
+            self._reasons.pop(next(iter(self._reasons)))
         for listener in self._listeners:
             try:
                 listener(device_id, state, reason)
@@ -147,6 +157,21 @@ class GbService:
         if own:
             return own
         return self.settings.gb_password or None
+
+    # -- the device directory the media side asks (ingest.gb28181.media.session.DeviceDirectory);
+    # called from session threads: plain dict reads, no database.
+
+    def peer(self, device_id: str) -> Peer | None:
+        """Where to send requests for ``device_id`` (its REGISTER's source); None unless it is online."""
+        session = self.sessions.get(device_id)
+        return session.peer if session is not None and session.online else None
+
+    def offline_reason(self, device_id: str) -> str:
+        """Why ``peer`` is None, for gap rows and status."""
+        session = self.sessions.get(device_id)
+        if session is not None and session.online:
+            return "online"
+        return self._reasons.get(device_id) or f"device {device_id} has not registered with this server"
 
     def device_uri(self, device_id: str, user: str | None = None) -> str:
         """The Request-URI for a device's channel (or the device itself)."""
@@ -270,7 +295,13 @@ class GbService:
             session.online = True
             changes.update(state="online", reason="keepalive resumed")
             self._notify(session.device_id, "online", "keepalive resumed")
-        await self._db(self.devices.update, session.device_id, **changes)
+        if len(changes) == 2:
+            # The usual case (only the time and the interval change): written with every other
+            # device's in one transaction by the watch loop, at most monitor_interval later.
+            self._beats[session.device_id] = (changes["last_keepalive_us"], changes["keepalive_interval_s"])
+        else:
+            self._beats.pop(session.device_id, None)
+            await self._db(self.devices.update, session.device_id, **changes)
 
     async def _on_response(self, device_id: str, doc: Manscdp) -> None:
         if doc.cmd_type == "Catalog":
@@ -367,7 +398,10 @@ class GbService:
                 log.exception("GB/T 28181 device watch failed")
 
     async def check(self) -> None:
-        """Close catalogs that timed out and mark silent or expired devices offline."""
+        """Write the keepalives that came, close catalogs that timed out, and mark silent or
+        expired devices offline."""
+        beats, self._beats = self._beats, {}
+        await self._db(self.devices.touch_keepalives, beats)
         for result in self.catalogs.expire():
             await self._catalog_done(result)
         mono = time.monotonic()
@@ -396,6 +430,8 @@ class GbServer:
         self._thread = threading.Thread(target=self._run, name="gb28181-sip", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        # The media side's one GbLink (port pool, SSRC sequence): ingest.gb28181.media.session.media_link.
+        self.media_link: Any = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)

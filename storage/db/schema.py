@@ -41,6 +41,7 @@ class CameraRow(Base):
     retention_override: Mapped[bool] = mapped_column(Boolean, default=False)
     transcode: Mapped[str] = mapped_column(String(16), default="none")
     rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
+    puller: Mapped[str | None] = mapped_column(String(8), nullable=True, default=None)
     # "rtsp", or "gb28181" for a GB/T 28181 device's channel (main_url "" then; migration 0008).
     source: Mapped[str] = mapped_column(String(16), default="rtsp", server_default="rtsp")
     gb_device_id: Mapped[str | None] = mapped_column(String(20), index=True)

@@ -64,6 +64,10 @@ ACTIONS: tuple[str, ...] = (
     "gb_register",
     "gb_device_add",
     "gb_device_remove",
+    "gb_device_refresh",
+    # GB/T 28181 media: a device's own recordings listed (RecordInfo), downloaded into our archive.
+    "gb_records",
+    "gb_backfill",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

@@ -49,6 +49,7 @@ def camera_view(camera: Camera, status: dict[tuple[str, str], dict[str, Any]]) -
     out = camera.model_dump()
     out["main_url"] = redact_url(camera.main_url)
     out["sub_url"] = redact_url(camera.sub_url) if camera.sub_url else None
+    out["region_note"] = camera.region_note  # a GB/T 28181 channel placed under a parent of its CivilCode
     main = status.get((camera.id, "main"))
     out["status"] = {s: status[(camera.id, s)] for s in ("main", "sub") if (camera.id, s) in status}
     out["state"] = main["state"] if main else ("disabled" if not camera.enabled else "unknown")

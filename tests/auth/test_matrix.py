@@ -45,6 +45,8 @@ EXPECTED = {
     ("POST", "/api/auth/signout"): "user",
     ("PATCH", "/api/users/{name}"): "admin",
     ("GET", "/api/health/fleet"): "operator",
+    ("GET", "/api/gb/devices"): "operator",
+    ("POST", "/api/gb/devices/{device_id}/refresh"): "operator",
 }
 
 IN_SCOPE, OUT_OF_SCOPE, UNKNOWN = "cam-in", "cam-out", "cam-zzz"  # same length: identical 404s

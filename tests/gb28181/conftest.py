@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 
 from config.cameras import Region
 from config.settings import Settings
 from ingest.gb28181.registrar import RegisterRateLimit
 from ingest.gb28181.service import GbServer, GbService
 from ingest.gb28181.sip import Timers
-from storage.index.credentials import SecretCipher
+from storage.index.credentials import load_cipher
 from storage.index.gb_devices import GbDeviceStore
 from storage.index.registry import Registry
 from streams.access.audit import AuditLog
@@ -44,13 +43,15 @@ class Gb:
 
 
 @pytest.fixture
-def gb_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_password="", worker_id="w1")
+def gb_settings(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.delenv("SHARPEYES_SECRET_KEY", raising=False)
+    return Settings(data_dir=tmp_path, database_url=database_url, gb_sip_bind="127.0.0.1:0", gb_password="",
+                    worker_id="w1")
 
 
 def start_gb(settings: Settings, engine: Any, *, rate_limit: RegisterRateLimit | None = None,
              catalog_idle: float = 1.0) -> Gb:
-    cipher = SecretCipher(Fernet.generate_key())
+    cipher = load_cipher(settings.data_dir)  # the CLI on the same data dir reads the same key
     registry = Registry(engine, cipher)
     devices = GbDeviceStore(engine, cipher)
     audit = AuditLog(engine)

@@ -13,6 +13,8 @@ HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
 
 
 def _register(dev: str, cseq: int, expires: int, *, auth: bool) -> str:
+    # No empty line when there is no Authorization: SIPp would send it, ending the headers early.
+    auth_line = "\n      [authentication]" if auth else ""
     return f"""
   <send retrans="500">
     <![CDATA[
@@ -24,8 +26,7 @@ def _register(dev: str, cseq: int, expires: int, *, auth: bool) -> str:
       CSeq: {cseq} REGISTER
       Contact: <sip:{dev}@[local_ip]:[local_port]>
       Max-Forwards: 70
-      Expires: {expires}
-      {'[authentication]' if auth else ''}
+      Expires: {expires}{auth_line}
       Content-Length: 0
 
     ]]>
@@ -37,7 +38,8 @@ def register_scenario(dev: str, *, expect: int = 200, keepalives: int = 0, inter
                       silence_ms: int = 0, unregister: bool = False) -> str:
     """REGISTER with digest (``-au``/``-ap``), then keepalives, then silence, then optionally Expires: 0."""
     parts = [HEAD, '<scenario name="gb28181 device">', _register(dev, 1, 3600, auth=False),
-             '  <recv response="401" auth="true"/>', _register(dev, 2, 3600, auth=True), f'  <recv response="{expect}"/>']
+             '  <recv response="401" auth="true"/>', _register(dev, 2, 3600, auth=True),
+             f'  <recv response="{expect}"/>']
     for i in range(keepalives):
         parts.append(f"""
   <send retrans="500">

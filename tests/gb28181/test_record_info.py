@@ -45,8 +45,8 @@ def records_scenario(sum_num: int, messages: list[list[tuple[str, str]]]) -> byt
   <label id="records"/>
 """]
     for i, items in enumerate(messages):
-        xml_items = "".join(f"<Item>\n<DeviceID>{CHANNEL}</DeviceID>\n<Name>东门一号</Name>\n<FilePath>/rec/{s}</FilePath>\n"
-                            f"<Address>NVR</Address>\n<StartTime>{s}</StartTime>\n<EndTime>{e}</EndTime>\n"
+        xml_items = "".join(f"<Item>\n<DeviceID>{CHANNEL}</DeviceID>\n<Name>东门一号</Name>\n"
+                            f"<FilePath>/rec/{s}</FilePath>\n<Address>NVR</Address>\n<StartTime>{s}</StartTime>\n<EndTime>{e}</EndTime>\n"
                             f"<Secrecy>0</Secrecy>\n<Type>time</Type>\n</Item>\n" for s, e in items)
         body = (f'<?xml version="1.0" encoding="GB2312"?>\n<Response>\n<CmdType>RecordInfo</CmdType>\n'
                 f"<SN>[$sn]</SN>\n<DeviceID>{CHANNEL}</DeviceID>\n<Name>东门一号</Name>\n<SumNum>{sum_num}</SumNum>\n"

@@ -59,3 +59,14 @@ def test_parse_digest_handles_commas_in_quotes() -> None:
     fields = parse_digest('Digest realm="a,b", nonce="n", qop="auth,auth-int", algorithm=MD5')
     assert fields == {"realm": "a,b", "nonce": "n", "qop": "auth,auth-int", "algorithm": "MD5"}
     assert parse_digest("Basic x") == {}
+
+
+def test_client_answers_a_challenge_without_qop() -> None:
+    import hashlib
+
+    auth = authorization_for('Digest realm="3402000000", nonce="n1", algorithm=MD5', username="u", password="p",
+                             method="REGISTER", uri="sip:x@y")
+    f = parse_digest(auth)
+    h = lambda s: hashlib.md5(s.encode()).hexdigest()  # noqa: E731
+    assert "qop" not in f and "nc" not in f
+    assert f["response"] == h(f"{h('u:3402000000:p')}:n1:{h('REGISTER:sip:x@y')}")

@@ -326,3 +326,18 @@ def gb_session_factory(link: GbLink, device_of: Callable[[Camera], str | None]) 
         return GbMediaSession(camera, stream, segmenter, index, link=link, device_id=device, **kw)
 
     return make
+
+
+def media_link(settings: Any, server: Any) -> GbLink:
+    """The one ``GbLink`` of a process's GB/T 28181 server (``ingest.gb28181.service.GbServer``):
+    live sessions, backfill and device playback share its port pool and SSRC sequence."""
+    link = getattr(server, "media_link", None)
+    if isinstance(link, GbLink):
+        return link
+    bind_host = settings.gb_sip_bind.rpartition(":")[0] or "0.0.0.0"
+    media_host = settings.gb_media_host or (bind_host if bind_host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+    link = GbLink(loop=server.loop, endpoint=server.service.endpoint, devices=server.service, our_id=settings.gb_id,
+                  domain=settings.gb_domain, media_host=media_host, ports=PortPool(*settings.gb_rtp_port_range),
+                  bind_host=bind_host)
+    server.media_link = link
+    return link

@@ -14,6 +14,7 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from ingest.gb28181.sip.message import split_commas
 
@@ -62,7 +63,7 @@ class DigestChallenger:
     """Stateless nonces: ``timestamp.hmac(timestamp)``, valid for ``nonce_ttl`` seconds."""
 
     def __init__(self, realm: str, *, qop: bool = True, nonce_ttl: float = 300.0, secret: bytes | None = None,
-                 clock=time.time) -> None:  # type: ignore[no-untyped-def]
+                 clock: Callable[[], float] = time.time) -> None:
         self.realm = realm
         self.qop = qop
         self.nonce_ttl = nonce_ttl

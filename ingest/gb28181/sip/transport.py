@@ -45,7 +45,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: "UdpTransport") -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         peer = Peer("UDP", addr[0], addr[1])
         if not data.strip(b"\r\n\x00 "):
             return  # NAT keepalive: a bare CRLF or zero bytes
@@ -74,7 +74,7 @@ class UdpTransport:
         sock.bind((host, port))
         sock.setblocking(False)
         transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport
         bound = sock.getsockname()
         return bound[0], bound[1]
 
