@@ -15,9 +15,10 @@ In the file, samples are in decode order: ``tfdt`` and durations from the DTS, t
 composition offsets (PTS - DTS) in each ``trun``, and an edit list (``delay_moov``
 lets the muxer write it) starts presentation at the first keyframe, hiding the
 decoder's start-up delay. So a segment's media time 0 is its start in presentation
-(``storage.mp4.read.presented_at``), and its decode time 0 is that delay earlier. Packets come with their DTS set (the session derives it
-from the PTS, ``ingest.recording.access_units.DecodeTimestamper``); a packet
-without one is taken as not reordered.
+(``storage.mp4.read.presented_at``), and its decode time 0 is that delay earlier.
+Packets come with their DTS set (the session derives it from the PTS,
+``ingest.recording.access_units.DecodeTimestamper``); a packet without one is taken
+as not reordered. See docs/bframes.md.
 """
 
 from __future__ import annotations

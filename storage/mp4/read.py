@@ -75,7 +75,8 @@ def parse_init(init: bytes) -> dict[int, TrackInfo]:
     mvhd = find_box(init, "mvhd", moov.payload_offset, moov.end)
     movie_timescale = 1000
     if mvhd is not None:
-        movie_timescale = struct.unpack_from(">I", init, mvhd.payload_offset + (20 if init[mvhd.payload_offset] == 1 else 12))[0]
+        p = mvhd.payload_offset
+        movie_timescale = struct.unpack_from(">I", init, p + (20 if init[p] == 1 else 12))[0]
     for trak in find_boxes(init, "trak", moov.payload_offset, moov.end):
         tkhd = find_box(init, "tkhd", trak.payload_offset, trak.end)
         mdhd = find_box(init, "mdia/mdhd", trak.payload_offset, trak.end)
