@@ -31,46 +31,53 @@ from tests.support.s3server import MotoS3Server
 from tests.support.vlc_camera import VlcCamera
 
 
-def measure(seconds: float, size: tuple[int, int], segment_seconds: int = 10) -> list[dict[str, object]]:
+def measure(seconds: float, size: tuple[int, int], segment_seconds: int = 10,
+            pullers: tuple[str, ...] = ("native", "ffmpeg")) -> list[dict[str, object]]:
     work = Path(tempfile.mkdtemp(prefix="bframes-bench-"))
     clip = make_clip("h264_bframes", size=size, fps=25, seconds=24, gop_seconds=1, label="bf")
     camera = VlcCamera(clip, work / "vlc")
     (work / "vlc").mkdir()
     s3 = MotoS3Server(log_path=work / "moto.log")
     s3.start()
-    Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False,
-          region=s3.region).make_bucket("bench")
     camera.start()
     ffmpeg_out = work / "ffmpeg.mp4"
     try:
-        rec = Recorder.start(work / "data", {"bf": {"main_url": camera.url, "rtsp_transport": "udp"}},
-                             s3=s3, bucket="bench", segment_target_seconds=segment_seconds)
+        recorders = {}
+        for puller in pullers:
+            bucket = f"bench-{puller}"
+            Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False,
+                  region=s3.region).make_bucket(bucket)
+            recorders[puller] = Recorder.start(
+                work / f"data-{puller}", {"bf": {"main_url": camera.url, "rtsp_transport": "udp"}}, s3=s3,
+                bucket=bucket, segment_target_seconds=segment_seconds, ingest_puller=puller)
         ffmpeg = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-rtsp_transport", "udp",
                                    "-i", camera.url, "-c", "copy", "-an", str(ffmpeg_out)], stdin=subprocess.PIPE)
         t0 = now_us()
         time.sleep(seconds)
         ffmpeg.send_signal(signal.SIGINT)
         ffmpeg_stop = now_us()
-        rec.close()
-        stopped = now_us()
+        stopped = {}
+        for puller, rec in recorders.items():
+            stopped[puller] = now_us()
+            rec.close()
         ffmpeg.wait(30)
-        segs = rec.index.segments("bf", "main")
-        parts = [presented_codes(rec.store.get_range(s.object_key, 0, s.bytes)) for s in segs]
-        ours = continuity(parts, clip.frames)
-        span = stopped - segs[0].start_us if segs else 1
         theirs_codes = presented_codes(ffmpeg_out)
         theirs = continuity([theirs_codes], clip.frames)
-        rows = [
+        rows: list[dict[str, object]] = [
             {"recorder": "ffmpeg -rtsp_transport udp -c copy", "segments": 1,
              "coverage": round(len(theirs_codes) / 25 / ((ffmpeg_stop - t0) / 1e6), 3),
              "lost_at_cuts": 0, "out_of_order": theirs.out_of_order, "missing_inside": theirs.missing_inside,
-             "frames": theirs.frames},
-            {"recorder": "sharpeyes", "segments": len(segs),
-             "coverage": round(sum(s.end_us - s.start_us for s in segs) / span, 3),
-             "lost_at_cuts": ours.lost_at_cuts, "out_of_order": ours.out_of_order,
-             "missing_inside": ours.missing_inside, "frames": ours.frames,
-             "repeated_at_cuts": ours.repeated_at_cuts},
-        ]
+             "frames": theirs.frames}]
+        for puller, rec in recorders.items():
+            segs = rec.index.segments("bf", "main")
+            parts = [presented_codes(rec.store.get_range(s.object_key, 0, s.bytes)) for s in segs]
+            ours = continuity(parts, clip.frames)
+            span = stopped[puller] - segs[0].start_us if segs else 1
+            rows.append({"recorder": f"sharpeyes ({puller} puller)", "segments": len(segs),
+                         "coverage": round(sum(s.end_us - s.start_us for s in segs) / span, 3),
+                         "lost_at_cuts": ours.lost_at_cuts, "out_of_order": ours.out_of_order,
+                         "missing_inside": ours.missing_inside, "frames": ours.frames,
+                         "repeated_at_cuts": ours.repeated_at_cuts})
     finally:
         camera.stop()
         s3.stop()
@@ -81,9 +88,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=75)
     ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--puller", action="append", choices=["native", "ffmpeg"],
+                    help="sharpeyes puller(s) to measure (default both, at once)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
-    for row in measure(args.seconds, (w, h)):
+    for row in measure(args.seconds, (w, h), pullers=tuple(args.puller or ("native", "ffmpeg"))):
         print(row)
 
 
