@@ -79,6 +79,7 @@ class NativeCameraSession(CameraSession):
         self.source: NativeVideoInput | None = None
         self._decode_times = DecodeTimes(0)
         self._last_pts: int | None = None
+        self._keyed = False
         self._future: Future[None] | None = None
         self._wake: asyncio.Event | None = None
         self._on_stopped = on_stopped
@@ -190,6 +191,7 @@ class NativeCameraSession(CameraSession):
         # One decode timeline per connection: the segmenter judges continuity on it.
         self._decode_times = DecodeTimes(reorder_depth(info), 3600)
         self._last_pts = None
+        self._keyed = False
         self.segmenter.start_native_input(source)
         self.status.codec = codec
         self.status.width, self.status.height = info.width, info.height
@@ -206,6 +208,10 @@ class NativeCameraSession(CameraSession):
                 return
         self.status.last_packet_us = now
         self._last_video = (au.pts_90k, time.monotonic())
+        if not self._keyed:
+            if not au.keyframe:
+                return  # joined mid-GOP: decode times start at the first keyframe (docs/bframes.md)
+            self._keyed = True
         self._meter.add(now, sum(map(len, au.nals)), au.keyframe)
         # RTP gives the pts only: the decode time by the one rule (storage.mp4.decode_time).
         dts, pts = self._decode_times.push(au.pts_90k)

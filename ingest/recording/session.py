@@ -251,8 +251,9 @@ class CameraSession:
         stamper = self._stamper
         if stamper is None:
             stamper = self._stamper = DecodeTimestamper(au.stream)
-        stamper.stamp(au)
         self.status.last_packet_us = arrival_us
+        if not stamper.stamp(au):
+            return  # before the first keyframe: nothing can decode it, nobody records it
         self._meter.add(arrival_us, au.size, au.is_keyframe)
         if au.is_corrupt:
             self.status.errors += 1

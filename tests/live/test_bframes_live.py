@@ -160,7 +160,8 @@ def test_ll_hls_media_decodes_in_presentation_order(bf_world: LiveWorld) -> None
 
 
 def test_rtsp_restream_sends_decode_order_with_pts(bf_world: LiveWorld) -> None:
-    url = f"rtsp://127.0.0.1:{bf_world.rtsp_port}/bf"
+    token = bf_world.state.tokens.issue("stream", "viewer", camera_id="bf")[0]
+    url = f"rtsp://127.0.0.1:{bf_world.rtsp_port}/bf?token={token}"
     ptss: list[int] = []
     frames: list[av.VideoFrame] = []
     with av.open(url, options={"rtsp_transport": "tcp"}, timeout=10) as c:
