@@ -10,6 +10,7 @@ from typing import Iterator
 import uvicorn
 
 from config.settings import Settings
+from ingest.cluster.lease_keeper import exit_process
 from sharpeyes.services import Services
 from storage.index.segments import now_us
 from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_free
@@ -47,6 +48,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         lease_hooks = {}
         if settings.use_leases:
             keeper = svc.lease_keeper()
+            keeper.on_usurped = exit_process
+            keeper.register()  # refuses to start when another live process has this worker id
             lease_hooks = {"owns": keeper.owns, "fence": keeper.fence}
         supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach, **lease_hooks)
         if keeper is not None:

@@ -100,6 +100,28 @@ class SegmentRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class QuarantineRow(Base):
+    """Video refused by time fencing (its time was already claimed), kept in the object
+    store under ``quarantine/`` instead of deleted, with why (migration 0008)."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_camera_time", "camera_id", "stream", "start_us"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    worker_id: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))  # "indexed" or "taken_over" (see storage.index.segments.Claim)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class GapRow(Base):
     """A span with no recording, and why. ``end_us`` is NULL while the gap is still open."""
 
@@ -331,6 +353,9 @@ class WorkerRow(Base):
     # Its HTTP base URL (live endpoints), for API nodes to redirect to.
     advertise_url: Mapped[str] = mapped_column(Text, default="")
     started_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A random token per running process (migration 0008): a second live process
+    # with the same worker id sees another token and refuses to start.
+    instance: Mapped[str] = mapped_column(String(32), default="")
 
 
 class CameraStatusRow(Base):

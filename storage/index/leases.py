@@ -20,7 +20,7 @@ step (NTP), with the skew well under the lease TTL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,6 +28,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
 
 from storage.db.schema import CameraLeaseRow, WorkerRow
+
+
+class DuplicateWorker(RuntimeError):
+    """Another live process already runs under this worker id (its instance token
+    differs and it keeps heartbeating). Two would record the same cameras."""
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,63 @@ class LeaseTable:
     # -- workers ------------------------------------------------------------------
 
     def heartbeat(self, worker_id: str, *, now_us: int, capacity: int = 0, held: int = 0,
-                  advertise_url: str = "") -> None:
-        """Say ``worker_id`` is alive now (insert or update its row)."""
+                  advertise_url: str = "", instance: str = "") -> None:
+        """Say ``worker_id`` is alive now (insert or update its row). With ``instance``
+        (this process's token, see ``register``) the row is updated only while it
+        still carries that token; ``DuplicateWorker`` if another process took it."""
         values = {"worker_id": worker_id, "last_seen_us": now_us, "capacity": capacity, "held": held,
                   "advertise_url": advertise_url}
-        stmt = self._insert(WorkerRow.__table__).values(**values, started_us=now_us)
-        stmt = stmt.on_conflict_do_update(index_elements=["worker_id"], set_=values)
+        stmt = self._insert(WorkerRow.__table__).values(**values, started_us=now_us, instance=instance)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["worker_id"], set_=values,
+            # "" is a row no process claimed (written before migration 0008, or by hand).
+            where=WorkerRow.__table__.c.instance.in_([instance, ""]) if instance else None)
         with self._sessions() as s, s.begin():
-            s.execute(stmt)
+            # RETURNING, not rowcount: psycopg counts an upsert whose WHERE refused the update.
+            done = s.execute(stmt.returning(WorkerRow.__table__.c.worker_id)).first()
+            if instance and done is None:
+                other = s.get(WorkerRow, worker_id)
+                raise DuplicateWorker(
+                    f"worker id {worker_id!r} was taken by another process (instance "
+                    f"{other.instance if other else '?'}); this process ({instance}) stops recording. "
+                    "Give every ingest process its own --worker-id")
+
+    def register(self, worker_id: str, instance: str, *, now_us: int, ttl_us: int,
+                 wait: Callable[[], None], clock: Callable[[], int]) -> None:
+        """Claim ``worker_id`` for this process (token ``instance``) before it records.
+
+        A row of another instance seen within ``ttl_us`` may be a live process or one
+        that just crashed: ``wait()`` (longer than that worker's heartbeat interval)
+        is called and the row read again. If it was heartbeated meanwhile, another
+        live process uses the id: ``DuplicateWorker``. Else the old process is gone
+        and the id is taken over (compare-and-swap on the old token)."""
+        with self._sessions() as s:
+            row = s.get(WorkerRow, worker_id)
+            seen = (row.instance, row.last_seen_us, row.advertise_url) if row is not None else None
+        if seen is not None and seen[0] != instance and seen[1] > now_us - ttl_us:
+            wait()
+            with self._sessions() as s:
+                row = s.get(WorkerRow, worker_id)
+                again = (row.instance, row.last_seen_us) if row is not None else None
+            if again is not None and again != seen[:2]:
+                ago = (clock() - again[1]) / 1e6
+                raise DuplicateWorker(
+                    f"worker id {worker_id!r} is in use by another live process (instance {again[0]}, "
+                    f"last heartbeat {ago:.1f} s ago, advertised at {seen[2] or 'no URL'}). Two processes with one "
+                    "id would record the same cameras: give this one another --worker-id (or "
+                    "SHARPEYES_WORKER_ID), or stop the other first")
+        now = clock()
+        values = {"worker_id": worker_id, "last_seen_us": now, "instance": instance}
+        stmt = self._insert(WorkerRow.__table__).values(**values, capacity=0, held=0, advertise_url="",
+                                                        started_us=now)
+        table = WorkerRow.__table__
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["worker_id"], set_={"last_seen_us": now, "instance": instance, "started_us": now},
+            where=(table.c.instance == (seen[0] if seen is not None else instance)) | (table.c.instance == instance))
+        with self._sessions() as s, s.begin():
+            if s.execute(stmt.returning(table.c.worker_id)).first() is None:
+                raise DuplicateWorker(f"worker id {worker_id!r}: another process registered under it at the same "
+                                      "moment; give each ingest process its own --worker-id")
 
     def live_workers(self, now_us: int, ttl_us: int) -> list[WorkerInfo]:
         """Workers seen within the last ``ttl_us``."""

@@ -34,7 +34,6 @@ def record(start_s: int, end_s: int, camera: str = CAM, stream: str = "main", in
         height=1080,
         audio_codec=None,
         sha256=digest(f"{camera}{stream}{start_s}"),
-        prev_sha256=None,
         init_sha256=digest(init),
         init_data=init.encode(),
         keyframes=pack_keyframes([Keyframe(0, 0), Keyframe(2 * S, 500)]),

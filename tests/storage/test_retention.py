@@ -60,7 +60,7 @@ class World:
             self.store.put_bytes(key, data, sha)
             self.index.add_segment(SegmentRecord(
                 camera_id=cam, stream="main", start_us=s, end_us=s + seg_us, object_key=key, bytes=len(data),
-                codec="h264", width=640, height=360, audio_codec=None, sha256=sha, prev_sha256=None,
+                codec="h264", width=640, height=360, audio_codec=None, sha256=sha,
                 init_sha256="0" * 64, init_data=b"init", keyframes=b""))
 
     def cleaner(self, **policy) -> RetentionCleaner:  # type: ignore[no-untyped-def]
