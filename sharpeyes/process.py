@@ -58,7 +58,7 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         if keeper is not None:
             keeper.start()
             log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
-        log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
+        log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), supervisor.spool.root)
         cleaner = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
                                    policy=retention_policy(settings), region_of=svc.registry.region_subtree,
                                    free_bytes=store_free_bytes(settings),

@@ -52,6 +52,7 @@ class _Supervised(Protocol):
     """What the keeper needs from ``ingest.supervisor.Supervisor``."""
 
     def reconcile(self, force: bool = False) -> None: ...
+    def adopt(self, camera_ids: list[str]) -> int: ...
     def statuses(self) -> list[Any]: ...
     @property
     def spool(self) -> Any: ...
@@ -310,6 +311,10 @@ class LeaseKeeper:
             self._held.update(won)
             self._epochs.update(won)
         log.info("worker %s: took %d camera(s): %s", self.worker_id, len(won), ", ".join(sorted(won)))
+        if self.supervisor is not None:
+            # A shared spool: what the previous owner spooled becomes ours to upload,
+            # and is in our spool before the sessions start (their gaps begin after it).
+            self.supervisor.adopt(sorted(won))
         if reconcile and self.supervisor is not None:
             self.supervisor.reconcile(force=True)
         return True
