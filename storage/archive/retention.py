@@ -225,7 +225,10 @@ class RetentionCleaner:
     def _remove_row(self, row: SegmentRow) -> int | None:
         """Step 1: row out, retention gap in (merged with a touching one), key journalled."""
         with self.index.session() as s, s.begin():
-            gone = s.execute(delete(SegmentRow).where(SegmentRow.id == row.id))
+            # By the natural key: it is the primary key on PostgreSQL (partition-pruned), where id has no index.
+            gone = s.execute(delete(SegmentRow).where(
+                SegmentRow.camera_id == row.camera_id, SegmentRow.stream == row.stream,
+                SegmentRow.start_us == row.start_us, SegmentRow.id == row.id))
             if gone.rowcount == 0:  # type: ignore[attr-defined]
                 return None
             # A retention gap that ends where this segment starts (or overlaps it) grows.

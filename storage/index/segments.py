@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.objects.open import segment_key
 from storage.db.schema import GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, QuarantineRow, SegmentRow
 
 # (worker_id, lease epoch) a segment's uploader claims to hold the camera under.
@@ -144,7 +145,7 @@ class SegmentIndex:
             )
             row = SegmentRow(
                 camera_id=rec.camera_id, stream=rec.stream, start_us=rec.start_us, end_us=rec.end_us,
-                object_key=rec.object_key, bytes=rec.bytes, codec=rec.codec, width=rec.width, height=rec.height,
+                stored_key=_stored_key(rec), bytes=rec.bytes, codec=rec.codec, width=rec.width, height=rec.height,
                 audio_codec=rec.audio_codec, sha256=rec.sha256, prev_sha256=prev, init_sha256=rec.init_sha256,
                 keyframes=rec.keyframes, drift_us=rec.drift_us, worker_id=rec.worker_id, created_us=now_us(),
             )
@@ -194,15 +195,15 @@ class SegmentIndex:
                                      f"recorded by worker {lease[0]!r} (epoch {lease[1]}) since its takeover; "
                                      f"worker {fence[0]!r} had epoch {fence[1]}"))
         rows = s.execute(
-            select(SegmentRow.start_us, SegmentRow.end_us, SegmentRow.worker_id, SegmentRow.object_key).where(
+            select(SegmentRow.start_us, SegmentRow.end_us, SegmentRow.worker_id).where(
                 SegmentRow.camera_id == camera_id, SegmentRow.stream == stream,
                 SegmentRow.start_us < end_us, SegmentRow.start_us > start_us - MAX_SEGMENT_US,
                 SegmentRow.end_us > start_us)
             .order_by(SegmentRow.start_us)
         ).all()
-        for a, b, worker, key in rows:
+        for a, b, worker in rows:
             out.append(Claim(max(a, start_us), min(b, end_us), "indexed",
-                             f"already indexed ({key}, worker {worker!r})"))
+                             f"already indexed [{a}, {b}) by worker {worker!r}"))
         return holder, out
 
     def add_quarantine(self, camera_id: str, stream: str, start_us: int, end_us: int, *, object_key: str,
@@ -230,9 +231,9 @@ class SegmentIndex:
         names its camera, stream and start, so only that row can; the lookup uses the
         unique index)."""
         with self.session() as s:
-            key = s.scalar(select(SegmentRow.object_key).where(
+            row = s.scalar(select(SegmentRow).where(
                 SegmentRow.camera_id == camera_id, SegmentRow.stream == stream, SegmentRow.start_us == start_us))
-        return key == object_key
+        return row is not None and row.object_key == object_key
 
     def last_segment(self, camera_id: str, stream: str) -> SegmentRow | None:
         with self.session() as s:
@@ -281,9 +282,12 @@ class SegmentIndex:
             raise KeyError(f"init segment {sha256} is not in the index")
         return data
 
-    def delete_segments(self, ids: Sequence[int]) -> None:
+    def delete_segments(self, rows: Sequence[SegmentRow]) -> None:
+        """Delete these rows (found by their natural key: on PostgreSQL ``id`` has no index)."""
         with self.session() as s, s.begin():
-            s.execute(delete(SegmentRow).where(SegmentRow.id.in_(list(ids))))
+            for r in rows:
+                s.execute(delete(SegmentRow).where(SegmentRow.camera_id == r.camera_id, SegmentRow.stream == r.stream,
+                                                   SegmentRow.start_us == r.start_us))
 
     def segment_count(self) -> int:
         with self.session() as s:
@@ -350,6 +354,13 @@ class SegmentIndex:
             q = q.where(or_(GapRow.end_us.is_(None), GapRow.end_us > start_us))
         with self.session() as s:
             return list(s.scalars(q.order_by(GapRow.start_us)))
+
+
+def _stored_key(rec: SegmentRecord) -> str | None:
+    """The key to keep in the row: None when ``segment_key`` derives it from the row (it
+    always does for what the uploader writes), saving ~60 bytes a row."""
+    derived = segment_key(rec.camera_id, rec.stream, rec.start_us, (rec.end_us - rec.start_us) // 1000)
+    return None if rec.object_key == derived else rec.object_key
 
 
 def _check_reason(reason: str) -> None:
