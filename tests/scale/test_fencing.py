@@ -10,7 +10,7 @@ from minio import Minio
 
 from tests.scale.cluster import S, Cluster
 from tests.scale.test_dead_worker import pause_with_spooled_gops
-from tests.scale.test_multi_worker import assert_no_overlap, cluster, start_cameras  # noqa: F401 - fixtures
+from tests.scale.test_multi_worker import assert_no_overlap, start_cameras
 
 TTL = 4.0
 
@@ -31,7 +31,7 @@ def test_paused_worker_cannot_index_after_takeover(cluster: Cluster, camera_serv
     assert cluster.owners() == {cam: "a"}
 
     a.pause()
-    lease = cluster.wait_for("b takes the camera over", lambda: (l := cluster.leases.lease(cam)) and l.worker_id == "b" and l)
+    lease = cluster.wait_for("b takes the camera over", lambda: (lz := cluster.leases.lease(cam)) and lz.worker_id == "b" and lz)
     assert lease.epoch == 2
     cluster.wait_for("b recording", lambda: any(r.worker_id == "b" for r in cluster.index.all_segments()), timeout=30)
     a.resume()
@@ -62,7 +62,7 @@ def test_worker_restarted_after_the_ttl_indexes_its_recovered_spool(  # type: ig
         time.time_ns() // 1000, int(TTL * S))))
     spooled = pause_with_spooled_gops(cluster, a, [cam])
     a.kill()
-    lease = cluster.wait_for("b takes over", lambda: (l := cluster.leases.lease(cam)) and l.worker_id == "b" and l)
+    lease = cluster.wait_for("b takes over", lambda: (lz := cluster.leases.lease(cam)) and lz.worker_id == "b" and lz)
     cluster.wait_for("b recording", lambda: any(r.worker_id == "b" for r in cluster.index.all_segments()), timeout=30)
     time.sleep(TTL)
     before = {r.start_us for r in cluster.index.segments(cam) if r.worker_id == "a"}

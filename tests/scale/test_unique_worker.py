@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tests.scale.cluster import Cluster, Worker
-from tests.scale.test_multi_worker import cluster  # noqa: F401 - fixture
 from tests.support.s3server import free_port
 
 
