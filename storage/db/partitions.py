@@ -8,8 +8,7 @@ partition) takes rows of months with no partition (a wrong clock, test data from
 it should stay empty, since creating a month whose rows sit in it fails
 (``ensure_partitions`` then reports it and leaves that month to the DEFAULT).
 
-Retention drops a whole month (``drop_partition``: ``DETACH … CONCURRENTLY`` then
-``DROP``) when every camera's retention is past it and no hold overlaps it, which frees
+Retention drops a whole month (``drop_partition``: ``DETACH`` then ``DROP``) when every camera's retention is past it and no hold overlaps it, which frees
 the space at once instead of leaving millions of dead tuples for vacuum.
 """
 
@@ -109,8 +108,12 @@ def ensure_partitions(engine: Engine, *, now_us: int, months_ahead: int = 3,
         return created
 
 
-def drop_partition(engine: Engine, p: Partition) -> None:
-    """Detach (concurrently: readers and writers of other months are not blocked) and drop one month."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {p.name} CONCURRENTLY"))
+def drop_partition(engine: Engine, p: Partition, lock_timeout_ms: int = 2000) -> None:
+    """Detach and drop one month. ``DETACH … CONCURRENTLY`` is refused while a DEFAULT
+    partition exists, so this is a plain DETACH: a catalog change under a brief lock on
+    ``segments``, given up after ``lock_timeout_ms`` (rather than queueing every reader
+    behind a long query) and retried at the next retention run."""
+    with engine.begin() as conn:
+        conn.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
+        conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {p.name}"))
         conn.execute(text(f"DROP TABLE {p.name}"))

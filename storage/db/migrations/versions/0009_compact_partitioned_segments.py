@@ -19,6 +19,7 @@ Figures for 1 M rows are in docs/sizing.md ("Index row").
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Iterable
 
@@ -34,10 +35,12 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+log = logging.getLogger("storage.db.migrations.0009")
+
 BATCH = 20_000
 # Rows committed with a lower id after the batch copy passed it are copied in the final
 # step too: uploads are short transactions, so an id that far behind is never in flight.
-CATCH_UP_MARGIN = 10_000
+CATCH_UP_MARGIN = 1_000
 _COLS = ("id", "camera_id", "stream", "start_us", "end_us", "object_key", "bytes", "codec", "width", "height",
          "audio_codec", "sha256", "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "created_us")
 # Column order of the new table: 8-byte values first, then narrower, then variable (no padding).
@@ -133,20 +136,26 @@ def _upgrade_postgresql(bind: sa.Connection) -> None:
     bind.execute(sa.text(_PG_NEW.format(seq=seq)))
     bind.execute(sa.text("CREATE INDEX ix_segments_start_brin ON segments_new USING brin (start_us)"))
     bind.execute(sa.text("CREATE TABLE segments_default PARTITION OF segments_new DEFAULT"))
-    lo, hi = bind.execute(sa.text("SELECT min(start_us), max(start_us) FROM segments")).one()
+    lo = bind.execute(sa.text("SELECT min(start_us) FROM segments")).scalar()
     now = time.time_ns() // 1000
-    year, month = month_of(lo if lo is not None else now)
-    last = month_of(max(hi or now, now))
-    end_index = last[0] * 12 + last[1] - 1 + 3  # three months ahead
+    # Months from the oldest row (at most two years back) to three months ahead; rows
+    # outside (a camera clock far off) go to the DEFAULT partition.
+    year, month = month_of(max(lo if lo is not None else now, now - 730 * 86_400 * 1_000_000))
+    last = month_of(now)
+    end_index = last[0] * 12 + last[1] - 1 + 3
     while year * 12 + month - 1 <= end_index:
         create_partition(bind, year, month, parent="segments_new")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     copied_to = -1
+    started, rows, slowest = time.monotonic(), 0, 0.0
     with op.get_context().autocommit_block():
         with bind.engine.connect() as conn:
-            for copied_to, _n, _s in _batches(conn, "segments", "segments_new", _compact,
-                                              "ON CONFLICT DO NOTHING"):
-                pass
+            for copied_to, n, took in _batches(conn, "segments", "segments_new", _compact,
+                                               "ON CONFLICT DO NOTHING"):
+                rows, slowest = rows + n, max(slowest, took)
+    log.info("segments: %d rows copied in batches of %d in %.1f s (slowest batch %.2f s)", rows, BATCH,
+             time.monotonic() - started, slowest)
+    locked = time.monotonic()
     # The swap: writers wait (readers do not) while the rows written since are copied.
     bind.execute(sa.text("LOCK TABLE segments IN EXCLUSIVE MODE"))
     # Only now: workers of the previous release still write hex digests until the swap.
@@ -159,6 +168,7 @@ def _upgrade_postgresql(bind: sa.Connection) -> None:
     bind.execute(sa.text("ALTER TABLE segments_new RENAME TO segments"))
     bind.execute(sa.text("ALTER INDEX segments_new_pkey RENAME TO segments_pkey"))
     bind.execute(sa.text(f"ALTER SEQUENCE {seq} OWNED BY segments.id"))
+    log.info("segments: swapped; writes waited %.2f s (catch-up copy and renames)", time.monotonic() - locked)
 
 
 def _sqlite_new_table(name: str) -> sa.Table:
