@@ -50,21 +50,50 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_camera_rows(rows: Iterable[dict[str, Any]]) -> list[Camera]:
+# A fleet file's error answer lists at most this many rows (then says how many more).
+MAX_ERRORS = 100
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a fleet file has no use for them, and a few hundred
+    bytes of nested aliases expand to gigabytes (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a fleet file: "
+                                              "write each camera out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_camera_rows(rows: Iterable[dict[str, Any]], max_rows: int | None = None) -> list[Camera]:
     """Validate raw rows into cameras; raise ``FleetFileError`` listing every bad row."""
     cameras: list[Camera] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(rows, start=1):
+        if max_rows is not None and number > max_rows:
+            raise FleetFileError([RowError(number, None, f"more than {max_rows} rows: split the file "
+                                                         "(setting import_max_rows)")])
+        if len(errors) >= MAX_ERRORS:
+            errors.append(RowError(number, None, "too many bad rows; fix these first"))
+            break
         if not isinstance(raw, dict):
             errors.append(RowError(number, None, "expected a mapping of camera fields"))
             continue
+        # (A CSV row's surplus fields come under the key None: ignored, as before.)
+        bad = [k for k, v in raw.items()
+               if k is not None and (not isinstance(k, str) or isinstance(v, (dict, list, set)))]
+        if bad:
+            errors.append(RowError(number, None, "every field must be a name with a plain value (no lists or "
+                                                 f"mappings): check {str(bad[0])[:40]!r}"))
+            continue
         row = {k.strip(): v for k, v in raw.items() if k is not None and v not in ("", None)}
-        camera_id = str(row.get("id", "")) or None
+        camera_id = str(row.get("id", ""))[:64] or None
         try:
             camera = Camera.model_validate(row)
         except ValidationError as exc:
-            errors.append(RowError(number, camera_id, _validation_message(exc)))
+            errors.append(RowError(number, camera_id, _validation_message(exc)[:500]))
             continue
         if camera.id in seen:
             errors.append(RowError(number, camera.id, f"duplicate id, first seen in row {seen[camera.id]}"))
@@ -82,22 +111,25 @@ def _coerce_bool(value: Any) -> Any:
     return value
 
 
-def read_fleet_text(text: str, fmt: str) -> list[Camera]:
-    """Parse fleet text in ``fmt`` ("csv" or "yaml")."""
+def read_fleet_text(text: str, fmt: str, max_rows: int | None = None) -> list[Camera]:
+    """Parse fleet text in ``fmt`` ("csv" or "yaml"); more than ``max_rows`` rows is an error."""
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
-        rows = [{k: _coerce_bool(v) if k == "enabled" else v for k, v in r.items()} for r in reader]
-        return parse_camera_rows(rows)
+        rows = ({k: _coerce_bool(v) if k == "enabled" else v for k, v in r.items()} for r in reader)
+        try:
+            return parse_camera_rows(rows, max_rows)
+        except csv.Error as exc:
+            raise FleetFileError([RowError(reader.line_num, None, f"not valid CSV: {exc}")]) from exc
     if fmt == "yaml":
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader, without aliases
         except yaml.YAMLError as exc:
-            raise FleetFileError([RowError(0, None, f"not valid YAML: {exc}")]) from exc
+            raise FleetFileError([RowError(0, None, f"not valid YAML: {str(exc)[:500]}")]) from exc
         if isinstance(data, dict) and "cameras" in data:
             data = data["cameras"]
         if not isinstance(data, list):
             raise FleetFileError([RowError(0, None, "expected a list of cameras or {cameras: [...]}")])
-        return parse_camera_rows(data)
+        return parse_camera_rows(data, max_rows)
     raise ValueError(f"unknown fleet format {fmt!r}: use csv or yaml")
 
 

@@ -58,7 +58,7 @@ class MotionMask(BaseModel):
     def _check(self) -> "MotionMask":
         if (self.ref_width is None) != (self.ref_height is None):
             raise ValueError("give both ref_width and ref_height (pixel points) or neither (points in 0..1)")
-        w, h = (self.ref_width, self.ref_height) if self.ref_width else (1, 1)
+        w, h = (self.ref_width, self.ref_height) if self.ref_width and self.ref_height else (1, 1)
         for i, (x, y) in enumerate(self.points):
             if not (0 <= x <= w and 0 <= y <= h):
                 unit = f"{w}x{h} pixels" if self.ref_width else "0..1 (normalized)"

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
-# user:pass@ or user@ right after a scheme, anywhere in a string (an error
-# message from FFmpeg may embed the URL it was given).
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*@")
+# user:pass@ or user@ right after a scheme, anywhere in a string (an error message from
+# FFmpeg may embed the URL it was given): up to the *last* "@" of the word, so a password
+# holding "@", "/" or "#" is hidden whole (over-redacting a path with "@" is the safe side).
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)\S*@")
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str]:
+    """``(scheme "://", userinfo or None, the rest)``: the userinfo is everything between the
+    scheme and the last "@" (RFC 3986 lets no unencoded "@" into a host, path "@" must be %40)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", None, url
+    head, at, tail = rest.rpartition("@")
+    if not at:
+        return scheme + sep, None, rest
+    return scheme + sep, head, tail
 
 
 def redact_url(url: str) -> str:
     """``rtsp://user:pass@host/x`` -> ``rtsp://***@host/x``; other URLs unchanged."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    prefix, userinfo, rest = split_userinfo(url)
+    if userinfo is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return f"{prefix}***@{rest}"
 
 
 def redact_text(text: str) -> str:

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     rtsp_bind: str = Field("127.0.0.1:8554", description="host:port of the RTSP restream server.")
     registry_poll_seconds: float = Field(2.0, gt=0, le=5.0)
     stall_timeout_seconds: float = Field(10.0, ge=1.0, description="Reconnect when no packet arrives for this long.")
+    ingest_puller: Literal["native", "ffmpeg"] = Field(
+        "native", description="Default puller of RTSP cameras: native (our asyncio RTSP client, one event loop for "
+        "many cameras) or ffmpeg (PyAV's RTSP demuxer, a thread per camera). A camera's own puller wins.")
+    ingest_loops: int | None = Field(None, ge=1, le=256, description="Event-loop threads of the native puller "
+                                     "(default: the CPU count).")
     connect_timeout_seconds: float = Field(10.0, ge=1.0)
     max_clock_drift_seconds: float = Field(2.0, gt=0, description="Re-anchor media time to the wall clock past this drift.")
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
@@ -96,6 +101,43 @@ class Settings(BaseSettings):
         "(aioice's choice). Set [127.0.0.1] for loopback-only tests and single-host set-ups.",
     )
     live_max_viewers: int = Field(100, ge=1, description="Live viewers per camera stream (WebRTC + MSE); more get 429.")
+    # -- GB/T 28181 device access (docs/gb28181.md) --
+    gb_sip_bind: str = Field("", description="host:port of our GB/T 28181 SIP server (UDP and TCP); empty: "
+                             "GB/T 28181 is off.")
+    gb_id: str = Field("34020000002000000001", description="Our 20-digit platform id (SIP user of our server).")
+    gb_domain: str = Field("3402000000", description="Our 10-digit SIP domain, also the digest realm.")
+    gb_password: str = Field("", description="Default device password; empty: only devices added with "
+                             "'sharpeyes gb device add --password' may register.")
+    gb_media_host: str = Field("", description="The address we put in our SDP and SIP Contact, as devices reach us "
+                               "(the public address behind NAT); empty: the SIP bind host.")
+    gb_rtp_ports: str = Field("30000-30999", description="UDP/TCP port range for GB/T 28181 media, FIRST-LAST.")
+    gb_auto_enable: bool = Field(True, description="Record channels of a newly registered device at once.")
+    live_max_views_per_user: int = Field(32, ge=1, description="Live views one user may hold open at once (WebRTC, "
+                                         "MSE, RTSP); more get 429, so one account cannot take every viewer slot.")
+    whep_connect_timeout_seconds: float = Field(30.0, gt=0, description="A WHEP session whose peer has not "
+                                                "connected within this time is ended and frees its viewer slot.")
+    metrics_allow_ips: list[str] = Field(default_factory=list, description="Addresses or CIDR ranges that may "
+                                         "scrape GET /metrics without a credential (a Prometheus server); others "
+                                         "need an operator or admin token or API key. Empty: credential only.")
+    probe_allow_ranges: list[str] = Field(default_factory=list, description="CIDR ranges POST /api/probe may "
+                                          "reach although they are loopback or link-local (set by an admin).")
+    import_max_rows: int = Field(5000, ge=1, description="Rows one camera import may carry.")
+    rtsp_auth: bool = Field(True, description="The RTSP restream asks for a stream token (?token=) or Digest "
+                                              "credentials of a user; false only on a closed network.")
+    rtsp_idle_timeout_seconds: float = Field(30.0, gt=0, description="An RTSP connection that sends no complete "
+                                             "request for this long is closed (slow headers, idle sockets).")
+    rtsp_max_connections_per_client: int = Field(16, ge=1, description="RTSP connections one address may hold.")
+    rtsp_max_sessions_per_connection: int = Field(4, ge=1, description="RTSP SETUPs one connection may hold.")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _named_proxies(cls, value: str) -> str:
+        # "*" lets any client write its own X-Forwarded-For: forged audit addresses, and a
+        # fresh address per sign-in attempt defeats the per-address limit.
+        if "*" in value:
+            raise ValueError("forwarded_allow_ips='*' trusts every client's X-Forwarded-For; "
+                             "give the reverse proxy's address (for example 10.0.0.2)")
+        return value
 
     @field_validator("http_bind", "rtsp_bind")
     @classmethod
@@ -104,6 +146,38 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit():
             raise ValueError(f"{value!r}: expected host:port, for example 127.0.0.1:8080")
         return value
+
+    @field_validator("gb_sip_bind")
+    @classmethod
+    def _gb_bind(cls, value: str) -> str:
+        return cls._host_port(value) if value else value
+
+    @field_validator("gb_id")
+    @classmethod
+    def _gb_id(cls, value: str) -> str:
+        if len(value) != 20 or not value.isdigit():
+            raise ValueError(f"gb_id {value!r}: a GB/T 28181 platform id has 20 digits")
+        return value
+
+    @field_validator("gb_domain")
+    @classmethod
+    def _gb_domain(cls, value: str) -> str:
+        if len(value) != 10 or not value.isdigit():
+            raise ValueError(f"gb_domain {value!r}: a GB/T 28181 domain has 10 digits (the first 10 of gb_id)")
+        return value
+
+    @field_validator("gb_rtp_ports")
+    @classmethod
+    def _gb_ports(cls, value: str) -> str:
+        first, sep, last = value.partition("-")
+        if not (sep and first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535):
+            raise ValueError(f"gb_rtp_ports {value!r}: expected FIRST-LAST between 1024 and 65535, e.g. 30000-30999")
+        return value
+
+    @property
+    def gb_rtp_port_range(self) -> tuple[int, int]:
+        first, _, last = self.gb_rtp_ports.partition("-")
+        return int(first), int(last)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "Settings":
@@ -162,4 +236,5 @@ def load_yaml_settings(path: Path) -> dict[str, Any]:
         raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {path}: expected a mapping of setting names to values")
-    return data
+    # Keys may be written as the environment names without the prefix (GB_SIP_BIND) or lower-case.
+    return {str(k).lower(): v for k, v in data.items()}

@@ -17,17 +17,23 @@ from config.cameras import STREAMS, Camera, StreamName
 from config.settings import Settings
 from ingest.live.hub import LiveHubs
 from ingest.recording.segmenter import Clock, Segmenter
+from ingest.media.pipelines import motion_stream
+from ingest.recording.loops import IngestLoops
+from ingest.recording.native_session import NativeCameraSession
 from ingest.recording.session import CameraSession
 from ingest.recording.spool import Spool, SpoolEntry
 from ingest.recording.status import CameraStatus
 from ingest.recording.uploader import Uploader
-from storage.index.segments import Fence, SegmentIndex, now_us
+from storage.index.segments import Fence, SegmentIndex
+from config.times import now_us
 from storage.objects.store import ObjectStore
 from storage.index.registry import Registry
 
 log = logging.getLogger(__name__)
 
 SessionKey = tuple[str, StreamName]
+# (camera, stream, segmenter, index, **CameraSession options) -> a session, or None for RTSP.
+SessionFactory = Callable[..., CameraSession | None]
 
 
 class Supervisor:
@@ -42,6 +48,7 @@ class Supervisor:
         owns: Callable[[Camera], bool] = lambda camera: True,
         attach: Callable[["Supervisor", CameraSession], Callable[[], None]] | None = None,
         fence: Callable[[SpoolEntry], Fence | None] | None = None,
+        session_factory: SessionFactory | None = None,
     ):
         self.settings = settings
         self.registry = registry
@@ -52,6 +59,9 @@ class Supervisor:
         # Adds taps to each new session (snapshots, motion, transcode: ingest.media.pipelines);
         # returns what to call when the session stops.
         self.attach = attach
+        # Makes the session of a camera that is not pulled over RTSP (a GB/T 28181 channel:
+        # ingest.gb28181.media.session.gb_session_factory); None from it means RTSP.
+        self.session_factory = session_factory
         self._detach: dict[SessionKey, Callable[[], None]] = {}
         assert settings.spool_dir is not None
         # On a shared spool volume each worker has its own directory; a taker adopts
@@ -66,6 +76,7 @@ class Supervisor:
         self.sessions: dict[SessionKey, CameraSession] = {}
         # One live hub per camera stream; it outlives restarts of the session that feeds it.
         self.live = LiveHubs()
+        self.loops = IngestLoops(settings.ingest_loops)
         self._cameras: dict[str, Camera] = {}
         self._version: tuple[int, int] | None = None
         self._stop = threading.Event()
@@ -99,7 +110,9 @@ class Supervisor:
         for s in sessions:
             s.stop(gap_reason="worker_restart", timeout=max(0.1, deadline - time.monotonic()))
             self._detach_session((s.camera.id, s.stream))
-        return self.uploader.close(max(1.0, self.settings.shutdown_timeout_seconds / 2))
+        left = self.uploader.close(max(1.0, self.settings.shutdown_timeout_seconds / 2))
+        self.loops.close()
+        return left
 
     # -- reconciling with the registry ------------------------------------------------
 
@@ -128,22 +141,25 @@ class Supervisor:
                 if not cam.enabled or not self.owns(cam):
                     continue
                 for stream in STREAMS:
-                    if cam.stream_url(stream):
+                    # A GB/T 28181 channel has no URL: it is recorded only where a session
+                    # factory can INVITE its device (a process with GB_SIP_BIND set).
+                    if cam.stream_url(stream) or (cam.has_stream(stream) and cam.source == "gb28181"
+                                                  and self.session_factory is not None):
                         wanted[(cam.id, stream)] = cam
             for key, session in list(self.sessions.items()):
-                cam = wanted.get(key)
-                if cam is None or cam != session.camera:
+                wanted_cam = wanted.get(key)
+                if wanted_cam is None or wanted_cam != session.camera:
                     del self.sessions[key]
                     old = cameras.get(key[0])
                     reason = "disabled" if old is not None and not old.enabled else None
-                    if cam is not None:
+                    if wanted_cam is not None:
                         reason = None  # edited: the restart gap is closed by the new session at once
                     log.info("camera %s/%s: %s", key[0], key[1],
-                             "disabled" if reason else ("changed, restarting" if cam else "removed"))
+                             "disabled" if reason else ("changed, restarting" if wanted_cam else "removed"))
                     session.stop(gap_reason=reason)
                     self._detach_session(key)
                     self._past_refusals += session.segmenter.refusals
-                    if cam is None:
+                    if wanted_cam is None:
                         self.live.remove(*key)
             for key, cam in wanted.items():
                 if key not in self.sessions:
@@ -170,17 +186,36 @@ class Supervisor:
         elif last_end is not None:
             initial_gap = (last_end, "worker_restart")
         segmenter = self.new_segmenter(camera, stream, last_end)
-        return CameraSession(
-            camera,
-            stream,
-            segmenter,
-            self.index,
-            clock=self.clock,
-            connect_timeout=self.settings.connect_timeout_seconds,
-            stall_timeout=self.settings.stall_timeout_seconds,
-            initial_gap=initial_gap,
-            adopt_gap=adopt_gap,
-        )
+        options = dict(clock=self.clock, connect_timeout=self.settings.connect_timeout_seconds,
+                       stall_timeout=self.settings.stall_timeout_seconds, initial_gap=initial_gap,
+                       adopt_gap=adopt_gap)
+        if self.session_factory is not None:
+            session = self.session_factory(camera, stream, segmenter, self.index, **options)
+            if session is not None:
+                return session
+        puller, why = self.puller(camera, stream)
+        if puller == "native":
+            loop = self.loops.assign()
+            return NativeCameraSession(camera, stream, segmenter, self.index, loop=loop,
+                                       on_stopped=lambda: self.loops.release(loop),
+                                       **options)  # type: ignore[arg-type]
+        if why:
+            log.info("camera %s/%s: ffmpeg puller (%s)", camera.id, stream, why)
+        return CameraSession(camera, stream, segmenter, self.index, **options)  # type: ignore[arg-type]
+
+    def puller(self, camera: Camera, stream: StreamName) -> tuple[str, str]:
+        """Which puller records ``camera``'s ``stream``, and why when it is not the one asked for.
+
+        The native puller hands out access units, not ``av.Packet``s: a stream that motion
+        analysis or a transcode profile decodes from packets is pulled by ffmpeg (PyAV)."""
+        wanted = getattr(camera, "puller", None) or self.settings.ingest_puller
+        if wanted != "native":
+            return "ffmpeg", ""
+        if stream == "main" and camera.transcode != "none":
+            return "ffmpeg", f"transcode profile {camera.transcode} decodes PyAV packets"
+        if stream == motion_stream(camera, self.settings):
+            return "ffmpeg", "motion analysis decodes PyAV packets"
+        return "native", ""
 
     def recorded_until(self, camera_id: str, stream: StreamName) -> int | None:
         """End of what is recorded for the stream, in the spool or the index.

@@ -5,18 +5,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import uvicorn
 
 from config.settings import Settings
 from ingest.cluster.lease_keeper import exit_process
 from sharpeyes.services import Services
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_free
 from streams.access.users import UserStore, ensure_first_admin
 from streams.app import create_app
 from streams.context import AppContext
+
+if TYPE_CHECKING:
+    from ingest.cluster.lease_keeper import LeaseKeeper
+    from ingest.gb28181.service import GbServer
 
 log = logging.getLogger("sharpeyes")
 
@@ -33,25 +37,26 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
             # Printed once, never logged: only its hash is stored.
             print(f"\nFirst admin created: user 'admin', password {password}\n"
                   "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
-    supervisor = None
-    extras: dict = {}
-    keeper = None
-    cleaner = None
+    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store)
+    keeper: LeaseKeeper | None = None
     if ingest:
         from ingest.media.pipelines import MediaPipelines
         from ingest.supervisor import Supervisor
-        from storage.index.media import MediaIndex
 
-        media_index = MediaIndex(svc.engine)
-        pipelines = MediaPipelines(settings, media_index, clock=now_us)
-        extras = {"media": pipelines, "media_index": media_index}
-        lease_hooks = {}
+        pipelines = ctx.media = MediaPipelines(settings, ctx.media_index, clock=now_us)
         if settings.use_leases:
             keeper = svc.lease_keeper()
             keeper.on_usurped = exit_process
             keeper.register()  # refuses to start when another live process has this worker id
-            lease_hooks = {"owns": keeper.owns, "fence": keeper.fence}
-        supervisor = Supervisor(settings, svc.registry, svc.index, svc.store, attach=pipelines.attach, **lease_hooks)
+        factory = None
+        if settings.gb_sip_bind:
+            ctx.gb = start_gb_server(svc)
+            factory = gb_session_factory(settings, ctx.gb)
+        parts = (settings, svc.registry, svc.index, svc.store)
+        supervisor = ctx.supervisor = (
+            Supervisor(*parts, attach=pipelines.attach, owns=keeper.owns, fence=keeper.fence,
+                       session_factory=factory) if keeper is not None
+            else Supervisor(*parts, attach=pipelines.attach, session_factory=factory))
         if keeper is not None:
             keeper.attach(supervisor)
         supervisor.start()
@@ -59,51 +64,83 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
             keeper.start()
             log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
         log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), supervisor.spool.root)
-        cleaner = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
-                                   policy=retention_policy(settings), region_of=svc.registry.region_subtree,
-                                   free_bytes=store_free_bytes(settings),
-                                   interval_seconds=settings.retention_interval_seconds)
-        cleaner.start()
-        extras["retention"] = cleaner
-    ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store, supervisor=supervisor,
-                     extras=extras)
+        ctx.retention = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
+                                         policy=retention_policy(settings), region_of=svc.registry.region_subtree,
+                                         free_bytes=store_free_bytes(settings),
+                                         interval_seconds=settings.retention_interval_seconds)
+        ctx.retention.start()
     app = create_app(ctx)
-    if supervisor is not None:
+    if ctx.supervisor is not None:
         from streams.live.restream import install_restream
 
-        install_restream(app, supervisor.live, settings.rtsp_bind)
+        install_restream(app, ctx.supervisor.live, settings.rtsp_bind)
         log.info("RTSP restream on rtsp://%s/{camera_id}[/sub]", settings.rtsp_bind)
     server = _Server(http_config(app, settings, bind))
     log.info("%s on %s://%s", "HTTPS" if settings.tls_cert else "HTTP", "https" if settings.tls_cert else "http", bind)
     try:
         server.run()
     finally:
-        if cleaner is not None:
-            cleaner.close()
+        if ctx.retention is not None:
+            ctx.retention.close()
         if keeper is not None:
             keeper.drain()  # keep the leases valid while the last segments are indexed
-        if supervisor is not None:
+        if ctx.supervisor is not None:
             log.info("stopping: closing open segments and uploading (up to %.0f s)", settings.shutdown_timeout_seconds)
-            left = supervisor.close()
+            left = ctx.supervisor.close()
             if left:
                 log.warning("%d segment(s) wait in the spool; they upload on the next start", left)
             else:
                 log.info("spool drained; stopped cleanly")
         if keeper is not None:
             keeper.stop()
+        if ctx.gb is not None:
+            ctx.gb.close()  # after the supervisor: its sessions sent their BYEs through it
+
+
+def start_gb_server(svc: Services) -> GbServer:
+    """The GB/T 28181 SIP server (devices register, keep alive, answer queries) on its own loop thread."""
+    from ingest.gb28181.service import GbServer, GbService
+    from storage.index.gb_devices import GbDeviceStore
+    from streams.access.audit import AuditLog
+
+    settings = svc.settings
+    audit_log = AuditLog(svc.engine)
+
+    def audit(action: str, outcome: str, device_id: str, client_ip: str, detail: str) -> None:
+        audit_log.append(user=f"gb:{device_id}", role="device", client_ip=client_ip, action=action, outcome=outcome,
+                         detail=detail)
+
+    server = GbServer(GbService(settings, svc.registry, GbDeviceStore(svc.engine, svc.cipher), audit=audit))
+    server.start()
+    log.info("GB/T 28181: SIP server %s on %s (udp+tcp), media on %s ports %s", settings.gb_id,
+             settings.gb_sip_bind, settings.gb_media_host or settings.gb_sip_bind.rpartition(":")[0],
+             settings.gb_rtp_ports)
+    return server
+
+
+def gb_session_factory(settings: Settings, server: GbServer):  # type: ignore[no-untyped-def]
+    """The supervisor's sessions for GB/T 28181 channel cameras: INVITE through ``server``."""
+    from ingest.gb28181.doctor import media_address
+    from ingest.gb28181.media.receiver import PortPool
+    from ingest.gb28181.media.session import GbLink, gb_session_factory as factory
+
+    link = GbLink(loop=server.loop, endpoint=server.service.endpoint, devices=server.service, our_id=settings.gb_id,
+                  domain=settings.gb_domain, media_host=media_address(settings),
+                  ports=PortPool(*settings.gb_rtp_port_range), bind_host=settings.gb_sip_bind.rpartition(":")[0])
+    return factory(link, lambda cam: cam.gb_device_id if cam.source == "gb28181" else None)
 
 
 def http_config(app: object, settings: Settings, bind: str) -> uvicorn.Config:
     """uvicorn's settings for the API: HTTPS when a certificate is configured."""
     host, _, port = bind.rpartition(":")
-    tls = {}
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    tls = settings.tls_cert is not None and settings.tls_key is not None
     # No permessage-deflate: live fMP4 does not compress, and deflating every fragment for
     # every MSE viewer cost more CPU than the rest of the viewer (tests/bench/live.py).
     return uvicorn.Config(app, host=host, port=int(port), proxy_headers=True,  # type: ignore[arg-type]
                           forwarded_allow_ips=settings.forwarded_allow_ips, log_config=None, access_log=False,
-                          ws_per_message_deflate=False, **tls)
+                          ws_per_message_deflate=False,
+                          ssl_certfile=str(settings.tls_cert) if tls else None,
+                          ssl_keyfile=str(settings.tls_key) if tls else None)
 
 
 def retention_policy(settings: Settings) -> RetentionPolicy:

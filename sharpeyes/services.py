@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import typer
 from sqlalchemy import Engine
@@ -14,6 +15,9 @@ from storage.index.segments import SegmentIndex
 from storage.objects.store import ObjectStore
 from storage.index.registry import Registry
 from storage.index.credentials import SecretCipher, load_cipher
+
+if TYPE_CHECKING:
+    from streams.access.changes import RegistryChanges
 
 
 @dataclass
@@ -35,6 +39,15 @@ class Services:
     @cached_property
     def registry(self) -> Registry:
         return Registry(self.engine, self.cipher)
+
+    @cached_property
+    def changes(self) -> "RegistryChanges":
+        """Audited registry and user changes (the CLI's actor is ``Actor.os_user()``)."""
+        from streams.access.audit import AuditLog
+        from streams.access.changes import RegistryChanges
+        from streams.access.users import UserStore
+
+        return RegistryChanges(self.registry, AuditLog(self.engine), UserStore(self.engine))
 
     @cached_property
     def store(self) -> ObjectStore:

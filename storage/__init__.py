@@ -2,7 +2,7 @@
 
 from storage.db.engine import open_engine
 from storage.index.camera_status import CameraStatusTable
-from storage.index.segments import Fence, FencedOut, SegmentIndex, SegmentRecord, now_us
+from storage.index.segments import Fence, FencedOut, SegmentIndex, SegmentRecord
 from storage.index.leases import Lease, LeaseTable, WorkerInfo
 from storage.index.keyframes import Keyframe, pack_keyframes, unpack_keyframes
 from storage.objects.local import LocalObjectStore
@@ -43,7 +43,6 @@ __all__ = [
     "SegmentIndex",
     "SegmentRecord",
     "check_key",
-    "now_us",
     "open_engine",
     "open_object_store",
     "pack_keyframes",

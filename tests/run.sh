@@ -2,12 +2,13 @@
 # Install what the tests need (idempotently), then run pytest with the given arguments.
 #   ./tests/run.sh -q                 # whole suite
 #   SHARPEYES_TEST_CAMERA_SIZE=640x360 ./tests/run.sh tests/support_tests
+#   SHARPEYES_SKIP_LINT=1 ./tests/run.sh tests/archive   # without ruff and mypy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ffmpeg gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-libav gstreamer1.0-tools chromium)
+  gstreamer1.0-libav gstreamer1.0-tools chromium sip-tester)
 # Node and npm for the browser tests (tests/browser); a NodeSource nodejs already includes npm.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 
@@ -37,6 +38,12 @@ npm_want="$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)"
 if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/browser --no-audit --no-fund
   echo "$npm_want" > "$npm_stamp"
+fi
+
+# Lint and types first (fast, and CI runs this script): SHARPEYES_SKIP_LINT=1 skips them.
+if [ "${SHARPEYES_SKIP_LINT:-0}" != "1" ]; then
+  .venv/bin/ruff check --quiet .
+  .venv/bin/mypy
 fi
 
 rc=0

@@ -36,7 +36,8 @@ from config.settings import Settings
 from ingest.recording.segmenter import Clock
 from ingest.recording.spool import SpoolEntry
 from storage.index.camera_status import CameraStatusTable
-from storage.index.segments import Fence, now_us
+from storage.index.segments import Fence
+from config.times import now_us
 from storage.index.leases import DuplicateWorker, LeaseTable
 from storage.index.registry import Registry
 

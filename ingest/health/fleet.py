@@ -61,18 +61,21 @@ def fleet_health(
     stale_us: int,
     statuses: list[CameraStatus] | None = None,
     spool: dict[str, Any] | None = None,
+    region_codes: set[str] | None = None,
 ) -> FleetHealth:
     """Health of every enabled camera's main stream. ``statuses`` are the live sessions of
     this process (None: judge from the index alone, with segments older than
-    ``stale_us`` counting as offline)."""
+    ``stale_us`` counting as offline). ``region_codes`` limits it to those regions' cameras
+    and regions (a caller's scope); None: all."""
     live = {(s.camera_id, s.stream): s for s in statuses or []}
     cov = fleet_coverage(index, now_us - HOUR_US, now_us)
     parent = {r.code: r.parent for r in registry.regions()}
-    regions: dict[str, RegionHealth] = {code: RegionHealth(code) for code in parent}
+    regions: dict[str, RegionHealth] = {code: RegionHealth(code) for code in parent
+                                        if region_codes is None or code in region_codes}
     sums: dict[str, float] = {}
     cameras: list[CameraHealth] = []
     for cam in registry.cameras():
-        if not cam.enabled:
+        if not cam.enabled or (region_codes is not None and cam.region not in region_codes):
             continue
         c = cov.get((cam.id, "main"))
         ratio = c.ratio(HOUR_US) if c else 0.0

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import av
 
@@ -132,7 +132,7 @@ class LiveHub:
         self._last_out: int | None = None
         self._frame_90k = 3600
         # Session-thread GOP cache while nobody watches: (packet, wallclock) as they came.
-        self._idle_gop: list[tuple[av.Packet, float]] = []
+        self._idle_gop: list[tuple[av.Packet | AccessUnit, float]] = []
         self._watched = False  # converting and posting every frame (someone subscribed)
         self._lock = threading.Lock()
 
@@ -141,7 +141,36 @@ class LiveHub:
     def attach(self, session: CameraSession) -> None:
         """Feed this hub from ``session`` (call before ``session.start()``)."""
         self.session = session
-        session.taps.append(self.tap)
+        au_taps = getattr(session, "au_taps", None)
+        if au_taps is not None:
+            au_taps.append(self.tap_access_unit)  # the native puller: access units, no av.Packet
+        else:
+            session.taps.append(self.tap)
+
+    def tap_access_unit(self, au: AccessUnit, source: Any) -> None:
+        """A native session's tap: the same as ``tap`` for an access unit of ``source``
+        (a ``NativeVideoInput``: codec, size and parameter sets of the connection)."""
+        if source is not self._source_stream:
+            self._source_stream = source
+            previous = self.params
+            generation = previous.generation + 1 if previous is not None else 1
+            self._set_params(StreamParams(source.codec, source.width, source.height, tuple(source.parameter_sets),
+                                          previous.fps if previous is not None else None, generation))
+        self.last_au_monotonic = time.monotonic()
+        self.access_units += 1
+        with self._lock:
+            if not self._watched:
+                if au.keyframe:
+                    self._idle_gop = [(au, time.time())]
+                elif self._idle_gop and len(self._idle_gop) < MAX_GOP_CACHE:
+                    self._idle_gop.append((au, time.time()))
+                return
+            if not self.fanout.subscriber_count:
+                self._watched = False
+                self._idle_gop = [(au, time.time())] if au.keyframe else []
+                self._hubs.post(self.fanout.clear_cache)
+                return
+            self._hubs.post(self.fanout.publish, self._to_au(au, time.time()))
 
     def tap(self, packet: av.Packet) -> None:
         """A ``CameraSession`` tap: converts and posts one access unit; never blocks.
@@ -173,20 +202,25 @@ class LiveHub:
                 return
             self._hubs.post(self.fanout.publish, self._to_au(packet, time.time()))
 
-    def _to_au(self, packet: av.Packet, wallclock: float) -> AccessUnit:
-        """One packet as a viewer's access unit: 90 kHz pts on one continuous timeline,
-        parameter sets in front of keyframes. Called with ``_lock`` held."""
+    def _to_au(self, packet: av.Packet | AccessUnit, wallclock: float) -> AccessUnit:
+        """One packet (or a native access unit) as a viewer's access unit: 90 kHz pts on one
+        continuous timeline, parameter sets in front of keyframes. Called with ``_lock`` held."""
         params = self.params
         assert params is not None
+        if isinstance(packet, AccessUnit):
+            return self._place(packet.pts_90k, packet.nals, packet.keyframe, wallclock)
         pts = int(packet.pts * packet.time_base / TIME_BASE_90K) if packet.time_base else packet.pts
+        return self._place(pts, tuple(split_annexb(bytes(packet))), bool(packet.is_keyframe), wallclock)
+
+    def _place(self, pts: int, nals: tuple[bytes, ...], keyframe: bool, wallclock: float) -> AccessUnit:
+        params = self.params
+        assert params is not None
         out = pts + self._offset_90k
         if self._last_out is not None and not (0 < out - self._last_out <= MAX_PTS_STEP_90K):
             # A new timeline: continue one frame after the last access unit served.
             self._offset_90k = self._last_out + self._frame_90k - pts
             out = pts + self._offset_90k
         self._last_out = out
-        nals = tuple(n for n in split_annexb(bytes(packet)))
-        keyframe = bool(packet.is_keyframe)
         if keyframe:
             inband = tuple(n for n in nals if _is_param(params.codec, n))
             if inband and parameter_set_nals(params.codec, list(inband)) not in ((), params.parameter_sets):

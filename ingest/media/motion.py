@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from config.motion import MotionSettings
-from ingest.media.packet_worker import PacketWorker, new_decoder
+from ingest.media.packet_worker import PacketWorker, StreamDecoder
 from storage.index.media import MediaIndex
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,7 @@ class MotionAnalyzer:
         self.width = width
         self.batch_seconds = batch_seconds
         self.on_levels = on_levels
-        self.unreadable = 0
-        self._decoder: av.VideoCodecContext | None = None
-        self._source: object = None
+        self.decoder = StreamDecoder(f"camera {camera_id}/{stream} motion", on_new_source=self._new_source)
         self._anchor: tuple[float, float] | None = None  # (pts seconds, wall seconds)
         self._next_t: float | None = None
         self._pending: list[tuple[int, int]] = []
@@ -123,18 +121,16 @@ class MotionAnalyzer:
     def close(self) -> None:
         self.tap.close()
 
+    @property
+    def unreadable(self) -> int:
+        """Packets the decoder refused."""
+        return self.decoder.unreadable
+
+    def _new_source(self) -> None:
+        self._anchor = None  # a new connection's pts start anywhere
+
     def _handle(self, packet: av.Packet, arrival_us: int) -> None:
-        if packet.stream is not self._source:
-            self._source = packet.stream
-            self._decoder = new_decoder(packet.stream)
-            self._anchor = None
-        assert self._decoder is not None
-        try:
-            frames = self._decoder.decode(packet)
-        except av.error.FFmpegError:
-            self.unreadable += 1
-            return
-        for frame in frames:
+        for frame in self.decoder.decode(packet):
             if frame.pts is None or frame.time_base is None:
                 continue
             pts_s = float(frame.pts * frame.time_base)

@@ -1,4 +1,5 @@
-"""``PacketWorker``: the off-thread half of a session tap.
+"""``PacketWorker``: the off-thread half of a session tap; ``StreamDecoder``: the decode loop
+every tap that needs pictures (snapshots, motion, transcode) runs on that thread.
 
 A tap runs on the camera's session thread, so it must return at once. A
 ``PacketWorker`` is a tap that only queues the packet; its own thread does the
@@ -96,8 +97,43 @@ class PacketWorker:
                 log.exception("%s: shutdown failed", self.name)
 
 
-def new_decoder(stream: av.video.stream.VideoStream, *, keyframes_only: bool = False,
-                threads: int = 1) -> av.VideoCodecContext:
+class StreamDecoder:
+    """Decodes one camera stream's packets into frames, with a decoder of its own.
+
+    A session reconnecting hands over packets of a new ``av`` stream, whose parameters
+    may differ: the decoder is then made anew (after ``on_new_source``, where a consumer
+    flushes or resets what depended on the old one). A packet the decoder refuses is
+    counted in ``unreadable`` and yields no frames: one bad packet must not end the tap.
+    ``keyframes_only`` makes FFmpeg skip every non-keyframe (``skip_frame=NONKEY``).
+    """
+
+    def __init__(self, name: str, *, keyframes_only: bool = False, threads: int = 1,
+                 on_new_source: Callable[[], None] | None = None):
+        self.name = name
+        self.keyframes_only = keyframes_only
+        self.threads = threads
+        self.on_new_source = on_new_source
+        self.unreadable = 0
+        self._source: object = None
+        self._decoder: av.VideoCodecContext | None = None
+
+    def decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """The frames ``packet`` completes (none while the decoder buffers, or for a bad packet)."""
+        if packet.stream is not self._source or self._decoder is None:
+            if self.on_new_source is not None:
+                self.on_new_source()
+            self._source = packet.stream
+            self._decoder = _new_decoder(packet.stream, keyframes_only=self.keyframes_only, threads=self.threads)
+        try:
+            return self._decoder.decode(packet)
+        except av.error.FFmpegError as exc:
+            self.unreadable += 1
+            log.debug("%s: unreadable packet skipped: %s", self.name, exc)
+            return []
+
+
+def _new_decoder(stream: av.video.stream.VideoStream, *, keyframes_only: bool = False,
+                 threads: int = 1) -> av.VideoCodecContext:
     """A decoder of our own for ``stream``'s codec (never the demuxer's context)."""
     src = stream.codec_context
     ctx = av.CodecContext.create(src.name, "r")

@@ -117,7 +117,11 @@ class MediaPipelines:
             snap = Snapshotter(cam.id, stream, self.snapshots, self.media, clock=self.clock,
                                thumbnail_interval_us=int(self.settings.thumbnail_interval_seconds * 1_000_000),
                                thumbnail_width=self.settings.thumbnail_width)
-            session.taps.append(snap.tap)
+            au_taps = getattr(session, "au_taps", None)
+            if au_taps is not None:
+                au_taps.append(snap.tap_access_unit)  # native puller: lazy, decoded on request
+            else:
+                session.taps.append(snap.tap)
             closers.append(snap.close)
         if stream == motion_stream(cam, self.settings):
             settings = self.media.motion_settings(cam.id) if self.media is not None else None

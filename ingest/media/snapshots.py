@@ -12,75 +12,76 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 import av
-import cv2
 import numpy as np
 
-from ingest.media.packet_worker import PacketWorker, new_decoder
-from storage.index.media import MediaIndex, Thumbnail
+from ingest.access_unit import AccessUnit
+from ingest.media.jpeg import picture
+from ingest.media.packet_worker import PacketWorker, StreamDecoder
+from storage.index.media import MediaIndex, Picture
 
 log = logging.getLogger(__name__)
 
-JPEG_QUALITY = 80
+# Native-puller thumbnails (one keyframe a camera a minute) share one decoding thread.
+_THUMBNAILS = ThreadPoolExecutor(1, thread_name_prefix="thumbnails")
+
 THUMBNAIL_QUALITY = 60
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    camera_id: str
-    stream: str
-    t_us: int
-    width: int
-    height: int
-    jpeg: bytes
-
-
-def scaled_size(width: int, height: int, to_width: int | None) -> tuple[int, int]:
-    """(width, height) downscaled (never up) to ``to_width``, keeping the aspect."""
-    if to_width is None or not 0 < to_width < width:
-        return width, height
-    return to_width, max(2, round(height * to_width / width))
-
-
-def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY, width: int | None = None) -> bytes:
-    """JPEG of a BGR image, downscaled (never up) to ``width`` keeping the aspect."""
-    size = scaled_size(image.shape[1], image.shape[0], width)
-    if size != (image.shape[1], image.shape[0]):
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:  # pragma: no cover - OpenCV refuses only impossible images
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def resize_jpeg(jpeg: bytes, width: int) -> bytes:
-    """A stored JPEG at a smaller ``width`` (for ``latest.jpg?width=``)."""
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    return encode_jpeg(image, width=width)
-
-
 class SnapshotStore:
-    """The latest snapshot of every camera stream this process sees (memory only)."""
+    """The latest picture of every camera stream this process sees (memory only).
+
+    A native-puller stream leaves its newest keyframe here instead of a picture
+    (``put_keyframe``); ``latest`` decodes it on request, once per GOP, so a camera
+    nobody looks at costs no decoding (issue 15: lazy snapshots).
+    """
 
     def __init__(self) -> None:
-        self._latest: dict[tuple[str, str], Snapshot] = {}
+        self._latest: dict[tuple[str, str], Picture] = {}
+        self._keyframes: dict[tuple[str, str], Callable[[], Picture | None]] = {}
         self._lock = threading.Lock()
+        self.lazy_decodes = 0
 
-    def put(self, snap: Snapshot) -> None:
+    def put(self, snap: Picture) -> None:
         with self._lock:
             self._latest[(snap.camera_id, snap.stream)] = snap
 
-    def latest(self, camera_id: str) -> Snapshot | None:
+    def put_keyframe(self, camera_id: str, stream: str, decode: Callable[[], Picture | None]) -> None:
+        """The newest keyframe of a stream, as a decode to run only if someone asks."""
+        with self._lock:
+            self._keyframes[(camera_id, stream)] = decode
+
+    def latest(self, camera_id: str) -> Picture | None:
         """The sub-stream's picture where there is one (smaller), else the main's."""
+        for key in ((camera_id, "sub"), (camera_id, "main")):
+            with self._lock:
+                decode = self._keyframes.pop(key, None)
+            if decode is not None:
+                pic = decode()
+                self.lazy_decodes += 1
+                if pic is not None:
+                    self.put(pic)
         with self._lock:
             return self._latest.get((camera_id, "sub")) or self._latest.get((camera_id, "main"))
 
     def forget(self, camera_id: str, stream: str) -> None:
         with self._lock:
             self._latest.pop((camera_id, stream), None)
+            self._keyframes.pop((camera_id, stream), None)
+
+
+def decode_keyframe(codec: str, nals: tuple[bytes, ...], parameter_sets: tuple[bytes, ...]) -> np.ndarray | None:
+    """One keyframe (NAL units, parameter sets put in front when it has none) as a BGR image."""
+    ctx: Any = av.CodecContext.create("hevc" if codec == "h265" else "h264", "r")
+    data = b"".join(b"\x00\x00\x00\x01" + n for n in (*parameter_sets, *nals))
+    try:
+        frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
+    except (av.error.FFmpegError, ValueError):
+        return None
+    return frames[0].to_ndarray(format="bgr24") if frames else None
 
 
 class Snapshotter:
@@ -97,45 +98,66 @@ class Snapshotter:
         self.media = media
         self.thumbnail_interval_us = thumbnail_interval_us
         self.thumbnail_width = thumbnail_width
-        self.unreadable = 0
         self.snapshots = 0
         self.thumbnails = 0
-        self._decoder: av.VideoCodecContext | None = None
-        self._source: object = None
+        self.decoder = StreamDecoder(f"camera {camera_id}/{stream} snapshots", keyframes_only=True)
         self._last_bucket: int | None = None
         self.tap = PacketWorker(f"snap-{camera_id}-{stream}", self._handle, clock=clock, maxsize=8)
+        self._clock = clock
+        self._thumbs = _THUMBNAILS
 
     def close(self) -> None:
         self.tap.close()
 
+    @property
+    def unreadable(self) -> int:
+        """Keyframes the decoder refused."""
+        return self.decoder.unreadable
+
+    def tap_access_unit(self, au: AccessUnit, source: Any) -> None:
+        """A native session's tap (on its ingest loop): keep the keyframe for ``latest`` to
+        decode on request; decode one a thumbnail interval, on this snapshotter's thread."""
+        if not au.keyframe:
+            return
+        t_us = self._clock()
+        codec, params = source.codec, tuple(source.parameter_sets)
+
+        def decode() -> Picture | None:
+            image = decode_keyframe(codec, au.nals, params)
+            return None if image is None else picture(image, self.camera_id, self.stream, t_us)
+        self.store.put_keyframe(self.camera_id, self.stream, decode)
+        bucket = t_us // self.thumbnail_interval_us
+        if self.media is not None and bucket != self._last_bucket:
+            self._last_bucket = bucket
+            self._thumbs.submit(self._thumbnail, codec, au.nals, params, t_us)
+
+    def _thumbnail(self, codec: str, nals: tuple[bytes, ...], params: tuple[bytes, ...], t_us: int) -> None:
+        image = decode_keyframe(codec, nals, params)
+        if image is None or self.media is None:
+            return
+        thumb = picture(image, self.camera_id, self.stream, t_us, quality=THUMBNAIL_QUALITY, width=self.thumbnail_width)
+        try:
+            self.media.add_thumbnail(thumb)
+            self.thumbnails += 1
+        except Exception:  # noqa: BLE001 - the index being down must not stop snapshots
+            log.exception("camera %s: could not store a thumbnail", self.camera_id)
+
     def _handle(self, packet: av.Packet, arrival_us: int) -> None:
         if not packet.is_keyframe:
             return  # the decoder would skip it anyway; don't even hand it over
-        if packet.stream is not self._source:
-            # A new connection: its stream may carry other parameters.
-            self._source = packet.stream
-            self._decoder = new_decoder(packet.stream, keyframes_only=True)
-        assert self._decoder is not None
-        try:
-            frames = self._decoder.decode(packet)
-        except av.error.FFmpegError as exc:
-            self.unreadable += 1
-            log.debug("camera %s/%s: unreadable keyframe skipped: %s", self.camera_id, self.stream, exc)
-            return
-        for frame in frames:
+        for frame in self.decoder.decode(packet):
             self._picture(frame.to_ndarray(format="bgr24"), arrival_us)
 
     def _picture(self, image: np.ndarray, t_us: int) -> None:
-        h, w = image.shape[:2]
-        self.store.put(Snapshot(self.camera_id, self.stream, t_us, w, h, encode_jpeg(image)))
+        self.store.put(picture(image, self.camera_id, self.stream, t_us))
         self.snapshots += 1
         bucket = t_us // self.thumbnail_interval_us
         if self.media is not None and bucket != self._last_bucket:
             self._last_bucket = bucket
-            small = encode_jpeg(image, THUMBNAIL_QUALITY, width=self.thumbnail_width)
-            tw, th = scaled_size(w, h, self.thumbnail_width)
+            thumb = picture(image, self.camera_id, self.stream, t_us, quality=THUMBNAIL_QUALITY,
+                            width=self.thumbnail_width)
             try:
-                self.media.add_thumbnail(Thumbnail(self.camera_id, self.stream, t_us, tw, th, small))
+                self.media.add_thumbnail(thumb)
                 self.thumbnails += 1
             except Exception:  # noqa: BLE001 - the index being down must not stop snapshots
                 log.exception("camera %s: could not store a thumbnail", self.camera_id)

@@ -33,9 +33,9 @@ from typing import Callable
 
 import av
 
-from config.cameras import Camera, TranscodeProfile
+from config.cameras import Camera
 from config.settings import Settings
-from ingest.media.packet_worker import PacketWorker, new_decoder
+from ingest.media.packet_worker import PacketWorker, StreamDecoder
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +179,12 @@ class Transcoder:
         self.encoder = encoder
         self.threads = threads
         self.outputs: list[Output] = outputs if outputs is not None else []
-        self.unreadable = 0
         self.frames_in = 0
         self.frames_out = 0
         self.packets_out = 0
         self.stream: av.video.stream.VideoStream | None = None  # the output's codec parameters
-        self._decoder: av.VideoCodecContext | None = None
-        self._source: object = None
+        self.decoder = StreamDecoder(f"camera {camera_id} transcode {spec.name}", threads=threads,
+                                     on_new_source=self._new_source)
         self._container: av.container.OutputContainer | None = None
         self._next_pts_s: float | None = None
         self._arrivals: dict[int, int] = {}
@@ -205,20 +204,19 @@ class Transcoder:
             packet.opaque = arrival_us
             self._send(packet)
             return
-        if packet.stream is not self._source:
-            self._flush_encoder()
-            self._source = packet.stream
-            self._decoder = new_decoder(packet.stream, threads=self.threads)
-            self._next_pts_s = None
-        assert self._decoder is not None
-        try:
-            frames = self._decoder.decode(packet)
-        except av.error.FFmpegError:
-            self.unreadable += 1
-            return
-        for frame in frames:
+        for frame in self.decoder.decode(packet):
             self.frames_in += 1
             self._encode(frame, arrival_us)
+
+    @property
+    def unreadable(self) -> int:
+        """Packets the decoder refused."""
+        return self.decoder.unreadable
+
+    def _new_source(self) -> None:
+        # A reconnect: finish the old encode; the new stream may have another size or rate.
+        self._flush_encoder()
+        self._next_pts_s = None
 
     def _size(self, frame: av.VideoFrame) -> tuple[int, int]:
         w, h = self.spec.width, self.spec.height

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from datetime import datetime, timezone
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,8 +21,11 @@ from typing import Callable
 
 import av
 
+from config.times import iso_utc
 from storage.mp4.nal import parameter_set_nals, split_annexb
+from ingest.recording.native_segment import NativeOpenSegment, NativeVideoInput
 from ingest.recording.spool import Spool, SpoolEntry
+from storage.mp4.sps import parse_sps
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class _OpenSegment:
         # with identical pictures never share a hash and a lone file says what it is.
         self.container.metadata["title"] = f"{entry.camera_id}/{entry.stream}"
         self.container.metadata["comment"] = f"sharpeyes start_us={entry.start_us}"
-        self.container.metadata["creation_time"] = _iso(entry.start_us)
+        self.container.metadata["creation_time"] = iso_utc(entry.start_us, "microseconds")
         self.video = self.container.add_stream_from_template(video)
         if extradata:
             self.video.codec_context.extradata = extradata
@@ -196,9 +198,11 @@ class Segmenter:
         last_end_us: int | None = None,
         admit: Callable[[], bool] = lambda: True,
         on_refused: Callable[[int], None] = lambda t_us: None,
+        origin: str = "live",
     ):
         self.camera_id = camera_id
         self.stream = stream
+        self.origin = origin  # written into every segment: "live", or "device" (GB/T 28181 backfill)
         self.spool = spool
         self.target_us = target_us
         self.clock = clock
@@ -219,6 +223,8 @@ class Segmenter:
         self._refusing = False
         self._video: av.video.stream.VideoStream | None = None
         self._audio: av.audio.stream.AudioStream | None = None
+        # The native puller's input instead of a PyAV stream (storage.mp4.fragments writes).
+        self._native: NativeVideoInput | None = None
         self._extradata: bytes | None = None
         # (width, height) decoded from the stream after an in-band change; None: the input's.
         self._dimensions: tuple[int, int] | None = None
@@ -246,6 +252,7 @@ class Segmenter:
         """A new connection: new stream parameters and a new time anchor."""
         self.end_run()
         self._video = video
+        self._native = None
         # Ticks to microseconds in integers: Fraction arithmetic on every packet is
         # measurable with dozens of cameras in one process.
         us_per_tick = Fraction(video.time_base) * 1_000_000
@@ -255,6 +262,27 @@ class Segmenter:
         self._dimensions = None
         self._anchor_pts = None
         self._last_pts = None
+
+    def start_native_input(self, source: NativeVideoInput) -> None:
+        """A new native connection (90 kHz access units, AAC frames on the same timeline)."""
+        self.end_run()
+        self._video = None
+        self._native = source
+        us_per_tick = Fraction(1, 90000) * 1_000_000
+        self._us_num, self._us_den = us_per_tick.numerator, us_per_tick.denominator
+        self._audio = None
+        self._extradata = None
+        self._dimensions = None
+        self._anchor_pts = None
+        self._last_pts = None
+
+    @property
+    def _codec_name(self) -> str:
+        """FFmpeg's name of the input's video codec ("h264" or "hevc")."""
+        if self._native is not None:
+            return self._native.ffmpeg_name
+        assert self._video is not None
+        return self._video.codec_context.name
 
     def end_run(self) -> None:
         """The run of continuous media time ended (disconnect, pts jump, stop):
@@ -273,7 +301,7 @@ class Segmenter:
     def push_video(self, packet: av.Packet, arrival_us: int | None = None) -> None:
         """One whole access unit (see ``AccessUnitJoiner``), with when it arrived
         (default: now on the injected clock)."""
-        assert self._video is not None, "start_input first"
+        assert self._video is not None or self._native is not None, "start_input first"
         pts = packet.pts
         now = self.clock() if arrival_us is None else arrival_us
         if self._anchor_pts is None:
@@ -300,8 +328,8 @@ class Segmenter:
         self._last_pts = pts
 
     def push_audio(self, packet: av.Packet) -> None:
-        if self._seg is not None and self._audio is not None:
-            self._seg.write_audio(packet)
+        if self._seg is not None and (self._audio is not None or self._native is not None):
+            self._seg.write_audio(packet)  # type: ignore[arg-type]
 
     # -- internals ------------------------------------------------------------------
 
@@ -321,23 +349,24 @@ class Segmenter:
             self._anchor_us -= ahead
 
     def _t_us(self, pts: int) -> int:
-        assert self._video is not None and self._anchor_pts is not None
+        assert self._anchor_pts is not None
         return self._anchor_us + (pts - self._anchor_pts) * self._us_num // self._us_den
 
     def _on_keyframe(self, packet: av.Packet, pts: int, now: int) -> None:
         t = self._t_us(pts)
         admitted = self.admit()
-        assert self._video is not None
+        codec = self._codec_name
         # In-band parameter sets, once a GOP: what the frames really use. New ones (a
         # camera switched resolution or profile) need a new segment with a new header.
-        in_band = parameter_sets(bytes(packet), self._video.codec_context.name)
+        in_band = parameter_sets(bytes(packet), codec)
         changed = self._seg is not None and in_band is not None and in_band != self._extradata
         if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor
                                       or not admitted or changed):
             if changed:
                 log.info("%s/%s: new parameter sets in-band (resolution or profile change); new segment",
                          self.camera_id, self.stream)
-                self._dimensions = _dimensions(packet, self._video.codec_context.name, in_band)
+                self._dimensions = (_sps_dimensions(codec, in_band) if self._native is not None
+                                    else _dimensions(packet, codec, in_band))
             self._close(pts)
             if self._reanchor:
                 log.info("%s/%s: clock drift %d ms past the bound; new anchor",
@@ -358,11 +387,14 @@ class Segmenter:
                 self.on_refused(t)
 
     def _open(self, packet: av.Packet, pts: int, t: int, in_band: bytes | None) -> None:
-        assert self._video is not None
         if self.last_end_us is not None and t < self.last_end_us:
             # Never overlap what is already recorded: shift the anchor forward.
             self._anchor_us += self.last_end_us - t
             t = self.last_end_us
+        if self._native is not None:
+            self._open_native(self._native, pts, t, in_band)
+            return
+        assert self._video is not None
         ctx = self._video.codec_context
         entry = SpoolEntry(
             camera_id=self.camera_id,
@@ -373,6 +405,7 @@ class Segmenter:
             height=self._dimensions[1] if self._dimensions else ctx.height,
             audio_codec=self._audio.codec_context.name if self._audio is not None else None,
             worker_id=self.worker_id,
+            origin=self.origin,
             name=str(t),
         )
         # Prefer the parameter sets the camera sends in-band at this keyframe: they
@@ -384,6 +417,29 @@ class Segmenter:
         path = self.spool.open(entry)
         self._seg = _OpenSegment(path, entry, self._video, self._audio, self._extradata)
         self._seg.base_pts = pts
+        self.on_started(t)
+
+    def _open_native(self, source: NativeVideoInput, pts: int, t: int, in_band: bytes | None) -> None:
+        params = tuple(split_annexb(in_band)) if in_band else source.parameter_sets
+        dims = self._dimensions or (source.width, source.height)
+        entry = SpoolEntry(
+            camera_id=self.camera_id,
+            stream=self.stream,
+            start_us=t,
+            codec=source.codec,
+            width=dims[0],
+            height=dims[1],
+            audio_codec="aac" if source.audio is not None else None,
+            worker_id=self.worker_id,
+            name=str(t),
+        )
+        if in_band:
+            self._extradata = in_band
+        self.on_open(entry)
+        path = self.spool.open(entry)
+        seg = NativeOpenSegment(path, entry, source, params)
+        seg.base_pts = pts
+        self._seg = seg  # type: ignore[assignment]
         self.on_started(t)
 
     def _close(self, end_pts: int, extra_us: int = 0) -> None:
@@ -431,8 +487,18 @@ class Segmenter:
         return self._seg is not None
 
 
-def _iso(t_us: int) -> str:
-    return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _sps_dimensions(codec: str, annexb: bytes) -> tuple[int, int] | None:
+    """Width and height from the SPS among Annex-B parameter sets (the native path: no decoder)."""
+    name = "h265" if codec == "hevc" else "h264"
+    for nal in split_annexb(annexb):
+        kind = (nal[0] >> 1) & 0x3F if name == "h265" else nal[0] & 0x1F
+        if kind == (33 if name == "h265" else 7):
+            try:
+                info = parse_sps(name, nal)
+            except ValueError:
+                return None
+            return info.width, info.height
+    return None
 
 
 def _dimensions(packet: av.Packet, codec: str, extradata: bytes) -> tuple[int, int] | None:

@@ -96,11 +96,11 @@ class CameraSession:
         initial_gap: tuple[int, str] | None = None,
         adopt_gap: tuple[int, str] | None = None,
     ):
-        url = camera.stream_url(stream)
-        if url is None:
-            raise ValueError(f"camera {camera.id} has no {stream} stream URL")
         self.camera = camera
         self.stream: StreamName = stream
+        url = self.source_url()
+        if url is None:
+            raise ValueError(f"camera {camera.id} has no {stream} stream URL")
         self.url = url
         self.segmenter = segmenter
         self.index = index
@@ -124,6 +124,10 @@ class CameraSession:
         elif initial_gap is not None:
             # E.g. the span since the last recorded segment before this process started.
             self._open_gap(initial_gap[0], initial_gap[1], "")
+
+    def source_url(self) -> str | None:
+        """What this session pulls (the RTSP URL; a GB/T 28181 session names its channel)."""
+        return self.camera.stream_url(self.stream)
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ class SpoolEntry:
     # The camera's lease epoch when recording began (None without leases): the fencing
     # token the index checks, kept with the segment so recovery after a crash uses it too.
     lease_epoch: int | None = None
+    # "live", or "device" for a segment backfilled from a GB/T 28181 device's recording.
+    origin: str = "live"
     # File name stem, fixed when the segment opens (its start may still be refined
     # before it closes).
     name: str = ""

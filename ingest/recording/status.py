@@ -29,6 +29,10 @@ class CameraStatus:
     segments: int = 0
     transcode: str = ""  # the profile running on this stream ("" none), or "<profile>: failed"
     encoder: str = ""  # the H.264 encoder it uses (libx264, h264_nvenc, ...)
+    puller: str = "ffmpeg"  # "native" (our RTSP client) or "ffmpeg" (PyAV's demuxer)
+    lost_packets: int = 0  # RTP packets that never came (native puller)
+    dropped_frames: int = 0  # pictures dropped for loss, until the next keyframe (native puller)
+    clock_offset_ms: float | None = None  # camera clock (RTCP SR) minus ours; recorded, never applied
 
     def as_dict(self) -> dict:
         return asdict(self)

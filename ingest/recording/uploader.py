@@ -218,7 +218,7 @@ class Uploader:
             camera_id=entry.camera_id, stream=entry.stream, start_us=start_us, end_us=end_us, object_key=key,
             bytes=size, codec=entry.codec, width=entry.width, height=entry.height, audio_codec=entry.audio_codec,
             sha256=sha, init_sha256=hashlib.sha256(init).hexdigest(), init_data=init, keyframes=keyframes,
-            drift_us=entry.drift_us, worker_id=entry.worker_id,
+            drift_us=entry.drift_us, worker_id=entry.worker_id, origin=entry.origin,
         )
 
     def _upload_pieces(self, entry: SpoolEntry, path: Path, init: bytes, fence: Fence | None,

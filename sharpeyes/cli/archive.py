@@ -7,26 +7,16 @@ Wiring only: the timeline is ``storage.archive.timeline``; its answer (the same 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from config.times import TimeError, parse_time
+from config.times import TimeError, format_local, parse_time
+from sharpeyes.cli.output import console, err
 from sharpeyes.services import from_context
 from storage.archive.timeline import timeline
 from streams.api.archive import timeline_view
 
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _local(ms: int, offset: str) -> str:
-    sign = -1 if offset.startswith("-") else 1
-    hours, minutes = offset[1:].split(":")
-    tz = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
-    return datetime.fromtimestamp(ms / 1000, tz=tz).isoformat(timespec="milliseconds")
 
 
 def _duration(ms: int) -> str:
@@ -37,29 +27,31 @@ def _duration(ms: int) -> str:
 def recordings(
     ctx: typer.Context,
     camera: str = typer.Argument(..., help="Camera id."),
-    start: str = typer.Option(..., "--from", help="ISO 8601 with an offset (2027-01-15T16:00:00+08:00) or epoch ms."),
-    end: str = typer.Option(..., "--to", help="ISO 8601 with an offset or epoch ms."),
+    start: str = typer.Option(..., "--from", help="ISO 8601 (2027-01-15T16:00:00+08:00) or epoch ms; a time "
+                              "without an offset is in display_timezone."),
+    end: str = typer.Option(..., "--to", help="Same forms as --from."),
     stream: str = typer.Option("main", "--stream", help="main or sub."),
     as_json: bool = typer.Option(False, "--json", help="Print the API's JSON answer instead of a table."),
 ) -> None:
     """Recorded runs and gaps (with reasons) of one camera over a time range."""
     if stream not in ("main", "sub"):
-        _err.print(f"[red]error:[/red] --stream {stream!r}: use main or sub")
+        err.print(f"[red]error:[/red] --stream {stream!r}: use main or sub")
         raise typer.Exit(2)
     try:
-        s, e = parse_time(start, "--from"), parse_time(end, "--to")
+        zone = from_context(ctx).settings.display_timezone
+        s, e = parse_time(start, "--from", naive_zone=zone), parse_time(end, "--to", naive_zone=zone)
         if s >= e:
             raise TimeError("--from must be before --to")
     except TimeError as exc:
-        _err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     services = from_context(ctx)
     if services.registry.camera(camera) is None:
-        _err.print(f"[red]error:[/red] camera {camera} is not registered; see sharpeyes camera list")
+        err.print(f"[red]error:[/red] camera {camera} is not registered; see sharpeyes camera list")
         raise typer.Exit(1)
     view = timeline_view(timeline(services.index, camera, stream, s, e), services.settings)
     if as_json:
-        _out.print_json(json.dumps(view))
+        console.print_json(json.dumps(view))
         return
     off = view["display_offset"]
     table = Table(title=f"{camera}/{stream} {view['start']} .. {view['end']} (local = {view['display_timezone']} {off})")
@@ -69,8 +61,8 @@ def recordings(
     rows += [(g["start_ms"], "gap", g, g["reason"], g["detail"]) for g in view["gaps"]]
     for _t, kind, item, what, detail in sorted(rows, key=lambda x: x[0]):
         style = "green" if kind == "run" else "red"
-        table.add_row(f"[{style}]{kind}[/{style}]", item["start"], item["end"], _local(item["start_ms"], off),
+        table.add_row(f"[{style}]{kind}[/{style}]", item["start"], item["end"], format_local(item["start_ms"] * 1000, view["display_timezone"]),
                       _duration(item["duration_ms"]), what, detail)
-    _out.print(table)
+    console.print(table)
     recorded = sum(r["duration_ms"] for r in view["runs"])
-    _out.print(f"recorded {_duration(recorded)} in {len(view['runs'])} run(s); {len(view['gaps'])} gap(s)")
+    console.print(f"recorded {_duration(recorded)} in {len(view['runs'])} run(s); {len(view['gaps'])} gap(s)")

@@ -1,4 +1,6 @@
-"""``sharpeyes camera ...``: register, list, show, edit, remove, import and probe cameras."""
+"""``sharpeyes camera ...``: register, list, show, edit, remove, import and probe cameras.
+
+Changes go through ``streams.access.changes`` and are audited as the operating-system user."""
 
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ from config.fleet import FleetFileError, read_fleet_file
 from config.redact import redact_url
 from sharpeyes.cli.output import clean_error, console, err, fail, services
 from storage.index.registry import RegistryError
+from streams.access.changes import Actor, NotInScope
 
 camera_app = typer.Typer(help="Register and inspect cameras.", no_args_is_help=True)
 
 
 def _camera_row(c: Camera) -> list[str]:
-    return [c.id, c.name, c.region, "yes" if c.enabled else "no", redact_url(c.main_url),
+    region = c.region if c.region_note is None else f"{c.region} (CivilCode {c.gb_civil_code} not registered)"
+    main = redact_url(c.main_url) if c.source == "rtsp" else f"GB/T 28181 device {c.gb_device_id}"
+    return [c.id, c.name, region, "yes" if c.enabled else "no", main,
             redact_url(c.sub_url) if c.sub_url else "", c.rtsp_transport, str(c.retention_days), c.transcode]
 
 
@@ -46,7 +51,7 @@ def camera_add(
         from ingest.media.transcode import check_profile
 
         check_profile(cam, services(ctx).settings)
-        services(ctx).registry.add_camera(cam)
+        services(ctx).changes.add_camera(Actor.os_user(), cam)
     except (ValueError, RegistryError) as exc:
         fail(clean_error(exc))
     console.print(f"camera {camera_id} added")
@@ -103,7 +108,9 @@ def camera_edit(
     if not changes:
         fail("nothing to change; see 'sharpeyes camera edit --help'")
     try:
-        services(ctx).registry.update_camera(camera_id, **changes)
+        services(ctx).changes.edit_camera(Actor.os_user(), camera_id, changes)
+    except NotInScope:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
     except (ValueError, RegistryError) as exc:
         fail(clean_error(exc))
     console.print(f"camera {camera_id} updated")
@@ -113,7 +120,9 @@ def camera_edit(
 def camera_remove(ctx: typer.Context, camera_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Unregister a camera. Its recordings stay until retention removes them."""
     try:
-        services(ctx).registry.remove_camera(camera_id)
+        services(ctx).changes.remove_camera(Actor.os_user(), camera_id)
+    except NotInScope:
+        fail(f"camera {camera_id} is not registered; see 'sharpeyes camera list'")
     except RegistryError as exc:
         fail(str(exc))
     console.print(f"camera {camera_id} removed")
@@ -125,12 +134,12 @@ def camera_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=Tr
     """Register many cameras from CSV or YAML: all of them, or none if any row is bad."""
     try:
         cams = read_fleet_file(file)
-        services(ctx).registry.add_cameras(cams)
+        services(ctx).changes.import_cameras(Actor.os_user(), cams, source=str(file))
     except FleetFileError as exc:
         err.print(f"[red]error:[/red] {file}: {len(exc.errors)} bad row(s), nothing imported")
         for e in exc.errors:
             err.print(f"  {e}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except (ValueError, RegistryError) as exc:
         fail(f"{file}: nothing imported:\n{exc}")
     console.print(f"{len(cams)} camera(s) imported from {file}")
@@ -176,4 +185,5 @@ def _public(c: Camera) -> dict[str, Any]:
     d = c.model_dump()
     d["main_url"] = redact_url(c.main_url)
     d["sub_url"] = redact_url(c.sub_url) if c.sub_url else None
+    d["region_note"] = c.region_note
     return d

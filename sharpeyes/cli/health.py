@@ -7,14 +7,13 @@ import urllib.request
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ingest.health.fleet import fleet_health
+from sharpeyes.cli.output import console
 from sharpeyes.services import from_context
-from storage.index.segments import now_us
+from config.times import now_us
 
-console = Console()
 
 
 def status(

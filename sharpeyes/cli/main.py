@@ -16,6 +16,7 @@ import typer
 from sharpeyes.cli.archive import recordings
 from sharpeyes.cli.cameras import camera_app
 from sharpeyes.cli.evidence import export, verify
+from sharpeyes.cli.gb import gb_app
 from sharpeyes.cli.health import status
 from sharpeyes.cli.media import motion_command
 from sharpeyes.cli.output import setup_logging
@@ -40,6 +41,7 @@ app.command("export")(export)
 app.command("verify")(verify)
 app.add_typer(db_app, name="db", help="The index database (migrations).")
 app.add_typer(workers_app, name="workers", help="Live ingest workers and their cameras.")
+app.add_typer(gb_app, name="gb", help="GB/T 28181 devices that register to us.")
 
 
 @app.callback()

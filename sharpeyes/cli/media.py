@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from config.times import TimeError, format_local, parse_time
+from sharpeyes.cli.output import console, err
 from sharpeyes.services import from_context
 
-_out = Console()
-_err = Console(stderr=True)
 
 
 def motion_command(
     ctx: typer.Context,
     camera_id: str = typer.Argument(..., metavar="CAMERA"),
-    start: str = typer.Option(..., "--from", help="Start: ISO 8601 (e.g. 2026-11-27T02:00) or µs since the epoch."),
+    start: str = typer.Option(..., "--from", help="Start: ISO 8601 or epoch ms; a time without an offset "
+                              "(2026-11-27T02:00) is in display_timezone."),
     end: str = typer.Option(..., "--to", help="End, same forms."),
     min_level: int = typer.Option(1, help="Only seconds at or over this level (1..255)."),
 ) -> None:
@@ -26,37 +25,25 @@ def motion_command(
     from storage.index.media import MediaIndex
 
     services = from_context(ctx)
-    tz = ZoneInfo(services.settings.display_timezone)
+    tz = services.settings.display_timezone
     try:
-        s, e = (_parse(v, tz) for v in (start, end))
-    except ValueError as exc:
-        _err.print(f"[red]{exc}[/red]")
+        s, e = parse_time(start, "--from", naive_zone=tz), parse_time(end, "--to", naive_zone=tz)
+    except TimeError as exc:
+        err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     if services.registry.camera(camera_id) is None:
-        _err.print(f"[red]camera {camera_id} is not registered; see 'sharpeyes camera list'[/red]")
+        err.print(f"[red]camera {camera_id} is not registered; see 'sharpeyes camera list'[/red]")
         raise typer.Exit(1)
     spans = MediaIndex(services.engine).motion_spans([camera_id], s // 1_000_000, -(-e // 1_000_000), min_level)
     table = Table("start", "end", "seconds", "peak")
     for span in spans:
         table.add_row(_fmt(span.start_s, tz), _fmt(span.end_s, tz), str(span.end_s - span.start_s), str(span.peak))
-    _out.print(table)
-    _out.print(f"{len(spans)} span(s) with motion")
+    console.print(table)
+    console.print(f"{len(spans)} span(s) with motion")
 
 
-def _parse(value: str, tz: ZoneInfo) -> int:
-    if value.lstrip("-").isdigit():
-        return int(value)
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{value!r}: give ISO 8601 (2026-11-27T02:00) or µs since the epoch") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=tz)
-    return int(t.timestamp() * 1_000_000)
-
-
-def _fmt(second: int, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(second, tz=timezone.utc).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+def _fmt(second: int, zone: str) -> str:
+    return format_local(second * 1_000_000, zone, timespec="seconds")
 
 
 def print_profile_costs(console: Console, width: int, height: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 
 import typer
@@ -36,7 +37,7 @@ def services(ctx: typer.Context) -> Services:
 
 def fail(message: str, code: int = 1) -> None:
     """Print ``message`` as an error and exit with ``code``."""
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -47,3 +48,11 @@ def clean_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
     return str(exc)
+
+
+def cli_actor() -> str:
+    """Who a CLI command acts as in the audit trail: the operating-system user, as ``cli:NAME``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:?"

@@ -9,6 +9,7 @@ import typer
 from config.cameras import Region
 from sharpeyes.cli.output import console, fail, services
 from storage.index.registry import RegistryError
+from streams.access.changes import Actor
 
 region_app = typer.Typer(help="The region tree: county -> township -> village.", no_args_is_help=True)
 
@@ -18,7 +19,7 @@ def region_add(ctx: typer.Context, code: str, name: str,
                parent: Optional[str] = typer.Option(None, help="Code of the parent region (a township's county).")) -> None:
     """Add a region under an optional parent."""
     try:
-        services(ctx).registry.add_region(Region(code=code, name=name, parent=parent))
+        services(ctx).changes.add_region(Actor.os_user(), Region(code=code, name=name, parent=parent))
     except (ValueError, RegistryError) as exc:
         fail(str(exc))
     console.print(f"region {code} added")

@@ -1,24 +1,20 @@
-"""CLI for running at scale: ``sharpeyes db upgrade``, ``sharpeyes db partitions`` and ``sharpeyes workers``. Wiring only."""
+"""CLI for running at scale: ``sharpeyes db upgrade``, ``db partitions`` and ``sharpeyes workers``. Wiring only."""
 
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from config.times import iso_utc
-from storage.index.segments import now_us
+from config.times import iso_utc, now_us
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 workers_app = typer.Typer(help="Ingest workers and the cameras they hold.", invoke_without_command=True)
-console = Console()
 
 
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Bring the index schema to the newest migration (run once before starting workers and API nodes)."""
-    from sharpeyes.cli.output import services
-
+    from sharpeyes.cli.output import console, services
     from storage.db.partitions import ensure_partitions
 
     engine = services(ctx).engine  # opening the engine runs the migrations
@@ -31,8 +27,8 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_partitions(ctx: typer.Context,
                   months_ahead: int = typer.Option(3, min=1, max=24, help="Create monthly partitions this far ahead."),
                   ) -> None:
-    """PostgreSQL: create the monthly partitions of segments ahead and list them (run daily; retention runs do it too)."""
-    from sharpeyes.cli.output import services
+    """PostgreSQL: create the monthly partitions of segments ahead and list them (run daily; retention does it too)."""
+    from sharpeyes.cli.output import console, services
     from storage.db.partitions import ensure_partitions, partitions
 
     engine = services(ctx).engine
@@ -51,7 +47,7 @@ def db_partitions(ctx: typer.Context,
 @workers_app.callback()
 def workers_list(ctx: typer.Context) -> None:
     """List live ingest workers, how many cameras each holds, and their advertised URLs."""
-    from sharpeyes.cli.output import services
+    from sharpeyes.cli.output import console, services
     from storage.index.leases import LeaseTable
 
     svc = services(ctx)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 
+from sharpeyes.cli.output import console
 from sharpeyes.services import from_context
 
 storage_app = typer.Typer(help="Retention and object store lifecycle.", no_args_is_help=True)
-console = Console()
 
 
 @storage_app.command("lifecycle")
@@ -46,7 +45,7 @@ def lifecycle(
 @storage_app.command("retention")
 def retention_once(ctx: typer.Context) -> None:
     """Run the retention cleaner once now (a running process also runs it periodically)."""
-    from storage.index.segments import now_us
+    from config.times import now_us
     from storage.archive.retention import RetentionCleaner
 
     from sharpeyes.process import retention_policy, store_free_bytes

@@ -7,19 +7,19 @@ in ``ctx.obj``. No domain logic here: it lives in ``streams.access.users`` and `
 
 from __future__ import annotations
 
-import getpass
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo
+
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from config.times import TimeError, parse_time
 from sharpeyes.services import Services, from_context
 from streams.access.audit import AuditLog
+from streams.access.changes import Actor
 from streams.access.users import ALL_REGIONS, ROLES, UserError, UserStore
 
 user_app = typer.Typer(help="Users, roles and region scopes.", no_args_is_help=True)
@@ -31,18 +31,6 @@ _err = Console(stderr=True)
 
 def _services(ctx: typer.Context) -> Services:
     return from_context(ctx)
-
-
-def _actor() -> str:
-    # CLI changes are audited as the operating-system user who ran them.
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:?"
-
-
-def _audit(services: Services, action: str, detail: str) -> None:
-    AuditLog(services.engine).append(user=_actor(), role="admin", client_ip="local", action=action, detail=detail)
 
 
 def _read_password(password_stdin: bool, prompt: str = "Password") -> str:
@@ -73,11 +61,10 @@ def user_add(
     services = _services(ctx)
     password = _read_password(password_stdin)
     try:
-        user = UserStore(services.engine).add(name, password, role, region or [ALL_REGIONS])
+        user = services.changes.add_user(Actor.os_user(), name, password, role, region or [ALL_REGIONS])
     except UserError as exc:
         _fail(exc)
         return
-    _audit(services, "user_add", f"target={user.name} role={user.role} regions={','.join(user.scope)}")
     _out.print(f"added {user.name} ({user.role}, regions {', '.join(user.scope)})", highlight=False)
 
 
@@ -91,11 +78,10 @@ def user_passwd(
     services = _services(ctx)
     password = _read_password(password_stdin, "New password")
     try:
-        UserStore(services.engine).passwd(name, password)
+        services.changes.passwd(Actor.os_user(), name, password)
     except UserError as exc:
         _fail(exc)
         return
-    _audit(services, "user_passwd", f"target={name}")
     _out.print(f"password of {name} changed", highlight=False)
 
 
@@ -104,11 +90,10 @@ def user_disable(ctx: typer.Context, name: str) -> None:
     """Disable a user: sign-in refused, tokens stop working at once."""
     services = _services(ctx)
     try:
-        UserStore(services.engine).disable(name)
+        services.changes.disable(Actor.os_user(), name)
     except UserError as exc:
         _fail(exc)
         return
-    _audit(services, "user_disable", f"target={name}")
     _out.print(f"{name} disabled", highlight=False)
 
 
@@ -122,17 +107,14 @@ def user_list(ctx: typer.Context) -> None:
     _out.print(table)
 
 
-def _parse_time(value: str | None, tz: str) -> int | None:
-    """ISO 8601 date or date-time to µs; a time without an offset is in ``display_timezone``."""
+def _parse_time(value: str | None, name: str, zone: str) -> int | None:
+    """``config.times.parse_time``, a time without an offset read in ``zone``."""
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r}: use ISO 8601, for example 2026-11-27 or 2026-11-27T08:00+08:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(tz))
-    return int(moment.timestamp() * 1_000_000)
+        return parse_time(value, name, naive_zone=zone)
+    except TimeError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @audit_app.command("verify")
@@ -154,14 +136,14 @@ def audit_verify(ctx: typer.Context) -> None:
 @audit_app.command("export")
 def audit_export(
     ctx: typer.Context,
-    since: Optional[str] = typer.Option(None, "--from", help="Start (ISO 8601), inclusive; local time unless an offset is given."),
-    until: Optional[str] = typer.Option(None, "--to", help="End (ISO 8601), exclusive."),
+    since: Optional[str] = typer.Option(None, "--from", help="Start, inclusive: ISO 8601 or epoch ms; a time without an offset is in display_timezone."),
+    until: Optional[str] = typer.Option(None, "--to", help="End, exclusive: same forms as --from."),
     output: Path = typer.Option(..., "-o", "--output", help="CSV file to write ('-' for stdout)."),
 ) -> None:
     """Write audit rows in a time range as CSV, hashes included."""
     services = _services(ctx)
     tz = services.settings.display_timezone
-    since_us, until_us = _parse_time(since, tz), _parse_time(until, tz)
+    since_us, until_us = _parse_time(since, "--from", tz), _parse_time(until, "--to", tz)
     log = AuditLog(services.engine)
     if str(output) == "-":
         count = log.export_csv(sys.stdout, since_us=since_us, until_us=until_us)

@@ -9,7 +9,7 @@ the plan knows the whole file's size and byte layout before a byte of video is r
 ``ClipPlan.iter_bytes(store, first, end)`` then yields the file (or any byte range of
 it, for HTTP Range): the header, the first fragment (fetched while planning, its moof
 rebuilt by ``fold_preroll``), then each later source fragment fetched with one ranged
-read per segment and patched in place (size-neutral) so that
+read per segment and patched in place (size-neutral, ``patch_fragment``) so that
 
 * ``mfhd`` sequence numbers run 1, 2, 3... over the clip,
 * every ``tfdt`` is on the clip's timeline, and
@@ -29,33 +29,43 @@ indexed size (``verify="stat"``). While streaming, every fragment must parse as
 (its init from the index plus all its fragments) must hash to its indexed sha256;
 otherwise ``SegmentCorrupt`` is raised and the stream ends short, never silently
 handing out altered video.
+
+This module plans (which segments, which byte ranges, which edit-list times) and
+streams; the bytes are rewritten by ``storage.mp4.edit`` (``build_header``,
+``fold_preroll``, ``patch_fragment``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator, Literal, Protocol
 
 from config.times import iso_utc
+from storage.archive.timeline import ClipGap, recorded_gaps
 from storage.index.segments import SegmentIndex
 from storage.index.keyframes import unpack_keyframes
-from storage.mp4.read import Box, TrackInfo, find_box, find_boxes, iter_boxes, parse_init, parse_moof
+from storage.mp4.boxes import find_box, find_boxes
+from storage.mp4.edit import (
+    FragmentError,
+    TimeOverflow,
+    TrackShift,
+    build_header,
+    ceil_ticks,
+    check_fragment,
+    fold_preroll,
+    patch_fragment,
+    ticks,
+)
+from storage.mp4.read import parse_init
 from storage.objects.store import ObjectNotFound, ObjectStore
 from storage.db.schema import SegmentRow
 
-# Two segments (or a gap's edge and a segment) closer than this are contiguous:
-# one frame at 20 fps. The segmenter makes segments of one run contiguous to the tick.
-CONTIGUOUS_US = 50_000
-
 __all__ = [
-    "CONTIGUOUS_US",
     "ClipError",
     "ClipFragment",
-    "ClipGap",
     "ClipPlan",
     "EncodingChanged",
     "NoRecordings",
@@ -70,19 +80,6 @@ __all__ = [
 
 class ClipError(Exception):
     """A clip cannot be built; the message says why and what to ask for instead."""
-
-
-@dataclass(frozen=True)
-class ClipGap:
-    """A span of the requested range with no video in the clip, and why."""
-
-    start_us: int
-    end_us: int
-    reason: str  # a gap reason from the index, "unknown" (nothing indexed), or "storage_missing"
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return {"start_us": self.start_us, "end_us": self.end_us, "reason": self.reason, "detail": self.detail}
 
 
 class NoRecordings(ClipError):
@@ -241,7 +238,8 @@ class ClipPlan:
                     del buf[:frag.source_size]
                 if digest is not None:
                     digest.update(raw)
-                data = self._first_out if frag.sequence == 1 and self._first_out is not None else self._patched(frag, raw)
+                folded = self._first_out if frag.sequence == 1 else None
+                data = folded if folded is not None else self._patched(frag, raw)
                 lo = max(first - frag.clip_offset, 0)
                 hi = min(end - frag.clip_offset, frag.size)
                 if hi > lo:
@@ -263,205 +261,32 @@ class ClipPlan:
         return self._inits[seg.init_sha256]
 
     def _patched(self, frag: ClipFragment, data: bytearray) -> bytearray:
-        _check_fragment(frag, data)
-        moof = next(iter_boxes(data))
-        mfhd = find_box(data, "mfhd", moof.payload_offset, moof.end)
-        if mfhd is not None:
-            struct.pack_into(">I", data, mfhd.payload_offset + 4, frag.sequence)
-        for traf in find_boxes(data, "traf", moof.payload_offset, moof.end):
-            self._patch_traf(frag, data, traf)
-        return data
-
-    def _patch_traf(self, frag: ClipFragment, data: bytearray, traf: Box) -> None:
         seg = frag.segment
-        tfhd = find_box(data, "tfhd", traf.payload_offset, traf.end)
-        if tfhd is None:
-            return
-        p = tfhd.payload_offset
-        flags = int.from_bytes(data[p + 1:p + 4], "big")
-        track_id = struct.unpack_from(">I", data, p + 4)[0]
-        if flags & 0x01:  # explicit base data offset: absolute in the source file
-            old = struct.unpack_from(">Q", data, p + 8)[0]
-            struct.pack_into(">Q", data, p + 8, old - frag.byte_start + frag.clip_offset)
-        ts = self.timescales.get(track_id)
-        tfdt = find_box(data, "tfdt", traf.payload_offset, traf.end)
-        if ts is None or tfdt is None:
-            return
-        q = tfdt.payload_offset
-        version = data[q]
-        old_t = struct.unpack_from(">Q" if version == 1 else ">I", data, q + 4)[0]
-        new_t = max(0, old_t + _ticks(seg.start_us - self.zero_us, ts))
-        if version == 1:
-            struct.pack_into(">Q", data, q + 4, new_t)
-        elif new_t < 1 << 32:
-            struct.pack_into(">I", data, q + 4, new_t)
-        else:
-            raise ClipError(f"camera {seg.camera_id}: clip too long for 32-bit fragment times; ask for a shorter range")
-        if frag.end_us > self.last_us:
-            # Ceiling: a sample starting before ``last_us`` by less than a tick is still before it.
-            _trim_truns(data, traf, new_t, -(-(self.last_us - self.zero_us) * ts // 1_000_000))
+        _check_fragment(frag, data)
+        # The fragment holding ``last_us`` keeps only the samples presented before it.
+        end = frag.end_us > self.last_us
+        shifts = {tid: TrackShift(ticks(seg.start_us - self.zero_us, ts),
+                                  ceil_ticks(self.last_us - self.zero_us, ts) if end else None)
+                  for tid, ts in self.timescales.items()}
+        try:
+            return patch_fragment(data, frag.sequence, frag.clip_offset - frag.byte_start, shifts)
+        except TimeOverflow as exc:
+            raise ClipError(f"camera {seg.camera_id}: clip too long for 32-bit fragment times; "
+                            "ask for a shorter range") from exc
+        except ValueError as exc:
+            raise SegmentCorrupt(f"segment {seg.object_key} of camera {seg.camera_id}: fragment at {frag.byte_start} "
+                                 f"is malformed ({exc}); the object does not match its index row", seg) from exc
 
 
 def _check_fragment(frag: ClipFragment, data: bytearray) -> None:
-    """``data`` must be one moof+mdat filling the fragment's indexed span (the last of a
-    segment may carry the muxer's trailer, which becomes padding)."""
+    """``data`` must be one moof+mdat filling the fragment's indexed span (see ``check_fragment``)."""
     seg = frag.segment
-    boxes = list(iter_boxes(data))
-    if (len(boxes) < 2 or boxes[0].type != "moof" or boxes[1].type != "mdat"
-            or boxes[0].offset != 0):
+    try:
+        check_fragment(data)
+    except FragmentError as exc:
         raise SegmentCorrupt(
             f"segment {seg.object_key} of camera {seg.camera_id}: bytes {frag.byte_start}-{frag.byte_end} "
-            "are not a moof+mdat fragment; the object does not match its index row", seg)
-    tail = boxes[1].end
-    if tail != len(data):
-        # The last fragment of a segment carries the muxer's trailer (mfra), whose
-        # offsets are the source file's: turn it into padding of the same size.
-        if len(data) - tail < 8 or any(b.type in ("moof", "mdat") for b in boxes[2:]):
-            raise SegmentCorrupt(
-                f"segment {seg.object_key} of camera {seg.camera_id}: fragment at {frag.byte_start} "
-                "does not fill its indexed span", seg)
-        struct.pack_into(">I4s", data, tail, len(data) - tail, b"free")
-
-
-
-def _ticks(us: int, timescale: int) -> int:
-    """Microseconds to media ticks, rounded to the nearest tick (exact for negative values too)."""
-    return (us * timescale + (500_000 if us >= 0 else -500_000)) // 1_000_000
-
-
-def _trim_truns(data: bytearray, traf: Box, base_time: int, end_ticks: int) -> None:
-    """Keep, in each trun of ``traf``, only the samples presented before ``end_ticks``.
-
-    Size-neutral: ``sample_count`` shrinks; the unused entries become a ``free`` box
-    inside the traf when there is room for its header, else stay as trailing bytes
-    of the trun (which parsers skip by box size).
-    """
-    tfhd = find_box(data, "tfhd", traf.payload_offset, traf.end)
-    assert tfhd is not None
-    p = tfhd.payload_offset
-    flags = int.from_bytes(data[p + 1:p + 4], "big")
-    q = p + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
-    default_dur = struct.unpack_from(">I", data, q)[0] if flags & 0x08 else 0
-    t = base_time
-    for trun in find_boxes(data, "trun", traf.payload_offset, traf.end):
-        r = trun.payload_offset
-        version = data[r]
-        tflags = int.from_bytes(data[r + 1:r + 4], "big")
-        count = struct.unpack_from(">I", data, r + 4)[0]
-        pos = r + 8 + (4 if tflags & 0x01 else 0) + (4 if tflags & 0x04 else 0)
-        entry = 4 * sum(bool(tflags & f) for f in (0x100, 0x200, 0x400, 0x800))
-        keep = 0
-        for i in range(count):
-            e = pos + i * entry
-            dur = default_dur
-            o = e
-            if tflags & 0x100:
-                dur = struct.unpack_from(">I", data, o)[0]
-                o += 4
-            o += 4 if tflags & 0x200 else 0
-            o += 4 if tflags & 0x400 else 0
-            cto = 0
-            if tflags & 0x800:
-                cto = struct.unpack_from(">i" if version else ">I", data, o)[0]
-            if t + cto < end_ticks:
-                keep = i + 1
-            t += dur
-        if keep == count:
-            continue
-        struct.pack_into(">I", data, r + 4, keep)
-        used = pos + keep * entry
-        spare = trun.end - used
-        if spare >= 8:
-            struct.pack_into(">I", data, trun.offset, used - trun.offset)
-            struct.pack_into(">I4s", data, used, spare, b"free")
-
-
-# -- the first fragment: pre-roll folded ---------------------------------------------
-
-_SYNC_FLAGS = 0x02000000  # depends on no other sample
-_NON_SYNC_FLAGS = 0x01010000  # depends on others; not a sync sample
-
-
-def fold_preroll(frag: ClipFragment, data: bytearray, tracks: dict[int, TrackInfo], zero_us: int,
-                 last_us: int) -> tuple[bytes, dict[int, int], int]:
-    """The clip's first fragment, rebuilt so that clip media time 0 is ``zero_us``.
-
-    The GOP's frames before ``zero_us`` must stay (the frame on screen at ``zero_us``
-    decodes from the keyframe) but must not be shown: they are folded to one tick each
-    at media time 0, 1, 2... and the edit list starts after them. Players that honor
-    edit lists skip them; those that do not in fragmented MP4 (FFmpeg, Chromium) show
-    them for a tick each, i.e. not at all. Other tracks (audio) lose their samples
-    before ``zero_us``. Samples at or after ``last_us`` are dropped. The mdat is copied
-    unchanged; only the moof is new (its sample table explicit per sample).
-
-    Returns the fragment's bytes, each track's edit-list media time, and the wall time
-    of the video frame on screen at ``zero_us``.
-    """
-    _check_fragment(frag, data)
-    boxes = list(iter_boxes(data))
-    moof, mdat = boxes[0], boxes[1]
-    _seq, runs = parse_moof(data, moof, tracks)
-    shift_us = frag.segment.start_us - zero_us
-    media_times: dict[int, int] = {}
-    zero_frame_us = zero_us
-    trafs: list[tuple[int, int, list[tuple[int, int, int, int, int]]]] = []  # track, base, [(dts, dur, size, flags, cto, off)]
-    for track_id, run in runs.items():
-        info = tracks.get(track_id)
-        if info is None or not run.samples:
-            continue
-        ts = info.timescale
-        shift = _ticks(shift_us, ts)
-        end_ticks = -(-(last_us - zero_us) * ts // 1_000_000)
-        kept: list[tuple[int, int, int, int, int, int]] = []
-        if info.handler == "vide":
-            prev = -1
-            dts = []
-            for smp in run.samples:
-                prev = max(smp.decode_time + shift, prev + 1, 0)
-                dts.append(prev)
-            media_times[track_id] = 0
-            for i, smp in enumerate(run.samples):
-                if smp.decode_time + shift + smp.composition_offset <= 0:
-                    media_times[track_id] = dts[i] + smp.composition_offset  # on screen at zero_us
-                    zero_frame_us = frag.segment.start_us + (smp.decode_time + smp.composition_offset) * 1_000_000 // ts
-                nxt = dts[i + 1] if i + 1 < len(dts) else max(dts[i] + 1, smp.decode_time + smp.duration + shift)
-                if dts[i] + smp.composition_offset >= max(end_ticks, media_times[track_id] + 1):
-                    break
-                flags = _SYNC_FLAGS if smp.keyframe else _NON_SYNC_FLAGS
-                kept.append((dts[i], nxt - dts[i], smp.size, flags, smp.composition_offset, smp.data_offset))
-        else:
-            media_times[track_id] = 0
-            for smp in run.samples:
-                t = smp.decode_time + shift
-                if t >= 0 and t < end_ticks:
-                    flags = _SYNC_FLAGS if smp.keyframe else _NON_SYNC_FLAGS
-                    kept.append((t, smp.duration, smp.size, flags, smp.composition_offset, smp.data_offset))
-        if kept:
-            trafs.append((track_id, kept[0][0], kept))  # type: ignore[arg-type]
-
-    def build(delta: int) -> bytes:
-        out = bytearray(_box(b"mfhd", struct.pack(">II", 0, frag.sequence)))
-        for track_id, base, kept in trafs:
-            body = bytearray(_box(b"tfhd", struct.pack(">II", 0x020000, track_id)))
-            body += _full_v1(b"tfdt", b"\x00\x00\x00" + struct.pack(">Q", base))
-            groups: list[list[tuple[int, int, int, int, int, int]]] = []
-            for smp in kept:  # one trun per run of contiguous sample data
-                if groups and groups[-1][-1][5] + groups[-1][-1][2] == smp[5]:
-                    groups[-1].append(smp)
-                else:
-                    groups.append([smp])
-            for g in groups:
-                cto = any(x[4] for x in g)
-                tflags = 0x001 | 0x100 | 0x200 | 0x400 | (0x800 if cto else 0)
-                entries = b"".join(struct.pack(">IIIi", x[1], x[2], x[3], x[4]) if cto else
-                                   struct.pack(">III", x[1], x[2], x[3]) for x in g)
-                body += _full_v1(b"trun", struct.pack(">3sIi", tflags.to_bytes(3, "big"), len(g), g[0][5] + delta) + entries)
-            out += _box(b"traf", bytes(body))
-        return _box(b"moof", bytes(out))
-
-    size = len(build(0))
-    new_moof = build(size - moof.size)
-    return new_moof + bytes(data[mdat.offset:]), media_times, zero_frame_us
+            f"{exc}; the object does not match its index row", seg) from exc
 
 
 # -- planning ------------------------------------------------------------------------
@@ -499,16 +324,14 @@ def plan_clip(
         if missing and not allow_gaps:
             seg = missing[0]
             raise SegmentMissing(
-                f"segment {seg.object_key} of camera {camera_id} ({_iso(seg.start_us)}) is missing from the "
-                "object store, or its size or recorded sha256 differs from the index; ask again with allow_gaps=true to skip it", seg)
+                f"segment {seg.object_key} of camera {camera_id} ({iso_utc(seg.start_us)}) is missing from the "
+                "object store, or its size or recorded sha256 differs from the index; "
+                "ask again with allow_gaps=true to skip it", seg)
         rows = [r for r in rows if r not in missing]
-    # Imported here so the timeline module can use this one's constants.
-    from storage.archive.timeline import recorded_gaps
-
     if not rows:
         gaps = recorded_gaps(index, camera_id, stream, start_us, end_us, [], missing)
         raise NoRecordings(
-            f"camera {camera_id} has no {stream} recordings between {_iso(start_us)} and {_iso(end_us)}; "
+            f"camera {camera_id} has no {stream} recordings between {iso_utc(start_us)} and {iso_utc(end_us)}; "
             "see the gaps for why, and GET /api/cameras/{id}/recordings for what exists", gaps)
     inits: dict[str, bytes] = {}
     for row in rows:
@@ -519,8 +342,9 @@ def plan_clip(
         if _encoding(inits[row.init_sha256]) != first_sig:
             raise EncodingChanged(
                 f"camera {camera_id}: the {stream} stream's encoding (codec, size or tracks) changes at "
-                f"{_iso(row.start_us)}; one MP4 cannot hold both. Ask for [{_iso(start_us)}, {_iso(row.start_us)}) "
-                f"and [{_iso(row.start_us)}, {_iso(end_us)}) separately", row.start_us)
+                f"{iso_utc(row.start_us)}; one MP4 cannot hold both. "
+                f"Ask for [{iso_utc(start_us)}, {iso_utc(row.start_us)}) "
+                f"and [{iso_utc(row.start_us)}, {iso_utc(end_us)}) separately", row.start_us)
 
     spans: list[tuple[SegmentRow, int, int, int, int]] = []  # row, byte0, byte1, t0, t1
     for row in rows:
@@ -533,7 +357,8 @@ def plan_clip(
                 spans.append((row, kf.byte_offset, b1, t0, t1))
     if not spans:
         gaps = recorded_gaps(index, camera_id, stream, start_us, end_us, rows, missing)
-        raise NoRecordings(f"camera {camera_id}: no complete GOP between {_iso(start_us)} and {_iso(end_us)}", gaps)
+        raise NoRecordings(
+            f"camera {camera_id}: no complete GOP between {iso_utc(start_us)} and {iso_utc(end_us)}", gaps)
     origin = spans[0][3]
     first = max(start_us, origin)
     last = min(end_us, spans[-1][4])
@@ -541,7 +366,7 @@ def plan_clip(
     tracks = parse_init(init0)
     # Without a store: the clip starts at the keyframe, with only the edit list to hide
     # the pre-roll. With one: the first GOP is fetched now and its pre-roll folded.
-    media_times = {t.track_id: _ticks(first - origin, t.timescale) for t in tracks.values()}
+    media_times = {t.track_id: ticks(first - origin, t.timescale) for t in tracks.values()}
     first_raw = first_out = None
     first_frame_us = origin
     if store is not None:
@@ -555,7 +380,14 @@ def plan_clip(
                 "ask again with allow_gaps=true to skip it", row) from exc
         if len(first_raw) != b1 - b0:
             raise SegmentCorrupt(f"segment {row.object_key} of camera {camera_id} is shorter than indexed", row)
-        first_out, media_times, first_frame_us = fold_preroll(probe, bytearray(first_raw), tracks, first, last)
+        raw = bytearray(first_raw)
+        _check_fragment(probe, raw)
+        try:
+            first_out, media_times, zero_frame = fold_preroll(raw, tracks, 1, first - row.start_us, last - first)
+        except ValueError as exc:
+            raise SegmentCorrupt(f"segment {row.object_key} of camera {camera_id}: its first fragment is malformed "
+                                 f"({exc}); the object does not match its index row", row) from exc
+        first_frame_us = first + zero_frame
     header = build_header(init0, media_times, last - first)
     fragments: list[ClipFragment] = []
     offset = len(header)
@@ -603,117 +435,6 @@ def _encoding(init: bytes) -> tuple[tuple[int, str, int, bytes], ...]:
         out.append(bytes(init[stsd.offset:stsd.end]) if stsd else b"")
     tracks = parse_init(init)
     return tuple((t.track_id, t.handler, t.timescale, s) for t, s in zip(tracks.values(), out))
-
-
-# -- the header ------------------------------------------------------------------------
-
-
-def _box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I4s", 8 + len(payload), kind) + payload
-
-
-def _full_v1(kind: bytes, payload: bytes) -> bytes:
-    return _box(kind, b"\x01" + payload)
-
-
-def build_header(init: bytes, media_times: dict[int, int], duration_us: int) -> bytes:
-    """A clip's ``ftyp``+``moov`` from a segment's init: durations set to the clip's,
-    an edit list per track starting presentation at ``media_times[track_id]`` (ticks
-    of the track's timescale) and lasting ``duration_us``, ``mehd`` with the fragment duration, and
-    the segment's own metadata (``udta``: its start time) left out."""
-    out = bytearray()
-    movie_ts = 1000
-    for top in iter_boxes(init):
-        raw = bytes(init[top.offset:top.end])
-        if top.type != "moov":
-            out += raw
-            continue
-        mvhd = find_box(init, "mvhd", top.payload_offset, top.end)
-        assert mvhd is not None
-        movie_ts = struct.unpack_from(">I", init, mvhd.payload_offset + (20 if init[mvhd.payload_offset] else 12))[0]
-        children = bytearray()
-        for box in iter_boxes(init, top.payload_offset, top.end):
-            if box.type == "mvhd":
-                children += _with_duration(init, box, b"mvhd", _ticks(duration_us, movie_ts))
-            elif box.type == "trak":
-                children += _trak(init, box, movie_ts, media_times, duration_us)
-            elif box.type == "mvex":
-                children += _mvex(init, box, _ticks(duration_us, movie_ts))
-            elif box.type == "udta":
-                continue
-            else:
-                children += init[box.offset:box.end]
-        out += _box(b"moov", bytes(children))
-    return bytes(out)
-
-
-def _with_duration(data: bytes, box: Box, kind: bytes, duration: int) -> bytes:
-    """mvhd/tkhd/mdhd rewritten as version 1 with ``duration``."""
-    p = box.payload_offset
-    version = data[p]
-    flags = data[p + 1:p + 4]
-    body = data[p + 4:box.end]
-    if version == 0:
-        c, m = struct.unpack_from(">II", body, 0)
-        if kind == b"tkhd":
-            tid, res, _d = struct.unpack_from(">III", body, 8)
-            rest = body[20:]
-            new = struct.pack(">QQIIQ", c, m, tid, res, duration) + rest
-        else:
-            ts, _d = struct.unpack_from(">II", body, 8)
-            new = struct.pack(">QQIQ", c, m, ts, duration) + body[16:]
-    else:
-        if kind == b"tkhd":
-            new = body[:24] + struct.pack(">Q", duration) + body[32:]
-        else:
-            new = body[:20] + struct.pack(">Q", duration) + body[28:]
-    return _box(kind, b"\x01" + flags + new)
-
-
-def _trak(init: bytes, trak: Box, movie_ts: int, media_times: dict[int, int], duration_us: int) -> bytes:
-    mdhd = find_box(init, "mdia/mdhd", trak.payload_offset, trak.end)
-    tkhd = find_box(init, "tkhd", trak.payload_offset, trak.end)
-    assert mdhd is not None and tkhd is not None
-    ts = struct.unpack_from(">I", init, mdhd.payload_offset + (20 if init[mdhd.payload_offset] else 12))[0]
-    track_id = struct.unpack_from(">I", init, tkhd.payload_offset + (20 if init[tkhd.payload_offset] else 12))[0]
-    elst = _full_v1(b"elst", b"\x00\x00\x00" + struct.pack(
-        ">IQqhh", 1, _ticks(duration_us, movie_ts), media_times.get(track_id, 0), 1, 0))
-    out = bytearray()
-    for box in iter_boxes(init, trak.payload_offset, trak.end):
-        if box.type == "tkhd":
-            out += _with_duration(init, box, b"tkhd", _ticks(duration_us, movie_ts))
-            out += _box(b"edts", elst)
-        elif box.type == "edts":
-            continue  # replaced by ours
-        elif box.type == "mdia":
-            out += _mdia(init, box, _ticks(duration_us, ts))
-        else:
-            out += init[box.offset:box.end]
-    return _box(b"trak", bytes(out))
-
-
-def _mdia(init: bytes, mdia: Box, duration: int) -> bytes:
-    out = bytearray()
-    for box in iter_boxes(init, mdia.payload_offset, mdia.end):
-        if box.type == "mdhd":
-            out += _with_duration(init, box, b"mdhd", duration)
-        else:
-            out += init[box.offset:box.end]
-    return _box(b"mdia", bytes(out))
-
-
-def _mvex(init: bytes, mvex: Box, duration: int) -> bytes:
-    out = bytearray(_full_v1(b"mehd", b"\x00\x00\x00" + struct.pack(">Q", duration)))
-    for box in iter_boxes(init, mvex.payload_offset, mvex.end):
-        if box.type != "mehd":
-            out += init[box.offset:box.end]
-    return _box(b"mvex", bytes(out))
-
-
-def _iso(t_us: int) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(t_us / 1_000_000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def clip_file_name(camera_id: str, start_us: int, end_us: int) -> str:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine, and_, exists, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.objects.store import ObjectNotFound
 from storage.db.schema import HoldRow, SegmentRow
 

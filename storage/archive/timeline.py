@@ -12,11 +12,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from storage.archive.clips import CONTIGUOUS_US, ClipGap
-from storage.index.segments import SegmentIndex, now_us
+from config.times import now_us
+from storage.index.segments import SegmentIndex
 from storage.db.schema import SegmentRow
 
-__all__ = ["Run", "Timeline", "recorded_gaps", "runs_of", "timeline"]
+__all__ = ["CONTIGUOUS_US", "ClipGap", "Run", "Timeline", "recorded_gaps", "runs_of", "timeline"]
+
+# Two segments (or a gap's edge and a segment) closer than this are contiguous:
+# one frame at 20 fps. The segmenter makes segments of one run contiguous to the tick.
+CONTIGUOUS_US = 50_000
+
+
+@dataclass(frozen=True)
+class ClipGap:
+    """A span of the requested range with no video (in a timeline or a clip), and why."""
+
+    start_us: int
+    end_us: int
+    reason: str  # a gap reason from the index, "unknown" (nothing indexed), or "storage_missing"
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"start_us": self.start_us, "end_us": self.end_us, "reason": self.reason, "detail": self.detail}
 
 
 @dataclass(frozen=True)

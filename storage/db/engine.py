@@ -19,7 +19,7 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         in_memory = not parsed.database or parsed.database == ":memory:"
-        if not in_memory:
+        if parsed.database and not in_memory:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # An in-memory database exists per connection: SQLAlchemy's default pool for
         # it gives each thread its own, empty and unmigrated. One shared connection

@@ -1,4 +1,4 @@
-"""Monthly partitions of ``segments`` on PostgreSQL (migration 0009; SQLite is not partitioned).
+"""Monthly partitions of ``segments`` on PostgreSQL (migration 0012; SQLite is not partitioned).
 
 ``segments`` is ``PARTITION BY RANGE (start_us)``, one partition per calendar month
 (UTC) named ``segments_pYYYYMM``. The insert path never creates partitions: they are
@@ -8,8 +8,9 @@ partition) takes rows of months with no partition (a wrong clock, test data from
 it should stay empty, since creating a month whose rows sit in it fails
 (``ensure_partitions`` then reports it and leaves that month to the DEFAULT).
 
-Retention drops a whole month (``drop_partition``: ``DETACH`` then ``DROP``) when every camera's retention is past it and no hold overlaps it, which frees
-the space at once instead of leaving millions of dead tuples for vacuum.
+Retention drops a whole month (``drop_partition``: ``DETACH`` then ``DROP``) when every
+camera's retention is past it and no hold overlaps it, which frees the space at once
+instead of leaving millions of dead tuples for vacuum.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, Dialect, Float, ForeignKey, Index, Integer, LargeBinary, SmallInteger,
@@ -22,7 +23,7 @@ class Base(DeclarativeBase):
 
 class HexDigest(TypeDecorator[str]):
     """A SHA-256 digest stored as its 32 bytes, seen from Python as 64 hex characters
-    (half the row space of hex text; migration 0009)."""
+    (half the row space of hex text; migration 0012)."""
 
     impl = LargeBinary
     cache_ok = True
@@ -56,6 +57,10 @@ class CameraRow(Base):
     retention_override: Mapped[bool] = mapped_column(Boolean, default=False)
     transcode: Mapped[str] = mapped_column(String(16), default="none")
     rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
+    # "rtsp", or "gb28181" for a GB/T 28181 device's channel (main_url "" then; migration 0008).
+    source: Mapped[str] = mapped_column(String(16), default="rtsp", server_default="rtsp")
+    gb_device_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    gb_civil_code: Mapped[str | None] = mapped_column(String(32))
     # Bumped on every change so running processes see edits without a restart.
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
@@ -86,7 +91,7 @@ class InitSegmentRow(Base):
 
 
 class SegmentRow(Base):
-    """One stored segment. Kept small (migration 0009, docs/sizing.md "Index row"):
+    """One stored segment. Kept small (migration 0012, docs/sizing.md "Index row"):
     digests as bytes, the keyframe table delta-coded, the object key only when it is
     not the one ``segment_key`` derives, narrow integers. On PostgreSQL the table is
     partitioned by month of ``start_us`` and its primary key is ``(camera_id, stream,
@@ -118,10 +123,13 @@ class SegmentRow(Base):
     prev_sha256: Mapped[str | None] = mapped_column(HexDigest)
     init_sha256: Mapped[str] = mapped_column(HexDigest)
     # Packed keyframe table, see storage.index.keyframes.
-    keyframes: Mapped[bytes] = mapped_column(LargeBinary)
+    keyframes: Mapped[builtins.bytes] = mapped_column(LargeBinary)
     # Wall clock minus media clock at the segment's end, in microseconds.
     drift_us: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str] = mapped_column(String(64), default="")
+    # "live" (recorded as it happened) or "device" (backfilled from the device's own recording:
+    # ``sharpeyes gb backfill``, migration 0010); exports name it per segment.
+    origin: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
     created_us: Mapped[int] = mapped_column(BigInteger)
 
     @property
@@ -135,7 +143,7 @@ class SegmentRow(Base):
 
 class QuarantineRow(Base):
     """Video refused by time fencing (its time was already claimed), kept in the object
-    store under ``quarantine/`` instead of deleted, with why (migration 0008)."""
+    store under ``quarantine/`` instead of deleted, with why (migration 0011)."""
 
     __tablename__ = "quarantine"
     __table_args__ = (Index("ix_quarantine_camera_time", "camera_id", "stream", "start_us"),)
@@ -180,10 +188,15 @@ GAP_REASONS = (
     "disabled",
     "unsupported",
     "retention",
+    # GB/T 28181 channels (ingest/gb28181/media): the device is not registered or stopped its
+    # keepalives; it answered our INVITE with an error or not at all; it accepted, but no media came.
+    "device_offline",
+    "invite_refused",
+    "media_timeout",
 )
 
 
-# -- access control and audit (issue 6) ---------------------------------------
+# -- access control and audit ----------------------------------------------
 
 
 class UserRow(Base):
@@ -218,6 +231,45 @@ class ApiKeyRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_us: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str] = mapped_column(String(64), default="")
+    # Refused from this instant on (None: keys made before keys expired; they get one on migration).
+    expires_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class SignInSessionRow(Base):
+    """One sign-in: its access and refresh tokens name it, sign-out revokes it.
+
+    ``refresh_nonce`` is the id of the one refresh token that may still be used: a refresh
+    rotates it, and a second use of an old refresh token (a stolen copy) revokes the session.
+    """
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (Index("ix_auth_sessions_user", "user"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    refresh_nonce: Mapped[str] = mapped_column(String(32))
+    revoked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_why: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditCheckpointRow(Base):
+    """A signed statement "the audit chain had ``count`` rows ending at row ``audit_id`` with ``hash``".
+
+    Signed with an Ed25519 key kept outside the database (``streams.access.anchor``): whoever
+    can write the database can delete a checkpoint but not forge one, and the newest is also
+    written to the object store (object lock where the bucket has it) and into every export.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    audit_id: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    time_us: Mapped[int] = mapped_column(BigInteger)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
 
 
 class AuditRow(Base):
@@ -286,7 +338,7 @@ class MotionSettingsRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- retention (issue 5) ---------------------------------------------------------
+# -- retention ----------------------------------------------------------------
 
 
 class RetentionDeleteRow(Base):
@@ -302,7 +354,7 @@ class RetentionDeleteRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
-# -- legal holds and evidence exports (issue 3) -----------------------------------
+# -- legal holds and evidence exports ------------------------------------------
 
 
 class HoldRow(Base):
@@ -351,7 +403,7 @@ class ExportRow(Base):
     finished_us: Mapped[int | None] = mapped_column(BigInteger)
 
 
-# -- scale-out: leases, workers, published camera status (issue 9) -------------
+# -- scale-out: leases, workers, published camera status --------------------
 
 
 class CameraLeaseRow(Base):
@@ -386,7 +438,7 @@ class WorkerRow(Base):
     # Its HTTP base URL (live endpoints), for API nodes to redirect to.
     advertise_url: Mapped[str] = mapped_column(Text, default="")
     started_us: Mapped[int] = mapped_column(BigInteger, default=0)
-    # A random token per running process (migration 0008): a second live process
+    # A random token per running process (migration 0011): a second live process
     # with the same worker id sees another token and refuses to start.
     instance: Mapped[str] = mapped_column(String(32), default="")
 
@@ -406,3 +458,43 @@ class CameraStatusRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")  # redacted by the session
     detail: Mapped[str] = mapped_column(Text, default="{}")
     updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- GB/T 28181 devices --------------------------------------------------------
+
+
+class GbDeviceRow(Base):
+    """A GB/T 28181 device (IPC, NVR, lower platform) and its last known state, written by the
+    SIP server's process so every API node sees it. ``password`` is sealed with the secret
+    key (``SecretCipher``); empty: the device uses ``gb_password``. Times are microseconds."""
+
+    __tablename__ = "gb_devices"
+
+    device_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    password: Mapped[str] = mapped_column(Text, default="")
+    # Added by an operator (``gb device add``); False for devices let in by gb_password.
+    added: Mapped[bool] = mapped_column(Boolean, default=False)
+    # online | offline | unregistered | refused
+    state: Mapped[str] = mapped_column(String(16), default="unregistered")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    transport: Mapped[str] = mapped_column(String(8), default="")
+    source_host: Mapped[str] = mapped_column(String(64), default="")
+    source_port: Mapped[int] = mapped_column(Integer, default=0)
+    contact: Mapped[str] = mapped_column(Text, default="")
+    expires_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    registered_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_keepalive_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    keepalive_interval_s: Mapped[float] = mapped_column(Float, default=0.0)
+    name: Mapped[str] = mapped_column(Text, default="")
+    manufacturer: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str] = mapped_column(Text, default="")
+    firmware: Mapped[str] = mapped_column(Text, default="")
+    channels: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON: the last DeviceStatus answer, catalog notes (skipped items, partial catalogs).
+    status_json: Mapped[str] = mapped_column(Text, default="{}")
+    catalog_json: Mapped[str] = mapped_column(Text, default="{}")
+    # The media side's last INVITE: JSON {"time_us", "channel", "outcome", "reason"} (ingest/gb28181 media).
+    last_invite_json: Mapped[str] = mapped_column(Text, default="{}")
+    # The process (worker id) whose SIP server the device registered with.
+    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    updated_us: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -33,8 +33,10 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
-from storage.archive.clips import ClipGap, NoRecordings, clip_file_name, plan_clip
-from storage.index.segments import SegmentIndex, now_us
+from config.times import now_us
+from storage.archive.clips import NoRecordings, clip_file_name, plan_clip
+from storage.archive.timeline import ClipGap
+from storage.index.segments import SegmentIndex
 from storage.evidence.manifest import SourceSegment, build_manifest, manifest_json, sign_manifest
 from storage.objects.store import ObjectNotFound, ObjectStore
 from storage.index.registry import Registry

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from storage.archive.clips import ClipGap
+from storage.archive.timeline import ClipGap
 from storage.evidence.signing import ALGORITHM, key_id
 from config.times import iso_utc
 
@@ -59,11 +59,14 @@ class SourceSegment:
     bytes: int
     status: str = "used"  # one of SEGMENT_STATUSES
     detail: str = ""
+    # "live", or "device": backfilled from the GB/T 28181 device's own recording (not seen live).
+    origin: str = "live"
 
     @classmethod
     def from_row(cls, row: Any, status: str = "used", detail: str = "") -> "SourceSegment":
         """From a ``storage.db.schema.SegmentRow`` (or anything with the same attributes)."""
-        return cls(row.object_key, row.sha256, row.prev_sha256, row.start_us, row.end_us, row.bytes, status, detail)
+        return cls(row.object_key, row.sha256, row.prev_sha256, row.start_us, row.end_us, row.bytes, status, detail,
+                   getattr(row, "origin", "live") or "live")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,7 @@ class SourceSegment:
             "bytes": self.bytes,
             "status": self.status,
             "detail": self.detail,
+            "origin": self.origin,
         }
 
 
@@ -278,7 +282,9 @@ def check_signature(manifest: dict[str, Any], public_key: Ed25519PublicKey) -> P
     if not isinstance(signature, str):
         return Problem(MALFORMED_MANIFEST, "the manifest has no signature")
     if manifest.get("signature_algorithm") != ALGORITHM:
-        return Problem(MALFORMED_MANIFEST, f"signature algorithm {manifest.get('signature_algorithm')!r} is not {ALGORITHM}")
+        return Problem(
+            MALFORMED_MANIFEST, f"signature algorithm {manifest.get('signature_algorithm')!r} is not {ALGORITHM}"
+        )
     try:
         raw = base64.b64decode(signature, validate=True)
         body = canonical_bytes(manifest)
@@ -299,7 +305,8 @@ def check_signature(manifest: dict[str, Any], public_key: Ed25519PublicKey) -> P
         )
     return Problem(
         MANIFEST_ALTERED,
-        f"the manifest's signature does not verify with key {expected_id}: the manifest was altered after it was signed",
+        f"the manifest's signature does not verify with key {expected_id}: "
+        "the manifest was altered after it was signed",
     )
 
 
@@ -316,7 +323,9 @@ def verify_clip(clip_path: Path, manifest_path: Path, public_key: Ed25519PublicK
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} document")
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"format version {manifest.get('format_version')!r}; this tool reads version {FORMAT_VERSION}")
+            raise ValueError(
+                f"format version {manifest.get('format_version')!r}; this tool reads version {FORMAT_VERSION}"
+            )
         report.manifest = manifest
     except (OSError, ValueError) as exc:
         report.problems.append(Problem(MALFORMED_MANIFEST, f"{manifest_path}: cannot read the manifest: {exc}"))

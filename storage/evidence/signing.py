@@ -68,7 +68,9 @@ def load_signing_key(data_dir: Path, create: bool = True) -> Ed25519PrivateKey:
     path = signing_key_path(data_dir)
     if not path.exists():
         if not create:
-            raise SigningKeyError(f"{path} does not exist: run an export once to create it, or copy the site's key there")
+            raise SigningKeyError(
+                f"{path} does not exist: run an export once to create it, or copy the site's key there"
+            )
         return _create(path)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:

@@ -15,14 +15,18 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import sessionmaker
 
 from config.motion import MotionSettings
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import MotionRow, MotionSettingsRow, ThumbnailRow
 
 SECONDS_PER_ROW = 60
 
 
 @dataclass(frozen=True)
-class Thumbnail:
+class Picture:
+    """A JPEG of one camera frame, shown from wall time ``t_us``: the latest snapshot of a
+    camera, a timeline thumbnail (stored here), or a frame from the archive. Made by
+    ``ingest.media.jpeg``."""
+
     camera_id: str
     stream: str
     t_us: int
@@ -69,7 +73,7 @@ class MediaIndex:
 
     # -- thumbnails -----------------------------------------------------------------
 
-    def add_thumbnail(self, thumb: Thumbnail) -> None:
+    def add_thumbnail(self, thumb: Picture) -> None:
         with self._sessions() as s, s.begin():
             exists = s.scalar(select(ThumbnailRow.id).where(
                 ThumbnailRow.camera_id == thumb.camera_id, ThumbnailRow.stream == thumb.stream,
@@ -88,7 +92,7 @@ class MediaIndex:
                 q = q.where(ThumbnailRow.stream == stream)
             return [tuple(r) for r in s.execute(q.order_by(ThumbnailRow.t_us))]  # type: ignore[misc]
 
-    def thumbnail_near(self, camera_id: str, t_us: int, tolerance_us: int) -> Thumbnail | None:
+    def thumbnail_near(self, camera_id: str, t_us: int, tolerance_us: int) -> Picture | None:
         """The thumbnail closest to ``t_us`` within ``tolerance_us``, preferring the sub stream."""
         with self._sessions() as s:
             rows = list(s.scalars(select(ThumbnailRow).where(
@@ -97,7 +101,7 @@ class MediaIndex:
         if not rows:
             return None
         best = min(rows, key=lambda r: (abs(r.t_us - t_us), r.stream != "sub"))
-        return Thumbnail(best.camera_id, best.stream, best.t_us, best.width, best.height, best.jpeg)
+        return Picture(best.camera_id, best.stream, best.t_us, best.width, best.height, best.jpeg)
 
     def delete_thumbnails_before(self, camera_id: str, before_us: int) -> None:
         with self._sessions() as s, s.begin():

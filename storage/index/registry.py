@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.cameras import Camera, Region
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import CameraRow, RegionRow, RegistryStateRow
 
 if TYPE_CHECKING:
@@ -187,4 +187,7 @@ def _camera(row: CameraRow, cipher: SecretCipher | None = None) -> Camera:
         retention_override=bool(row.retention_override),
         transcode=row.transcode,  # type: ignore[arg-type]
         rtsp_transport=row.rtsp_transport,  # type: ignore[arg-type]
+        source=row.source or "rtsp",  # type: ignore[arg-type]
+        gb_device_id=row.gb_device_id,
+        gb_civil_code=row.gb_civil_code,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -11,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.times import now_us
 from storage.objects.open import segment_key
 from storage.db.schema import GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, QuarantineRow, SegmentRow
 
@@ -60,10 +60,6 @@ class FencedOut(RuntimeError):
         return any(c.reason == "taken_over" for c in self.claims)
 
 
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
 @dataclass(frozen=True)
 class SegmentRecord:
     """What the uploader knows about a finished segment once its object is stored.
@@ -85,6 +81,7 @@ class SegmentRecord:
     keyframes: bytes
     drift_us: int = 0
     worker_id: str = ""
+    origin: str = "live"  # or "device": backfilled from a GB/T 28181 device's own recording
 
 
 class SegmentIndex:
@@ -147,7 +144,8 @@ class SegmentIndex:
                 camera_id=rec.camera_id, stream=rec.stream, start_us=rec.start_us, end_us=rec.end_us,
                 stored_key=_stored_key(rec), bytes=rec.bytes, codec=rec.codec, width=rec.width, height=rec.height,
                 audio_codec=rec.audio_codec, sha256=rec.sha256, prev_sha256=prev, init_sha256=rec.init_sha256,
-                keyframes=rec.keyframes, drift_us=rec.drift_us, worker_id=rec.worker_id, created_us=now_us(),
+                keyframes=rec.keyframes, drift_us=rec.drift_us, worker_id=rec.worker_id, origin=rec.origin,
+                created_us=now_us(),
             )
             s.add(row)
             s.flush()

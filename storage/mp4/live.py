@@ -14,21 +14,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from storage.mp4.boxes import TrunSample, box, full_box, mfhd_box, sample_flags, tfdt_box, tfhd_box, trun_box
 from storage.mp4.nal import NAL_AUD
 
 TIMESCALE = 90000
 _MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-_SYNC = 0x02000000  # sample_depends_on = 2 (an I picture)
-_NON_SYNC = 0x01010000  # sample_depends_on = 1, sample_is_non_sync_sample
-
-
-def box(kind: bytes, *payload: bytes) -> bytes:
-    body = b"".join(payload)
-    return struct.pack(">I4s", 8 + len(body), kind) + body
-
-
-def full_box(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
-    return box(kind, struct.pack(">I", (version << 24) | flags), *payload)
 
 
 def avc_codec_string(sps: bytes) -> str:
@@ -91,19 +81,11 @@ class Sample:
 def fragment(sequence: int, samples: list[Sample]) -> bytes:
     """moof + mdat for consecutive samples; the first one's decode time goes in tfdt."""
     datas = [b"".join(struct.pack(">I", len(n)) + n for n in s.nals if n and n[0] & 0x1F != NAL_AUD) for s in samples]
-    entries = b"".join(
-        struct.pack(">III", s.duration, len(d), _SYNC if s.keyframe else _NON_SYNC) for s, d in zip(samples, datas)
-    )
+    entries = [TrunSample(s.duration, len(d), sample_flags(s.keyframe)) for s, d in zip(samples, datas)]
 
     def moof(data_offset: int) -> bytes:
-        trun = full_box(b"trun", 0, 0x000701, struct.pack(">Ii", len(samples), data_offset), entries)
-        traf = box(
-            b"traf",
-            full_box(b"tfhd", 0, 0x020000, struct.pack(">I", 1)),  # default-base-is-moof
-            full_box(b"tfdt", 1, 0, struct.pack(">Q", samples[0].decode_time)),
-            trun,
-        )
-        return box(b"moof", full_box(b"mfhd", 0, 0, struct.pack(">I", sequence)), traf)
+        traf = box(b"traf", tfhd_box(1), tfdt_box(samples[0].decode_time), trun_box(entries, data_offset, version=0))
+        return box(b"moof", mfhd_box(sequence), traf)
 
     size = len(moof(0))
     return moof(size + 8) + box(b"mdat", *datas)

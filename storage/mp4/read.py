@@ -10,84 +10,18 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
 
-_HEADER = struct.Struct(">I4s")
-
-
-@dataclass(frozen=True)
-class Box:
-    type: str
-    offset: int  # of the box header in the containing buffer or file
-    size: int  # whole box, header included
-    header_size: int
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
-
-    @property
-    def payload_offset(self) -> int:
-        return self.offset + self.header_size
-
-
-def iter_boxes(data: bytes | memoryview, start: int = 0, end: int | None = None) -> Iterator[Box]:
-    """Boxes laid end to end in ``data[start:end]``. Stops at a truncated box."""
-    end = len(data) if end is None else end
-    pos = start
-    while pos + 8 <= end:
-        size, kind = _HEADER.unpack_from(data, pos)
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            return
-        yield Box(kind.decode("latin-1"), pos, size, header)
-        pos += size
-
-
-def iter_file_boxes(f: BinaryIO, file_size: int) -> Iterator[Box]:
-    """Top-level boxes of a file, reading only their headers. Stops at a truncated box."""
-    pos = 0
-    while pos + 8 <= file_size:
-        f.seek(pos)
-        head = f.read(16)
-        if len(head) < 8:
-            return
-        size, kind = _HEADER.unpack_from(head, 0)
-        header = 8
-        if size == 1:
-            if len(head) < 16:
-                return
-            size = struct.unpack_from(">Q", head, 8)[0]
-            header = 16
-        elif size == 0:
-            size = file_size - pos
-        if size < header or pos + size > file_size:
-            return
-        yield Box(kind.decode("latin-1"), pos, size, header)
-        pos += size
-
-
-def find_box(data: bytes | memoryview, path: str, start: int = 0, end: int | None = None) -> Box | None:
-    """The first box at ``path`` ("moov/trak/mdia/mdhd") inside ``data[start:end]``."""
-    first, _, rest = path.partition("/")
-    for box in iter_boxes(data, start, end):
-        if box.type == first:
-            if not rest:
-                return box
-            return find_box(data, rest, box.payload_offset, box.end)
-    return None
-
-
-def find_boxes(data: bytes | memoryview, kind: str, start: int = 0, end: int | None = None) -> list[Box]:
-    return [b for b in iter_boxes(data, start, end) if b.type == kind]
-
+from storage.mp4.boxes import (
+    Box,
+    find_box,
+    find_boxes,
+    is_sync,
+    iter_boxes,
+    read_mfhd,
+    read_tfdt,
+    read_tfhd,
+    read_trun,
+)
 
 @dataclass
 class TrackInfo:
@@ -163,87 +97,48 @@ class Fragment:
         return self.moof_offset + self.size
 
 
-_NON_SYNC = 0x00010000
-
-
 def parse_moof(data: bytes | memoryview, moof: Box, tracks: dict[int, TrackInfo]) -> tuple[int, dict[int, TrackRun]]:
     """Sequence number and per-track sample runs of one ``moof``.
 
     Sample offsets are resolved the way our muxer writes them
-    (``default-base-is-moof``): relative to the start of the moof.
+    (``default-base-is-moof``): relative to the start of the moof. Raises ``ValueError``
+    for a box too short for the fields its flags announce.
     """
     mfhd = find_box(data, "mfhd", moof.payload_offset, moof.end)
-    sequence = struct.unpack_from(">I", data, mfhd.payload_offset + 4)[0] if mfhd else 0
+    sequence = read_mfhd(data, mfhd)[0] if mfhd else 0
     runs: dict[int, TrackRun] = {}
     for traf in find_boxes(data, "traf", moof.payload_offset, moof.end):
-        tfhd = find_box(data, "tfhd", traf.payload_offset, traf.end)
-        if tfhd is None:
+        tfhd_at = find_box(data, "tfhd", traf.payload_offset, traf.end)
+        if tfhd_at is None:
             continue
-        p = tfhd.payload_offset
-        flags = int.from_bytes(data[p + 1 : p + 4], "big")
-        track_id = struct.unpack_from(">I", data, p + 4)[0]
-        info = tracks.get(track_id, TrackInfo(track_id, "", 1))
-        q = p + 8
-        base = moof.offset
-        if flags & 0x01:
-            base = struct.unpack_from(">Q", data, q)[0]
-            q += 8
-        if flags & 0x02:
-            q += 4
-        dflt_dur = info.default_sample_duration
-        dflt_size = info.default_sample_size
-        dflt_flags = info.default_sample_flags
-        if flags & 0x08:
-            dflt_dur = struct.unpack_from(">I", data, q)[0]
-            q += 4
-        if flags & 0x10:
-            dflt_size = struct.unpack_from(">I", data, q)[0]
-            q += 4
-        if flags & 0x20:
-            dflt_flags = struct.unpack_from(">I", data, q)[0]
-            q += 4
+        tfhd = read_tfhd(data, tfhd_at)
+        info = tracks.get(tfhd.track_id, TrackInfo(tfhd.track_id, "", 1))
+        base = moof.offset if tfhd.base_data_offset is None else tfhd.base_data_offset
+        dflt_dur = _or(tfhd.default_sample_duration, info.default_sample_duration)
+        dflt_size = _or(tfhd.default_sample_size, info.default_sample_size)
+        dflt_flags = _or(tfhd.default_sample_flags, info.default_sample_flags)
         tfdt = find_box(data, "tfdt", traf.payload_offset, traf.end)
-        base_time = 0
-        if tfdt is not None:
-            v = data[tfdt.payload_offset]
-            fmt = ">Q" if v == 1 else ">I"
-            base_time = struct.unpack_from(fmt, data, tfdt.payload_offset + 4)[0]
-        run = runs.setdefault(track_id, TrackRun(track_id, base_time))
+        base_time = read_tfdt(data, tfdt).base_decode_time if tfdt is not None else 0
+        run = runs.setdefault(tfhd.track_id, TrackRun(tfhd.track_id, base_time))
         t = base_time + run.duration
-        for trun in find_boxes(data, "trun", traf.payload_offset, traf.end):
-            r = trun.payload_offset
-            version = data[r]
-            tflags = int.from_bytes(data[r + 1 : r + 4], "big")
-            count = struct.unpack_from(">I", data, r + 4)[0]
-            r += 8
-            offset = base
-            if tflags & 0x01:
-                offset = base + struct.unpack_from(">i", data, r)[0]
-                r += 4
-            first_flags = None
-            if tflags & 0x04:
-                first_flags = struct.unpack_from(">I", data, r)[0]
-                r += 4
-            for i in range(count):
-                dur, size, sflags, cto = dflt_dur, dflt_size, dflt_flags, 0
-                if tflags & 0x100:
-                    dur = struct.unpack_from(">I", data, r)[0]
-                    r += 4
-                if tflags & 0x200:
-                    size = struct.unpack_from(">I", data, r)[0]
-                    r += 4
-                if tflags & 0x400:
-                    sflags = struct.unpack_from(">I", data, r)[0]
-                    r += 4
-                elif i == 0 and first_flags is not None:
-                    sflags = first_flags
-                if tflags & 0x800:
-                    cto = struct.unpack_from(">i" if version else ">I", data, r)[0]
-                    r += 4
-                run.samples.append(Sample(t, dur, size, offset, cto, not (sflags & _NON_SYNC)))
+        for trun_at in find_boxes(data, "trun", traf.payload_offset, traf.end):
+            trun = read_trun(data, trun_at)
+            offset = base + (trun.data_offset or 0)
+            first_flags = trun.first_sample_flags
+            for dur, size, sflags, cto in trun.entries:
+                dur = dflt_dur if dur is None else dur
+                size = dflt_size if size is None else size
+                if sflags is None:
+                    sflags = dflt_flags if first_flags is None else first_flags
+                first_flags = None  # first_sample_flags is the first sample's only
+                run.samples.append(Sample(t, dur, size, offset, cto, is_sync(sflags)))
                 t += dur
                 offset += size
     return sequence, runs
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def scan_fragments(data: bytes | memoryview, tracks: dict[int, TrackInfo], start: int = 0) -> list[Fragment]:

@@ -36,7 +36,9 @@ DEFAULT_PART_SIZE = 16 * 1024**2
 SHA256_META = "sha256"  # sent as the x-amz-meta-sha256 header
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
 # What S3 servers answer when a bucket has no object lock configuration.
-_NO_LOCK_CODES = frozenset({"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound", "InvalidRequest"})
+_NO_LOCK_CODES = frozenset(
+    {"ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound", "InvalidRequest"}
+)
 _CREDENTIAL_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 )
@@ -68,7 +70,9 @@ class S3ObjectStore:
             # Refuse a bad name now, with the setting to fix, not on the first upload.
             check_bucket_name(bucket, strict=True)  # what MinIO itself enforces
         except ValueError as exc:
-            raise ValueError(f"SHARPEYES_S3_BUCKET {bucket!r}: {exc}; use 3-63 lower-case letters, digits, '.' or '-'") from None
+            raise ValueError(
+                f"SHARPEYES_S3_BUCKET {bucket!r}: {exc}; use 3-63 lower-case letters, digits, '.' or '-'"
+            ) from None
         self.endpoint = endpoint
         self.bucket = bucket
         self.secure = secure
@@ -229,7 +233,9 @@ class S3ObjectStore:
         if on:
             self._call("set a legal hold on", key, lambda: self._client.enable_object_legal_hold(self.bucket, key))
         else:
-            self._call("release the legal hold on", key, lambda: self._client.disable_object_legal_hold(self.bucket, key))
+            self._call(
+                "release the legal hold on", key, lambda: self._client.disable_object_legal_hold(self.bucket, key)
+            )
         return True
 
     def legal_hold(self, key: str) -> bool:
@@ -237,7 +243,9 @@ class S3ObjectStore:
         check_key(key)
         if not self.supports_legal_hold():
             return False
-        return self._call("read the legal hold of", key, lambda: self._client.is_object_legal_hold_enabled(self.bucket, key))
+        return self._call(
+            "read the legal hold of", key, lambda: self._client.is_object_legal_hold_enabled(self.bucket, key)
+        )
 
     # -- reads ------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from config.redact import redact_text
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import AuditRow
 
 GENESIS = "0" * 64
@@ -56,6 +56,18 @@ ACTIONS: tuple[str, ...] = (
     "token_refresh",
     "motion_search",
     "hold_release",
+    "sign_out",
+    "probe",
+    "camera_import",
+    "audit_checkpoint",
+    # GB/T 28181: a device's REGISTER (ok or denied), operators adding/removing devices.
+    "gb_register",
+    "gb_device_add",
+    "gb_device_remove",
+    "gb_device_refresh",
+    # GB/T 28181 media: a device's own recordings listed (RecordInfo), downloaded into our archive.
+    "gb_records",
+    "gb_backfill",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (
@@ -159,7 +171,7 @@ class AuditLog:
             raise ValueError(f"audit action {action!r} is unknown: add it to streams.access.audit.ACTIONS")
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome {outcome!r} is unknown: use one of {', '.join(OUTCOMES)}")
-        for attempt in range(50):
+        for _attempt in range(50):
             with self._sessions() as s:
                 try:
                     with s.begin():

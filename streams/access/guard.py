@@ -1,25 +1,28 @@
-"""Authentication, authorization and audit for the HTTP API.
+"""Rights, rules and the caller: who may call which route, and the audit helper every route uses.
 
-Every route declares a rule. A new route picks one of:
+Every route declares a rule. A new route picks one of (each is a real route):
 
     @router.get("/api/cameras/{id}/recordings")
-    def recordings(id: str, principal: Principal = allow("investigator")): ...
+    def recordings(id: str, request: Request, start: str, end: str,
+                   principal: Principal = allow("investigator")): ...
 
-    @router.get("/api/cameras/{id}/hls/index.m3u8")
-    def hls(id: str, principal: Principal = allow("viewer", query_token=True)): ...
+    @router.get("/api/cameras/{id}/live.m3u8")
+    async def live_playlist(id: str, request: Request,
+                            principal: Principal = allow("viewer", query_token=True)): ...
 
-    @router.get("/api/health", dependencies=[allow("operator", camera_param=None)])
-    def health(): ...
+    @router.get("/api/health/fleet")
+    def fleet_history(request: Request, principal: Principal = allow("operator", camera_param=None)): ...
 
-    @router.get("/api/version", dependencies=[public()])
-    def version(): ...
+    @router.get("/api/ping", dependencies=[public()])
+    def ping(): ...
 
 ``allow(role, camera_param="id", query_token=False)`` authenticates the caller
 (401), checks the role (403), and when ``camera_param`` names a path parameter,
 loads that camera and checks it against the caller's region scope: a camera out
 of scope answers exactly like an unknown one (404, ``camera_not_found``). The
 checked camera is ``principal.camera``. ``tests/auth`` walks ``app.routes`` and
-fails for a route without a rule.
+fails for a route without a rule. The routes of access itself (sign-in, users,
+keys, audit query) are in ``streams.access.routes``.
 
 Rights (a partial order, see ``streams.access.users``): ``viewer`` rules admit every
 role; ``investigator`` admits investigator and admin; ``operator`` admits
@@ -31,39 +34,37 @@ itself) also take ``?token=``, and only a stream token bound to that camera
 (``POST /api/cameras/{id}/stream-token``, 15 minutes).
 
 Audit: ``audit(request, "playback", camera_id=id, start_us=s, end_us=e)`` writes
-one row as the signed-in caller, with the client IP. Behind nginx, run uvicorn
-with ``--proxy-headers --forwarded-allow-ips=<nginx address>`` so the IP is the
-viewer's and not the proxy's.
+one row as the signed-in caller, with the client IP. Behind nginx, set
+``forwarded_allow_ips`` to nginx's address only (``deploy/``), so the IP is the
+viewer's and cannot be forged by a client's own ``X-Forwarded-For``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import ipaddress
+import threading
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, HTTPException
 from starlette.requests import HTTPConnection
 
 from config.cameras import Camera, Region
-from streams.access.audit import ACTIONS, AuditEntry, AuditLog
+from streams.access.audit import AuditEntry, AuditLog
+from streams.access.changes import Actor, RegistryChanges
 from storage.index.registry import Registry
 from storage.index.credentials import load_cipher
 from streams.access.users import (
     ALL_REGIONS,
     ROLES,
-    ApiKey,
-    User,
-    UserError,
-    UserExists,
-    UserNotFound,
     UserStore,
-    ensure_first_admin,
 )
 from streams.context import AppContext
 from streams.access.ratelimit import SignInLimiter
-from streams.access.tokens import TokenError, TokenSigner
+from streams.access.live_sessions import LiveSessions, LiveView, TooManyViews
+from streams.access.sessions import SignInSessions
+from streams.access.tokens import TokenClaims, TokenError, TokenSigner
 
 __all__ = [
     "AuthState",
@@ -72,12 +73,9 @@ __all__ = [
     "allow",
     "audit",
     "camera_not_found",
-    "ensure_first_admin",
-    "install_auth",
     "public",
     "route_rule",
     "walk_routes",
-    "router",
 ]
 
 RULE_ATTR = "__sharpeyes_rule__"
@@ -101,6 +99,9 @@ class Rule:
     role: RuleRole
     camera_param: str | None = None
     query_token: bool = False
+    # The largest request body the route reads (bytes); ``streams.access.bodygate`` refuses more
+    # before the app reads any of it.
+    max_body: int = 64 * 1024
 
     def admits(self, role: str) -> bool:
         return self.role == "public" or role in RIGHTS[self.role]
@@ -115,6 +116,10 @@ class Principal:
     scope: tuple[str, ...]
     via: Literal["token", "api_key", "stream_token"]
     camera: Camera | None = None
+    # The sign-in session the token belongs to, and when the credential runs out (µs; None: a key).
+    session: str | None = None
+    expires_us: int | None = None
+    issued_us: int = 0
 
     @property
     def sees_all(self) -> bool:
@@ -146,14 +151,48 @@ class Principal:
         return regions if codes is None else [r for r in regions if r.code in codes]
 
 
+class ViewingLog:
+    """Which viewings were audited lately, so one viewing made of many requests (the byte ranges
+    of a clip, a playlist reloaded every second, the thumbnails of a scrubber) is one audit row.
+
+    A key is seen again within ``window_s`` of its *last* request: the same viewing. In memory,
+    per process: with several API nodes a viewing spread over nodes is one row per node.
+    """
+
+    max_keys = 100_000
+
+    def __init__(self, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._last: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, key: tuple[Any, ...], window_s: float | None = None) -> bool:
+        """True when ``key`` starts a new viewing (and remember it)."""
+        window = self.window_s if window_s is None else window_s
+        now = self._clock()
+        with self._lock:
+            if len(self._last) > self.max_keys:
+                self._last = {k: t for k, t in self._last.items() if now - t <= self.window_s}
+            last = self._last.get(key)
+            self._last[key] = now
+        return last is None or now - last > window
+
+
 @dataclass
 class AuthState:
-    """The auth services one app uses; put one in ``ctx.extras["auth"]`` to inject clocks in tests."""
+    """The auth services one app uses; give one as ``AppContext(auth=...)`` to inject clocks in tests."""
 
     users: UserStore
     audit: AuditLog
     tokens: TokenSigner
     limiter: SignInLimiter = field(default_factory=SignInLimiter)
+    sessions: SignInSessions | None = None
+    viewings: ViewingLog = field(default_factory=ViewingLog)
+
+    def __post_init__(self) -> None:
+        if self.sessions is None:
+            self.sessions = SignInSessions(self.users.engine, clock=self.users.clock)
 
     @classmethod
     def from_context(cls, ctx: AppContext) -> "AuthState":
@@ -167,7 +206,8 @@ class AuthState:
 
 
 def _state(conn: HTTPConnection) -> AuthState:
-    return conn.app.state.auth  # type: ignore[no-any-return]
+    auth: AuthState = conn.app.state.ctx.auth
+    return auth
 
 
 def _registry(conn: HTTPConnection) -> Registry:
@@ -183,54 +223,74 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _user_principal(state: AuthState, name: str, issued_us: int, via: Any) -> Principal:
-    user = state.users.get(name)
-    if user is None or user.disabled or issued_us < user.tokens_valid_after_us:
+def _user_principal(state: AuthState, claims: TokenClaims, via: Any) -> Principal:
+    user = state.users.get(claims.subject)
+    if user is None or user.disabled or claims.issued_us < user.tokens_valid_after_us:
         raise _unauthorized("the token is no longer valid: sign in again")
-    return Principal(user.name, user.role, user.scope, via)
+    if claims.session is not None and state.sessions is not None and not state.sessions.active(claims.session):
+        raise _unauthorized("this sign-in has ended (signed out or revoked): sign in again")
+    return Principal(user.name, user.role, user.scope, via, session=claims.session, expires_us=claims.expires_us,
+                     issued_us=claims.issued_us)
 
 
-def _authenticate(conn: HTTPConnection, rule: Rule) -> Principal:
+def authenticate_bearer(conn: HTTPConnection) -> Principal | None:
+    """The caller named by ``Authorization: Bearer``; None when there is no such header; 401 when it is bad."""
     state = _state(conn)
     header = conn.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     credential = credential.strip()
-    if scheme.lower() == "bearer" and credential:
-        key = state.users.verify_api_key(credential)
-        if key is not None:
-            return Principal(f"key:{key.name}", key.role, key.scope, "api_key")
-        try:
-            claims = state.tokens.verify(credential, "access")
-        except TokenError as exc:
-            raise _unauthorized(f"{exc}; sign in with POST /api/auth/token") from None
-        return _user_principal(state, claims.subject, claims.issued_us, "token")
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    key = state.users.verify_api_key(credential)
+    if key is not None:
+        return Principal(f"key:{key.name}", key.role, key.scope, "api_key", expires_us=key.expires_us)
+    try:
+        claims = state.tokens.verify(credential, "access")
+    except TokenError as exc:
+        raise _unauthorized(f"{exc}; sign in with POST /api/auth/token") from None
+    return _user_principal(state, claims, "token")
+
+
+def stream_principal(state: AuthState, token: str, camera_id: str) -> Principal:
+    """The caller a stream token names, when it is valid for ``camera_id``; 401 otherwise."""
+    try:
+        claims = state.tokens.verify(token, "stream")
+    except TokenError as exc:
+        raise _unauthorized(f"{exc}; get a new one with POST /api/cameras/{{id}}/stream-token") from None
+    if claims.camera_id != camera_id:
+        raise _unauthorized("this stream token is for another camera")
+    return _user_principal(state, claims, "stream_token")
+
+
+def _authenticate(conn: HTTPConnection, rule: Rule) -> Principal:
+    state = _state(conn)
+    principal = authenticate_bearer(conn)
+    if principal is not None:
+        return principal
     query = conn.query_params.get("token")
     if query and rule.query_token:
-        try:
-            claims = state.tokens.verify(query, "stream")
-        except TokenError as exc:
-            raise _unauthorized(f"{exc}; get a new one with POST /api/cameras/{{id}}/stream-token") from None
         wanted = conn.path_params.get(rule.camera_param) if rule.camera_param else None
-        if wanted is None or claims.camera_id != wanted:
+        if wanted is None:
             raise _unauthorized("this stream token is for another camera")
-        return _user_principal(state, claims.subject, claims.issued_us, "stream_token")
+        return stream_principal(state, query, wanted)
     if query:
         raise _unauthorized("this route does not take ?token=: send Authorization: Bearer <token>")
     raise _unauthorized("sign in first: send Authorization: Bearer <token> (POST /api/auth/token)")
 
 
-def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = False) -> Any:
+def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = False,
+          max_body: int = 64 * 1024) -> Any:
     """The dependency every non-public route declares (as a parameter or in ``dependencies=``).
 
     ``camera_param`` names the path parameter holding a camera id (``None`` for
     routes about no single camera). ``query_token=True`` also accepts a stream
-    token in ``?token=``; it needs a ``camera_param``.
+    token in ``?token=``; it needs a ``camera_param``. ``max_body`` caps the request body.
     """
     if role not in RIGHTS or role == "public":
         raise ValueError(f"allow({role!r}): use one of user, {', '.join(ROLES)}; or public()")
     if query_token and camera_param is None:
         raise ValueError("query tokens are bound to one camera: give camera_param")
-    rule = Rule(role, camera_param, query_token)
+    rule = Rule(role, camera_param, query_token, max_body)
 
     def check(conn: HTTPConnection) -> Principal:
         principal = _authenticate(conn, rule)
@@ -245,7 +305,7 @@ def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = F
             camera = registry.camera(camera_id)
             if camera is None or not principal.can_see(camera, registry):
                 raise camera_not_found(camera_id)
-            principal = Principal(principal.name, principal.role, principal.scope, principal.via, camera)
+            principal = replace(principal, camera=camera)
             conn.state.principal = principal
         return principal
 
@@ -253,13 +313,44 @@ def allow(role: RuleRole, camera_param: str | None = "id", query_token: bool = F
     return Depends(check)
 
 
-def public() -> Any:
-    """The rule for routes anyone may call (ping, sign-in). Declare it so the route walk sees intent."""
+def allow_scrape() -> Any:
+    """The rule of ``/metrics``: an operator (or admin) credential, or no credential from an address
+    in the setting ``metrics_allow_ips`` (a Prometheus server), which reads as an all-county operator."""
+    rule = Rule("operator", None, False)
+
+    def check(conn: HTTPConnection) -> Principal:
+        settings = conn.app.state.ctx.settings
+        if not conn.headers.get("authorization") and _address_in(client_ip(conn), settings.metrics_allow_ips):
+            principal = Principal("scraper", "operator", (ALL_REGIONS,), "api_key")
+            conn.state.principal = principal
+            return principal
+        principal = _authenticate(conn, rule)
+        conn.state.principal = principal
+        if not rule.admits(principal.role):
+            raise HTTPException(403, detail=f"role {principal.role} may not scrape metrics; it needs operator")
+        return principal
+
+    setattr(check, RULE_ATTR, rule)
+    return Depends(check)
+
+
+def _address_in(address: str, ranges: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(r, strict=False) for r in ranges)
+
+
+def public(max_body: int = 4096) -> Any:
+    """The rule for routes anyone may call (ping, sign-in). Declare it so the route walk sees intent.
+
+    Their bodies are read unauthenticated, so the cap is small."""
 
     def open_route() -> None:
         return None
 
-    setattr(open_route, RULE_ATTR, Rule("public", None, False))
+    setattr(open_route, RULE_ATTR, Rule("public", None, False, max_body))
     return Depends(open_route)
 
 
@@ -292,8 +383,52 @@ def route_rule(route: Any) -> Rule | None:
     return None
 
 
+def live_view(conn: HTTPConnection, principal: Principal, kind: str, stop: Any, *, connected: bool = True) -> LiveView:
+    """Register a live view of ``principal.camera`` for the re-authorization sweep (``LiveSessions``);
+    429 when the user already holds as many live views as allowed."""
+    assert principal.camera is not None
+    view = LiveView(principal.name, principal.camera.id, kind, stop, principal.issued_us,
+                    expires_us=principal.expires_us, session=principal.session, connected=connected)
+    live = live_sessions(conn)
+    try:
+        return live.add(view)
+    except TooManyViews:
+        raise HTTPException(429, detail=f"{principal.name} already has {live.max_per_user} live views open "
+                                        "(live_max_views_per_user); close one first",
+                            headers={"Retry-After": "10"}) from None
+
+
+def live_sessions(conn: HTTPConnection) -> LiveSessions:
+    sessions: LiveSessions = conn.app.state.ctx.live_sessions
+    return sessions
+
+
+def actor(conn: HTTPConnection) -> Actor:
+    """The authenticated caller as the actor of a change (``streams.access.changes``)."""
+    principal: Principal = conn.state.principal
+    return Actor(principal.name, principal.role, client_ip(conn), principal.scope)
+
+
+def changes(conn: HTTPConnection) -> RegistryChanges:
+    """The audited, scope-checked change service for this app."""
+    state = _state(conn)
+    return RegistryChanges(_registry(conn), state.audit, state.users)
+
+
 def client_ip(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else "-"
+
+
+def audit_viewing(conn: HTTPConnection, action: str, key: tuple[Any, ...], *, window_s: float | None = None,
+                  **fields: Any) -> AuditEntry | None:
+    """``audit`` once per viewing: the first request of ``key`` by this caller from this address
+    writes the row; the requests that follow within the window (``ViewingLog``) write none."""
+    principal: Principal | None = getattr(conn.state, "principal", None)
+    camera = fields.get("camera_id") or (principal.camera.id if principal and principal.camera else None)
+    who = (principal.name if principal else "-", client_ip(conn), action, camera, *key)
+    if not _state(conn).viewings.first(who, window_s):
+        return None
+    return audit(conn, action, **fields)
 
 
 def audit(
@@ -325,242 +460,3 @@ def audit(
         range_end_us=end_us,
         detail=detail,
     )
-
-
-# -- routes -------------------------------------------------------------------
-
-router = APIRouter()
-
-
-class SignIn(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class Refresh(BaseModel):
-    refresh_token: str = Field(min_length=1, max_length=4096)
-
-
-class TokenPair(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-    refresh_token: str
-    refresh_expires_in: int
-
-
-class NewUser(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
-    role: str
-    regions: list[str] = Field(default_factory=lambda: [ALL_REGIONS], max_length=256)
-
-
-class NewPassword(BaseModel):
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class NewKey(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
-    role: str
-    regions: list[str] = Field(default_factory=lambda: [ALL_REGIONS], max_length=256)
-
-
-def _pair(state: AuthState, name: str) -> TokenPair:
-    access, _ = state.tokens.issue("access", name)
-    refresh, _ = state.tokens.issue("refresh", name)
-    return TokenPair(
-        access_token=access,
-        expires_in=state.tokens.ttl_s["access"],
-        refresh_token=refresh,
-        refresh_expires_in=state.tokens.ttl_s["refresh"],
-    )
-
-
-def _user_error(exc: UserError) -> HTTPException:
-    code = 404 if isinstance(exc, UserNotFound) else 409 if isinstance(exc, UserExists) else 400
-    return HTTPException(code, detail=str(exc))
-
-
-def _user_dict(user: User) -> dict[str, Any]:
-    return {
-        "name": user.name,
-        "role": user.role,
-        "regions": list(user.scope),
-        "disabled": user.disabled,
-        "created_us": user.created_us,
-    }
-
-
-def _key_dict(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "role": key.role,
-        "regions": list(key.scope),
-        "revoked": key.revoked,
-        "created_us": key.created_us,
-        "created_by": key.created_by,
-    }
-
-
-@router.post("/api/auth/token", dependencies=[public()])
-def sign_in(body: SignIn, conn: HTTPConnection) -> TokenPair:
-    """Username and password in, a 12-hour access token and a refresh token out."""
-    state = _state(conn)
-    ip = client_ip(conn)
-    wait = state.limiter.retry_after(body.username, ip)
-    if wait is not None:
-        audit(conn, "sign_in_failed", outcome="rate_limited", user=body.username, role="-")
-        raise HTTPException(
-            429,
-            detail="too many failed sign-ins for this user or address: wait and try again",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
-    user = state.users.verify_password(body.username, body.password)
-    if user is None:
-        state.limiter.failure(body.username, ip)
-        audit(conn, "sign_in_failed", outcome="failed", user=body.username, role="-")
-        # One answer for unknown user, wrong password and disabled user: names cannot be probed.
-        raise _unauthorized("wrong user name or password")
-    state.limiter.success(body.username)
-    audit(conn, "sign_in", user=user.name, role=user.role)
-    return _pair(state, user.name)
-
-
-@router.post("/api/auth/refresh", dependencies=[public()])
-def refresh(body: Refresh, conn: HTTPConnection) -> TokenPair:
-    """A refresh token in, a new access and refresh token out (the refresh token is the credential)."""
-    state = _state(conn)
-    try:
-        claims = state.tokens.verify(body.refresh_token, "refresh")
-    except TokenError as exc:
-        raise _unauthorized(f"{exc}; sign in again with POST /api/auth/token") from None
-    principal = _user_principal(state, claims.subject, claims.issued_us, "token")
-    conn.state.principal = principal
-    audit(conn, "token_refresh")
-    return _pair(state, principal.name)
-
-
-@router.get("/api/me")
-def me(principal: Principal = allow("user", camera_param=None)) -> dict[str, Any]:
-    """Who the caller is: name, role, region scope."""
-    return {"name": principal.name, "role": principal.role, "regions": list(principal.scope), "via": principal.via}
-
-
-@router.post("/api/cameras/{id}/stream-token")
-def stream_token(id: str, conn: HTTPConnection, principal: Principal = allow("viewer")) -> dict[str, Any]:
-    """A short-lived token for ``?token=`` on this camera's HLS/RTSP URLs only."""
-    if principal.via != "token":
-        # API keys have no user row to revoke stream tokens through.
-        raise HTTPException(403, detail="stream tokens are for signed-in users; machine clients send their key as a Bearer header")
-    token, _ = _state(conn).tokens.issue("stream", principal.name, camera_id=id)
-    return {"token": token, "camera_id": id, "expires_in": _state(conn).tokens.ttl_s["stream"]}
-
-
-@router.get("/api/users", dependencies=[allow("admin", camera_param=None)])
-def list_users(conn: HTTPConnection) -> list[dict[str, Any]]:
-    return [_user_dict(u) for u in _state(conn).users.list()]
-
-
-@router.post("/api/users", status_code=201, dependencies=[allow("admin", camera_param=None)])
-def add_user(body: NewUser, conn: HTTPConnection) -> dict[str, Any]:
-    try:
-        user = _state(conn).users.add(body.name, body.password, body.role, body.regions)
-    except UserError as exc:
-        raise _user_error(exc) from None
-    audit(conn, "user_add", detail=f"target={user.name} role={user.role} regions={','.join(user.scope)}")
-    return _user_dict(user)
-
-
-@router.post("/api/users/{name}/passwd", dependencies=[allow("admin", camera_param=None)])
-def set_password(name: str, body: NewPassword, conn: HTTPConnection) -> dict[str, str]:
-    try:
-        _state(conn).users.passwd(name, body.password)
-    except UserError as exc:
-        raise _user_error(exc) from None
-    audit(conn, "user_passwd", detail=f"target={name}")
-    return {"status": "ok"}
-
-
-@router.post("/api/users/{name}/disable")
-def disable_user(name: str, conn: HTTPConnection, principal: Principal = allow("admin", camera_param=None)) -> dict[str, str]:
-    if name == principal.name:
-        raise HTTPException(400, detail="you cannot disable yourself: ask another admin")
-    try:
-        _state(conn).users.disable(name)
-    except UserError as exc:
-        raise _user_error(exc) from None
-    audit(conn, "user_disable", detail=f"target={name}")
-    return {"status": "ok"}
-
-
-@router.post("/api/users/{name}/enable", dependencies=[allow("admin", camera_param=None)])
-def enable_user(name: str, conn: HTTPConnection) -> dict[str, str]:
-    try:
-        _state(conn).users.enable(name)
-    except UserError as exc:
-        raise _user_error(exc) from None
-    audit(conn, "user_enable", detail=f"target={name}")
-    return {"status": "ok"}
-
-
-@router.get("/api/keys", dependencies=[allow("admin", camera_param=None)])
-def list_keys(conn: HTTPConnection) -> list[dict[str, Any]]:
-    return [_key_dict(k) for k in _state(conn).users.api_keys()]
-
-
-@router.post("/api/keys", status_code=201)
-def create_key(body: NewKey, conn: HTTPConnection, principal: Principal = allow("admin", camera_param=None)) -> dict[str, Any]:
-    """A new API key. The ``key`` field is shown only in this answer: store it now."""
-    try:
-        key, facts = _state(conn).users.create_api_key(body.name, body.role, body.regions, created_by=principal.name)
-    except UserError as exc:
-        raise _user_error(exc) from None
-    audit(conn, "key_create", detail=f"key={facts.id} name={facts.name} role={facts.role}")
-    return {**_key_dict(facts), "key": key}
-
-
-@router.delete("/api/keys/{key_id}", dependencies=[allow("admin", camera_param=None)])
-def revoke_key(key_id: int, conn: HTTPConnection) -> dict[str, Any]:
-    try:
-        facts = _state(conn).users.revoke_api_key(key_id)
-    except UserError as exc:
-        raise _user_error(exc) from None
-    audit(conn, "key_revoke", detail=f"key={facts.id} name={facts.name}")
-    return _key_dict(facts)
-
-
-@router.get("/api/audit", dependencies=[allow("admin", camera_param=None)])
-def query_audit(
-    conn: HTTPConnection,
-    user: str | None = None,
-    action: str | None = Query(None, description=f"one of {', '.join(ACTIONS)}"),
-    camera_id: str | None = None,
-    outcome: str | None = None,
-    since_us: int | None = Query(None, description="from this time (µs since the epoch, UTC), inclusive"),
-    until_us: int | None = Query(None, description="to this time, exclusive"),
-    before_id: int | None = Query(None, description="page back: the smallest id of the previous page"),
-    limit: int = Query(100, ge=1, le=1000),
-) -> list[dict[str, Any]]:
-    """Audit rows, newest first. Read only: no route edits or deletes them."""
-    rows = _state(conn).audit.query(
-        user=user,
-        action=action,
-        camera_id=camera_id,
-        outcome=outcome,
-        since_us=since_us,
-        until_us=until_us,
-        before_id=before_id,
-        limit=limit,
-    )
-    return [r.__dict__ for r in rows]
-
-
-def install_auth(app: FastAPI, ctx: AppContext) -> AuthState:
-    """Attach the auth services (``ctx.extras["auth"]`` when given) and mount the auth routes."""
-    state: AuthState = ctx.extras.get("auth") or AuthState.from_context(ctx)
-    app.state.auth = state
-    app.include_router(router)
-    return state

@@ -1,6 +1,6 @@
 """``UserStore``: users (argon2 password hashes), roles, region scopes and API keys.
 
-Roles are fixed (issue 6). Rights form a small partial order, not a line:
+Roles are fixed. Rights form a small partial order, not a line:
 
     viewer        watch live
     investigator  viewer's rights + play back, export, hold
@@ -13,6 +13,7 @@ whole county. Admins always see everything.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -23,17 +24,19 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.db.schema import ApiKeyRow, RegionRow, UserRow
 
 ROLES: tuple[str, ...] = ("viewer", "investigator", "operator", "admin")
 ALL_REGIONS = "*"
 MIN_PASSWORD_LENGTH = 8
 API_KEY_PREFIX = "sek_"
+# API keys expire: a forgotten key on a decommissioned machine must not work for ever.
+API_KEY_DAYS = 90
 
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
@@ -74,6 +77,7 @@ class ApiKey:
     revoked: bool
     created_us: int
     created_by: str
+    expires_us: int | None = None
 
 
 def check_role(role: str) -> str:
@@ -110,9 +114,11 @@ class UserStore:
         hasher: PasswordHasher | None = None,
         clock: Callable[[], int] = now_us,
     ):
+        self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._hasher = hasher or PasswordHasher()
         self._clock = clock
+        self.clock = clock
         # Verified against when the user is unknown, so a wrong name costs the
         # same time as a wrong password and names cannot be probed by timing.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
@@ -178,19 +184,28 @@ class UserStore:
             row = self._row(s, name)
             row.disabled = True
             row.tokens_valid_after_us = self._clock()
+            # A key is only as trusted as the admin who made it.
+            s.execute(update(ApiKeyRow).where(ApiKeyRow.created_by == name, ApiKeyRow.revoked.is_(False))
+                      .values(revoked=True))
 
     def enable(self, name: str) -> None:
         with self._sessions() as s, s.begin():
             self._row(s, name).disabled = False
 
     def set_role(self, name: str, role: str, scope: Sequence[str] | None = None) -> User:
-        """Change a user's role (and scope, when given); takes effect on the next request."""
+        """Change a user's role (and scope, when given); takes effect on the next request.
+
+        Tokens issued before the change stop working, so live sessions opened under the old
+        rights end (``streams.access.live_sessions``) and the user signs in again."""
         check_role(role)
         with self._sessions() as s, s.begin():
             row = self._row(s, name)
+            before = (row.role, row.scope)
             row.role = role
             if scope is not None:
                 row.scope = json.dumps(list(self._check_scope(s, scope)))
+            if (row.role, row.scope) != before:
+                row.tokens_valid_after_us = self._clock()
             return _user(row)
 
     def get(self, name: str) -> User | None:
@@ -224,11 +239,16 @@ class UserStore:
     # -- API keys -------------------------------------------------------------
 
     def create_api_key(
-        self, name: str, role: str, scope: Sequence[str] = (ALL_REGIONS,), created_by: str = ""
+        self, name: str, role: str, scope: Sequence[str] = (ALL_REGIONS,), created_by: str = "",
+        expires_days: int = API_KEY_DAYS,
     ) -> tuple[str, ApiKey]:
-        """Create a key; returns ``(key, facts)``. The key is not stored and cannot be shown again."""
+        """Create a key; returns ``(key, facts)``. The key is not stored and cannot be shown again.
+
+        It expires after ``expires_days`` (1 to 730), and is revoked when ``created_by`` is disabled."""
         _check_name(name)
         check_role(role)
+        if not 1 <= expires_days <= 730:
+            raise UserError(f"expires_days={expires_days}: give 1 to 730 days; make a new key when it runs out")
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         with self._sessions() as s, s.begin():
             codes = self._check_scope(s, scope)
@@ -241,6 +261,7 @@ class UserStore:
                 revoked=False,
                 created_us=self._clock(),
                 created_by=created_by,
+                expires_us=self._clock() + expires_days * 86_400_000_000,
             )
             s.add(row)
             s.flush()
@@ -255,18 +276,24 @@ class UserStore:
             row.revoked = True
             return _api_key(row)
 
-    def api_keys(self) -> list[ApiKey]:
+    def api_keys(self) -> "builtins.list[ApiKey]":
         with self._sessions() as s:
             return [_api_key(r) for r in s.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
 
     def verify_api_key(self, key: str) -> ApiKey | None:
-        """The key's facts when it exists and is not revoked; else None."""
-        if not key.startswith(API_KEY_PREFIX):
+        """The key's facts when it exists, is not revoked or expired, and its creator is enabled; else None."""
+        if not key.startswith(API_KEY_PREFIX) or not key.isascii():
             return None
         with self._sessions() as s:
             row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == _key_hash(key)))
             if row is None or row.revoked:
                 return None
+            if row.expires_us is not None and row.expires_us <= self._clock():
+                return None
+            if row.created_by:
+                creator = s.scalar(select(UserRow).where(UserRow.name == row.created_by))
+                if creator is not None and creator.disabled:
+                    return None
             return _api_key(row)
 
 
@@ -323,4 +350,5 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
         revoked=bool(row.revoked),
         created_us=row.created_us,
         created_by=row.created_by,
+        expires_us=row.expires_us,
     )

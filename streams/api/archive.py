@@ -10,20 +10,15 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-import time
-from collections import OrderedDict
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Iterator, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from config.settings import Settings
-from config.times import TimeError, display_offset, iso_utc, parse_time
+from config.times import display_offset, iso_utc
 from storage.archive.clips import (
-    CONTIGUOUS_US,
-    ClipGap,
     ClipPlan,
     EncodingChanged,
     NoRecordings,
@@ -32,8 +27,9 @@ from storage.archive.clips import (
     clip_file_name,
     plan_clip,
 )
-from storage.archive.timeline import Timeline, timeline
-from streams.access.guard import Principal, allow, audit
+from storage.archive.timeline import CONTIGUOUS_US, ClipGap, Timeline, timeline
+from streams.access.guard import Principal, allow, audit, audit_viewing
+from streams.api.params import time_param, time_range
 from streams.context import AppContext
 from ingest.media.archive_frame import snapshot_jpeg
 
@@ -51,17 +47,8 @@ def _ctx(request: Request) -> AppContext:
 
 def parse_range(start: str, end: str, max_seconds: float | None = None) -> tuple[int, int]:
     """``(start_us, end_us)`` from query strings; ``HTTPException(422)`` saying what to send."""
-    try:
-        s, e = parse_time(start, "start"), parse_time(end, "end")
-    except TimeError as exc:
-        raise HTTPException(422, str(exc)) from None
-    if s >= e:
-        raise HTTPException(422, f"start ({iso_utc(s)}) must be before end ({iso_utc(e)})")
-    if max_seconds is not None and e - s > max_seconds * 1_000_000:
-        raise HTTPException(
-            422, f"the range is {(e - s) / 1e6:.0f} s; clip.mp4 serves at most {max_seconds:.0f} s "
-                 "(setting clip_max_seconds): ask for a shorter range or use an export job (POST /api/exports)")
-    return s, e
+    return time_range(start, end, max_seconds, too_long="clip.mp4 serves at most clip_max_seconds; ask for a "
+                      "shorter range or use an export job (POST /api/exports)")
 
 
 def gap_view(g: ClipGap) -> dict[str, Any]:
@@ -89,36 +76,11 @@ def timeline_view(tl: Timeline, settings: Settings) -> dict[str, Any]:
     }
 
 
-class PlanCache:
-    """Recent clip plans. A player reading one clip by byte ranges (HLS VOD, seeking in
-    a ``<video>``) sends many requests for the same clip; each would otherwise re-stat
-    the segments and re-read the first GOP. Entries live ``ttl_s`` seconds."""
-
-    def __init__(self, size: int = 64, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
-        self.size, self.ttl_s, self.clock = size, ttl_s, clock
-        self._plans: OrderedDict[tuple[Any, ...], tuple[float, ClipPlan]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[Any, ...], make: Callable[[], ClipPlan]) -> ClipPlan:
-        now = self.clock()
-        with self._lock:
-            hit = self._plans.get(key)
-            if hit is not None and now - hit[0] < self.ttl_s:
-                self._plans.move_to_end(key)
-                return hit[1]
-        plan = make()
-        with self._lock:
-            self._plans[key] = (now, plan)
-            while len(self._plans) > self.size:
-                self._plans.popitem(last=False)
-        return plan
-
-
 def plan_or_http(ctx: AppContext, camera_id: str, stream: str, start_us: int, end_us: int,
                  allow_gaps: bool = False) -> ClipPlan:
     """``plan_clip`` (through the app's ``PlanCache``) with its refusals as HTTP errors
     (404 with the gaps, 409)."""
-    cache: PlanCache = ctx.extras.setdefault("clip_plans", PlanCache())
+    cache = ctx.clip_plans
     try:
         return cache.get((camera_id, stream, start_us, end_us, allow_gaps), lambda: plan_clip(
             ctx.index, camera_id, stream, start_us, end_us, store=ctx.store, allow_gaps=allow_gaps))
@@ -191,11 +153,11 @@ def clip_mp4(id: str, request: Request, start: str, end: str, stream: Stream = "
     }
     if rng is not None:
         headers["Content-Range"] = f"bytes {first}-{stop - 1}/{size}"
-    # A player fetching byte ranges of the clip (HLS VOD) is one viewing: audit the
-    # first request of it (no Range, or one starting at byte 0), not every range.
-    if first == 0:
-        audit(request, "playback", camera_id=id, start_us=plan.first_us, end_us=plan.last_us,
-              detail=f"clip.mp4 {stream}" + (" allow_gaps" if allow_gaps else ""))
+    # A player fetching byte ranges of the clip (HLS VOD, seeking) is one viewing: its first
+    # request writes the row, whatever byte it starts at; the ranges that follow write none.
+    audit_viewing(request, "playback", ("clip", stream, plan.first_us, plan.last_us), camera_id=id,
+                  start_us=plan.first_us, end_us=plan.last_us,
+                  detail=f"clip.mp4 {stream}" + (" allow_gaps" if allow_gaps else "") + (" range" if rng else ""))
 
     def body() -> Iterator[bytes]:
         yield from plan.iter_bytes(ctx.store, first, stop)
@@ -243,10 +205,7 @@ def snapshot(id: str, request: Request, at: str, width: int | None = Query(None,
              stream: Stream = "main", principal: Principal = allow("investigator", query_token=True)) -> Response:
     """The frame on screen at ``at`` as JPEG, optionally scaled to ``width`` (aspect kept)."""
     ctx = _ctx(request)
-    try:
-        t = parse_time(at, "at")
-    except TimeError as exc:
-        raise HTTPException(422, str(exc)) from None
+    t = time_param(at, "at")
     plan = plan_or_http(ctx, id, stream, t, t + 1)
     try:
         shot = snapshot_jpeg(plan, ctx.store, width)
@@ -254,4 +213,4 @@ def snapshot(id: str, request: Request, at: str, width: int | None = Query(None,
         raise HTTPException(409, str(exc)) from None
     audit(request, "snapshot", camera_id=id, start_us=t, end_us=t, detail=f"{stream} width={shot.width}")
     return Response(shot.jpeg, media_type="image/jpeg",
-                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.frame_us), "Cache-Control": "no-store"})
+                    headers={"X-Sharpeyes-Frame-Time": iso_utc(shot.t_us), "Cache-Control": "no-store"})

@@ -37,15 +37,9 @@ class NewExport(BaseModel):
 
 
 def exports(request: Request) -> ExportService:
-    """The app's export service (``ctx.extras["exports"]`` when a test or process gave one)."""
+    """The app's export service."""
     ctx: AppContext = request.app.state.ctx
-    service = ctx.extras.get("exports")
-    if service is None:
-        service = ctx.extras["exports"] = ExportService(
-            ctx.index.engine, ctx.index, ctx.registry, ctx.store, ctx.settings.data_dir,
-            max_seconds=ctx.settings.export_max_seconds,
-        )
-    return service  # type: ignore[no-any-return]
+    return ctx.exports
 
 
 def _view(job: ExportJob) -> dict[str, Any]:

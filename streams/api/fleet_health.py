@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from storage.index.coverage import fleet_coverage
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.index.usage import HOUR_US, first_seen_by_camera, gaps_opened_by_hour, stored_by_camera
 from streams.access.guard import Principal, allow
 from streams.context import AppContext

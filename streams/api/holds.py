@@ -31,10 +31,7 @@ class NewHold(BaseModel):
 def holds(request: Request) -> HoldStore:
     """The app's hold store (one per app, on the index's engine)."""
     ctx: AppContext = request.app.state.ctx
-    store = ctx.extras.get("holds")
-    if store is None:
-        store = ctx.extras["holds"] = HoldStore(ctx.index.engine)
-    return store  # type: ignore[no-any-return]
+    return ctx.holds
 
 
 def _view(hold: Any) -> dict[str, Any]:
@@ -78,11 +75,22 @@ def list_holds(id: str, request: Request, released: bool = False, principal: Pri
 
 @router.delete("/api/cameras/{id}/holds/{hold_id}")
 def release_hold(id: str, hold_id: int, request: Request, principal: Principal = allow("investigator")) -> dict[str, Any]:
-    """Release a hold: its segments fall back under retention (unless another hold covers them)."""
+    """Release a hold: its segments fall back under retention (unless another hold covers them).
+
+    Only the investigator who placed it, or an admin, may release it; the audit row names both."""
+    existing = holds(request).get(hold_id)
+    if existing is None or existing.camera_id != id:
+        raise HTTPException(404, detail=f"camera {id} has no hold {hold_id}; list them with GET /api/cameras/{id}/holds")
+    if existing.created_by != principal.name and principal.role != "admin":
+        audit(request, "hold_release", outcome="denied", start_us=existing.start_us, end_us=existing.end_us,
+              detail=f"hold={hold_id} placed_by={existing.created_by} refused_to={principal.name}")
+        raise HTTPException(403, detail=f"hold {hold_id} was placed by {existing.created_by}: only they or an admin "
+                                        "may release it")
     try:
         hold = holds(request).release(hold_id, principal.name, camera_id=id)
     except HoldNotFound:
         raise HTTPException(404, detail=f"camera {id} has no hold {hold_id}; list them with GET /api/cameras/{id}/holds") from None
     unlocked = _sync(request, hold)
-    audit(request, "hold_release", start_us=hold.start_us, end_us=hold.end_us, detail=f"hold={hold.id}")
+    audit(request, "hold_release", start_us=hold.start_us, end_us=hold.end_us,
+          detail=f"hold={hold.id} placed_by={hold.created_by} released_by={hold.released_by or principal.name}")
     return {**_view(hold), "object_legal_holds": unlocked}

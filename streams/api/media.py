@@ -1,20 +1,20 @@
 """Snapshots, timeline thumbnails, motion search and motion settings over HTTP.
 
-Times in query parameters are microseconds since the epoch (UTC) or ISO 8601.
+Times in query parameters follow ``config.times``: ISO 8601 with an offset, or epoch milliseconds.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from pydantic import ValidationError
 
 from config.motion import MotionSettings
-from ingest.media.snapshots import resize_jpeg
+from ingest.media.jpeg import resize_jpeg
 from storage.index.media import MediaIndex
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit, audit_viewing
+from streams.api.params import time_range
 from streams.context import AppContext
 
 router = APIRouter()
@@ -27,34 +27,12 @@ def _ctx(request: Request) -> AppContext:
 
 
 def media_index(ctx: AppContext) -> MediaIndex:
-    """The process's ``MediaIndex`` (kept in ``ctx.extras["media_index"]``)."""
-    media = ctx.extras.get("media_index")
-    if media is None:
-        media = ctx.extras["media_index"] = MediaIndex(ctx.index.engine)
-    return media  # type: ignore[no-any-return]
-
-
-def parse_time(value: str, name: str) -> int:
-    """``value`` (µs since the epoch, or ISO 8601; naive means UTC) in µs."""
-    if value.lstrip("-").isdigit():
-        return int(value)
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{name}={value!r}: give microseconds since the epoch or ISO 8601 "
-                                 "(e.g. 2026-11-27T02:00:00Z)") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return int(t.timestamp() * 1_000_000)
+    """The process's ``MediaIndex``."""
+    return ctx.media_index
 
 
 def _range(start: str, end: str) -> tuple[int, int]:
-    s, e = parse_time(start, "start"), parse_time(end, "end")
-    if e <= s:
-        raise HTTPException(422, "end must be after start")
-    if e - s > MAX_RANGE_US:
-        raise HTTPException(422, "the range may span at most 31 days; ask for less")
-    return s, e
+    return time_range(start, end, MAX_RANGE_US / 1_000_000, too_long="ask for 31 days or less")
 
 
 @router.get("/api/cameras/{id}/latest.jpg")
@@ -62,7 +40,7 @@ def latest_jpeg(id: str, request: Request, width: int | None = None,
                 principal: Principal = allow("viewer")) -> Response:
     """The camera's latest keyframe as JPEG (sub-stream preferred); ``width`` scales it down.
     503 with the reason (and Retry-After) while there is no picture yet."""
-    pipelines = _ctx(request).extras.get("media")
+    pipelines = _ctx(request).media
     snap = pipelines.snapshots.latest(id) if pipelines is not None else None
     if snap is None:
         reason = ("this process does not record cameras (no ingest here)" if pipelines is None
@@ -75,6 +53,9 @@ def latest_jpeg(id: str, request: Request, width: int | None = None,
         if not 16 <= width <= 4096:
             raise HTTPException(422, "width must be 16..4096")
         body = resize_jpeg(body, width)
+    # A wall polling a tile's picture is one viewing per camera, not one row per poll.
+    audit_viewing(request, "snapshot", ("latest.jpg",), start_us=snap.t_us, end_us=snap.t_us,
+                  detail=f"latest.jpg {snap.stream}")
     return Response(body, media_type="image/jpeg",
                     headers={"Cache-Control": "no-store", "X-Snapshot-Time-Us": str(snap.t_us),
                              "X-Snapshot-Stream": snap.stream})
@@ -100,6 +81,8 @@ def thumbnail(id: str, t: int, request: Request, principal: Principal = allow("i
         # 204, not 404: 404 means an unknown camera (streams.access.guard).
         return Response(status_code=204, headers={
             "X-Reason": f"camera {id}: no thumbnail within {tolerance // 1_000_000} s of {t}"})
+    # The thumbnails of one scrubber are one viewing of the camera.
+    audit_viewing(request, "snapshot", ("thumbnails",), start_us=thumb.t_us, end_us=thumb.t_us, detail="thumbnail")
     return Response(thumb.jpeg, media_type="image/jpeg", headers={"X-Thumbnail-Time-Us": str(thumb.t_us)})
 
 

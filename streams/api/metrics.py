@@ -5,10 +5,10 @@ status, the spool, the uploader and the index: nothing on the recording path
 updates a gauge. Labels are camera ids, stream names, region codes and the
 worker id, never URLs, so no camera password can reach a label.
 
-``/metrics`` is public so a Prometheus server can scrape it without a key: it
-shows ids and numbers only. Bind the HTTP port to the private network (or put
-the scrape behind the reverse proxy) if even camera ids must not leave it.
-``/api/health`` needs an operator.
+``/metrics`` is opt-in: a Prometheus server scrapes it from an address listed in
+``metrics_allow_ips``, or with an operator/admin API key as a Bearer token
+(``docs/security.md``). Any other caller gets 401. A caller whose scope is one
+township sees that township's cameras only, here and in ``/api/health``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ingest.health.fleet import HOUR_US, fleet_health
 from storage.index.coverage import fleet_coverage
-from storage.index.segments import now_us
-from streams.access.guard import allow, public
+from config.times import now_us
+from streams.access.guard import Principal, allow, allow_scrape
 from streams.context import AppContext
 
 router = APIRouter()
@@ -36,14 +36,16 @@ def _stale_us(ctx: AppContext) -> int:
 class SharpeyesCollector:
     """Reads the current state of one process at every scrape."""
 
-    def __init__(self, ctx: AppContext):
+    def __init__(self, ctx: AppContext, region_codes: set[str] | None = None):
         self.ctx = ctx
+        self.region_codes = region_codes  # None: every camera
 
     def collect(self) -> Iterator[Metric]:
         ctx = self.ctx
         sup = ctx.supervisor
         now = now_us()
-        cams = {c.id: c for c in ctx.registry.cameras()}
+        codes = self.region_codes
+        cams = {c.id: c for c in ctx.registry.cameras() if codes is None or c.region in codes}
         up = GaugeMetricFamily("sharpeyes_camera_up", "1 while the camera stream is being recorded.",
                                labels=["camera", "stream", "region"])
         fps = GaugeMetricFamily("sharpeyes_camera_fps", "Frames per second received.", labels=["camera", "stream"])
@@ -55,6 +57,8 @@ class SharpeyesCollector:
                                      labels=["camera", "stream"])
         if sup is not None:
             for s in sup.statuses():
+                if s.camera_id not in cams:
+                    continue
                 region = cams[s.camera_id].region if s.camera_id in cams else ""
                 up.add_metric([s.camera_id, s.stream, region], 1.0 if s.state == "recording" else 0.0)
                 fps.add_metric([s.camera_id, s.stream], s.fps)
@@ -79,7 +83,7 @@ class SharpeyesCollector:
                 gap_open.add_metric([cam, stream, c.open_gap_reason], 1.0)
         yield from (coverage, gaps, gap_open)
 
-        cleaner = ctx.extras.get("retention")
+        cleaner = ctx.retention
         if cleaner is not None:
             deleted = CounterMetricFamily("sharpeyes_retention_deleted_segments",
                                           "Segments deleted by retention, by rule.", labels=["rule"])
@@ -132,12 +136,18 @@ def install_metrics(app: FastAPI, ctx: AppContext) -> None:
     app.include_router(router)
 
 
-@router.get("/metrics", dependencies=[public()])
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics")
+def metrics(request: Request, principal: Principal = allow_scrape()) -> Response:
+    """Prometheus text: from an address in ``metrics_allow_ips``, or with an operator/admin credential."""
+    codes = principal.region_codes(request.app.state.ctx.registry)
+    if codes is None:
+        return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+    scoped = CollectorRegistry(auto_describe=False)
+    scoped.register(SharpeyesCollector(request.app.state.ctx, codes))  # type: ignore[arg-type]
+    return Response(generate_latest(scoped), media_type=CONTENT_TYPE_LATEST)
 
 
-def health_snapshot(ctx: AppContext) -> dict[str, Any]:
+def health_snapshot(ctx: AppContext, region_codes: set[str] | None = None) -> dict[str, Any]:
     """What ``/api/health`` answers: fleet online rate vs target, coverage per region, spool."""
     sup = ctx.supervisor
     spool: dict[str, Any] = {}
@@ -148,9 +158,12 @@ def health_snapshot(ctx: AppContext) -> dict[str, Any]:
     return fleet_health(
         ctx.registry, ctx.index, now_us=now_us(), target=ctx.settings.health_online_target,
         stale_us=_stale_us(ctx), statuses=sup.statuses() if sup is not None else None, spool=spool,
+        region_codes=region_codes,
     ).as_dict()
 
 
-@router.get("/api/health", dependencies=[allow("operator", camera_param=None)])
-def health(request: Request) -> dict[str, Any]:
-    return health_snapshot(request.app.state.ctx)
+@router.get("/api/health")
+def health(request: Request, principal: Principal = allow("operator", camera_param=None)) -> dict[str, Any]:
+    """Fleet online rate, coverage per region, spool: of the cameras and regions in the caller's scope."""
+    ctx = request.app.state.ctx
+    return health_snapshot(ctx, principal.region_codes(ctx.registry))

@@ -8,6 +8,7 @@ camera URLs are never returned: every URL is redacted.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Request
@@ -19,9 +20,11 @@ from config.redact import redact_url
 from ingest.recording.probe import probe_url
 from ingest.media.transcode import TranscodeError, check_profile
 from storage.index.camera_status import CameraStatusTable
-from storage.index.segments import now_us
+from config.times import now_us
 from storage.index.registry import RegistryError
-from streams.access.guard import Principal, allow, audit, camera_not_found
+from streams.access.changes import NotInScope, OutOfScope
+from streams.access.egress import EgressRefused, ProbeLimiter, check_probe_target
+from streams.access.guard import Principal, actor, allow, audit, camera_not_found, changes
 from streams.context import AppContext
 
 router = APIRouter()
@@ -46,6 +49,7 @@ def camera_view(camera: Camera, status: dict[tuple[str, str], dict[str, Any]]) -
     out = camera.model_dump()
     out["main_url"] = redact_url(camera.main_url)
     out["sub_url"] = redact_url(camera.sub_url) if camera.sub_url else None
+    out["region_note"] = camera.region_note  # a GB/T 28181 channel placed under a parent of its CivilCode
     main = status.get((camera.id, "main"))
     out["status"] = {s: status[(camera.id, s)] for s in ("main", "sub") if (camera.id, s) in status}
     out["state"] = main["state"] if main else ("disabled" if not camera.enabled else "unknown")
@@ -96,11 +100,13 @@ def list_regions(request: Request, principal: Principal = allow("viewer", camera
 
 @router.post("/api/regions", status_code=201)
 def add_region(region: Region, request: Request, principal: Principal = allow("operator", camera_param=None)) -> dict[str, Any]:
+    """Add a region. Its parent must be in the caller's scope; a new root needs the whole county."""
     try:
-        _ctx(request).registry.add_region(region)
+        changes(request).add_region(actor(request), region)
+    except OutOfScope as exc:
+        raise HTTPException(403, str(exc)) from None
     except RegistryError as exc:
         raise _refused(exc) from None
-    audit(request, "region_add", detail=region.code)
     return region.model_dump()
 
 
@@ -137,41 +143,43 @@ def add_camera(request: Request, body: dict[str, Any] = Body(...),
     ctx = _ctx(request)
     try:
         camera = Camera.model_validate(body)
-        if not principal.can_see(camera, ctx.registry):
-            raise HTTPException(403, f"region {camera.region} is outside your scope")
         _check_retention_override(principal, camera.retention_override)
         check_profile(camera, ctx.settings)
-        ctx.registry.add_camera(camera)
+        changes(request).add_camera(actor(request), camera)
+    except OutOfScope as exc:
+        raise HTTPException(403, str(exc)) from None
     except (ValidationError, RegistryError, TranscodeError) as exc:
         raise _refused(exc) from None
-    audit(request, "camera_add", camera_id=camera.id)
     return camera_view(camera, {})
 
 
 @router.patch("/api/cameras/{id}")
-def edit_camera(id: str, request: Request, changes: dict[str, Any] = Body(...),
+def edit_camera(id: str, request: Request, edits: dict[str, Any] = Body(...),
                 principal: Principal = allow("operator")) -> dict[str, Any]:
+    """Change a camera. Moving it to another region needs that region in the caller's scope too."""
     ctx = _ctx(request)
     assert principal.camera is not None
-    if "retention_override" in changes:
-        _check_retention_override(principal, bool(changes["retention_override"]), principal.camera.retention_override)
+    if "retention_override" in edits:
+        _check_retention_override(principal, bool(edits["retention_override"]), principal.camera.retention_override)
     try:
-        if "transcode" in changes and principal.camera is not None:
-            check_profile(principal.camera.model_copy(update={"transcode": changes["transcode"]}), ctx.settings)
-        camera = ctx.registry.update_camera(id, **changes)
-    except (RegistryError, TranscodeError) as exc:
+        if "transcode" in edits and principal.camera is not None:
+            check_profile(principal.camera.model_copy(update={"transcode": edits["transcode"]}), ctx.settings)
+        camera = changes(request).edit_camera(actor(request), id, edits)
+    except OutOfScope as exc:
+        raise HTTPException(403, str(exc)) from None
+    except NotInScope:
+        raise camera_not_found(id) from None
+    except (RegistryError, TranscodeError, TypeError) as exc:
         raise _refused(exc) from None
-    audit(request, "camera_edit", detail=",".join(sorted(changes)))
     return camera_view(camera, statuses(ctx))
 
 
 @router.delete("/api/cameras/{id}", status_code=204)
 def remove_camera(id: str, request: Request, principal: Principal = allow("operator")) -> None:
     try:
-        _ctx(request).registry.remove_camera(id)
-    except RegistryError:
+        changes(request).remove_camera(actor(request), id)
+    except (RegistryError, NotInScope):
         raise camera_not_found(id) from None
-    audit(request, "camera_remove")
 
 
 class ImportResult(BaseModel):
@@ -179,14 +187,27 @@ class ImportResult(BaseModel):
     errors: list[dict[str, Any]] = []
 
 
+# A fleet file of ``import_max_rows`` rows is well under this; the gate refuses more unread.
+IMPORT_MAX_BYTES = 4 * 1024 * 1024
+
+
 @router.post("/api/cameras/import")
 async def import_cameras(request: Request, format: Literal["csv", "yaml"] = "csv",
-                         principal: Principal = allow("operator", camera_param=None)) -> ImportResult:
-    """A CSV or YAML fleet file as the request body: all rows, or none with an error per bad row (422)."""
+                         principal: Principal = allow("operator", camera_param=None, max_body=IMPORT_MAX_BYTES)
+                         ) -> ImportResult:
+    """A CSV or YAML fleet file as the request body: all rows, or none with an error per bad row (422).
+
+    Parsed and written in a worker thread, so live video and other requests go on meanwhile; at
+    most ``import_max_rows`` rows and 4 MiB; one audit row for the whole batch."""
     ctx = _ctx(request)
-    text = (await request.body()).decode("utf-8-sig", errors="replace")
+    raw = await request.body()
+    return await asyncio.to_thread(_import, ctx, request, principal, raw, format)
+
+
+def _import(ctx: AppContext, request: Request, principal: Principal, raw: bytes, fmt: str) -> ImportResult:
+    text = raw.decode("utf-8-sig", errors="replace")
     try:
-        cameras = read_fleet_text(text, format)
+        cameras = read_fleet_text(text, fmt, max_rows=ctx.settings.import_max_rows)
     except FleetFileError as exc:
         raise HTTPException(422, {"imported": 0, "errors": [
             {"row": e.row, "camera_id": e.camera_id, "message": e.message} for e in exc.errors]}) from None
@@ -195,17 +216,17 @@ async def import_cameras(request: Request, format: Literal["csv", "yaml"] = "csv
     outside = [c.id for c in cameras if not principal.can_see(c, ctx.registry)]
     if outside:
         raise HTTPException(422, {"imported": 0, "errors": [
-            {"row": None, "camera_id": c, "message": "region outside your scope"} for c in outside]})
+            {"row": None, "camera_id": c, "message": "region outside your scope"} for c in outside[:100]]})
     try:
         for cam in cameras:
             check_profile(cam, ctx.settings)
-        ctx.registry.add_cameras(cameras)
+        count = changes(request).import_cameras(actor(request), cameras, source=f"API {fmt}")
+    except OutOfScope as exc:
+        raise HTTPException(403, str(exc)) from None
     except (RegistryError, TranscodeError) as exc:
         raise HTTPException(422, {"imported": 0, "errors": [{"row": None, "camera_id": None, "message": m}
-                                                          for m in str(exc).splitlines()]}) from None
-    for cam in cameras:
-        audit(request, "camera_add", camera_id=cam.id, detail="import")
-    return ImportResult(imported=len(cameras))
+                                                          for m in str(exc).splitlines()[:100]]}) from None
+    return ImportResult(imported=count)
 
 
 class ProbeRequest(BaseModel):
@@ -214,11 +235,32 @@ class ProbeRequest(BaseModel):
     timeout: float = 10.0
 
 
+PROBES = ProbeLimiter()
+
+
 @router.post("/api/probe")
-async def probe(body: ProbeRequest, principal: Principal = allow("operator", camera_param=None)) -> dict[str, Any]:
-    """Connect to a URL (before registering it) and report codec, resolution, fps and bitrate."""
-    timeout = min(max(body.timeout, 1.0), 15.0)
+async def probe(body: ProbeRequest, request: Request,
+                principal: Principal = allow("operator", camera_param=None)) -> dict[str, Any]:
+    """Connect to a URL (before registering it) and report codec, resolution, fps and bitrate.
+
+    Audited; at most 10 a minute per user; loopback, link-local and this server's own ports are
+    refused unless an admin allowed the range (``probe_allow_ranges``)."""
+    ctx = _ctx(request)
+    safe = redact_url(body.url)
+    wait = PROBES.retry_after(principal.name)
+    if wait is not None:
+        await asyncio.to_thread(audit, request, "probe", outcome="rate_limited", detail=safe)
+        raise HTTPException(429, f"at most {PROBES.per_minute} probes a minute: wait {wait:.0f} s",
+                            headers={"Retry-After": str(max(1, int(wait) + 1))})
+    try:
+        await asyncio.to_thread(check_probe_target, body.url, ctx.settings)
+    except EgressRefused as exc:
+        await asyncio.to_thread(audit, request, "probe", outcome="denied", detail=f"{safe}: {exc}")
+        raise HTTPException(403, str(exc)) from None
+    timeout = min(max(body.timeout, 1.0), 15.0) if math.isfinite(body.timeout) else 10.0
     result = await asyncio.to_thread(probe_url, body.url, transport=body.transport, timeout=timeout)
+    await asyncio.to_thread(audit, request, "probe", outcome="ok" if result.ok else "failed",
+                            detail=f"{safe} {result.state}")
     return result.as_dict()
 
 

@@ -137,7 +137,7 @@ def encode_loop(name: str, spec: StreamSpec, seed: int = 0) -> EncodedLoop:
             frames.append((tuple(split_annexb(bytes(p))), bool(p.is_keyframe)))
 
     for i in range(spec.fps * spec.loop_seconds):
-        yuv = cv2.cvtColor(_draw(base, name, i, spec), cv2.COLOR_BGR2YUV_I420)
+        yuv = np.ascontiguousarray(cv2.cvtColor(_draw(base, name, i, spec), cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = i
         collect(ctx.encode(frame))
@@ -196,7 +196,7 @@ class LoopSource:
 
     def __init__(self, loop: EncodedLoop, max_queue: int | None = None) -> None:
         self.loop = loop
-        self._fanout = AccessUnitFanout() if max_queue is None else AccessUnitFanout(max_queue)
+        self._fanout: AccessUnitFanout = AccessUnitFanout() if max_queue is None else AccessUnitFanout(max_queue)
         self._task: asyncio.Task[None] | None = None
         self.published = 0
 

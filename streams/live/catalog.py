@@ -54,7 +54,10 @@ def stream_index(
                     "hls": f"{base}/api/cameras/{cam.id}/live.m3u8{q}",
                     "rtsp": f"rtsp://{rtsp_host}:{rtsp_port}/{cam.id}" + ("/sub" if stream == "sub" else ""),
                 },
-                "status": status.state if status is not None else ("disabled" if not cam.enabled else "not_ingested_here"),
+                "status": (
+                    status.state if status is not None
+                    else ("disabled" if not cam.enabled else "not_ingested_here")
+                ),
                 "online": bool(hub is not None and hub.online),
                 "last_error": status.last_error if status is not None else None,
                 "codec": params.codec if params is not None else None,

@@ -27,7 +27,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ingest.live.fanout import AccessUnitSubscription
 from ingest.live.hub import LiveHub
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit_viewing
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 from streams.live.mse import Fragment, MseMuxer, muxer_for
 
@@ -67,9 +68,8 @@ class Segment:
 class HlsPackager:
     """Cuts one camera stream's fMP4 fragments into LL-HLS segments and parts."""
 
-    def __init__(self, muxer: MseMuxer, on_idle: Any, request: Request | None = None) -> None:
+    def __init__(self, muxer: MseMuxer, on_idle: Any) -> None:
         self.muxer = muxer
-        self.request = request  # the first playlist request: it signs live_start and live_stop
         self.hub: LiveHub = muxer.hub
         self._on_idle = on_idle
         self._subscription: AccessUnitSubscription[Fragment] = muxer.join()
@@ -211,11 +211,6 @@ class HlsPackager:
         self._task.cancel()
         self._reaper.cancel()
         self._on_idle(self)
-        if self.request is not None:
-            try:
-                audit(self.request, "live_stop", detail=f"hls stream={self.hub.stream} (idle or ended)")
-            except Exception:  # noqa: BLE001 - the audit store being down must not stop the cleanup
-                log.exception("could not audit live_stop for camera %s", self.hub.camera_id)
 
 
 def _seconds(frags: list[Fragment]) -> float:
@@ -228,7 +223,7 @@ def _init_id(init: bytes) -> str:
 
 
 def _packager(request: Request, hub: LiveHub) -> HlsPackager:
-    packagers: dict[tuple[str, str], HlsPackager] = request.app.state.hls_packagers
+    packagers = request.app.state.ctx.live.hls
     key = (hub.camera_id, hub.stream)
     packager = packagers.get(key)
     if packager is None or packager.closed or packager.hub is not hub:
@@ -236,14 +231,22 @@ def _packager(request: Request, hub: LiveHub) -> HlsPackager:
             if packagers.get(key) is p:
                 packagers.pop(key, None)
 
-        packager = packagers[key] = HlsPackager(muxer_for(request.app, hub), forget, request)
+        packager = packagers[key] = HlsPackager(muxer_for(request.app, hub), forget)
     packager.last_request = time.monotonic()
     return packager
 
 
-def close_all(app: Any) -> None:
-    for packager in list(app.state.hls_packagers.values()):
+def close_all(live: LiveViews) -> None:
+    for packager in list(live.hls.values()):
         packager.close()
+
+
+def _audit_viewer(request: Request, stream: str) -> None:
+    """One ``live_start`` row per viewer (caller and address), however many playlists and parts
+    they fetch: the packager is shared, the record is not. A viewer idle for longer than a
+    session lives (``IDLE_S``) starts a new viewing. HLS has no stop row: a viewer leaves by
+    not asking again."""
+    audit_viewing(request, "live_start", ("hls", stream), window_s=IDLE_S, detail=f"hls stream={stream}")
 
 
 def _query(request: Request, stream: str) -> str:
@@ -262,12 +265,12 @@ async def live_playlist(
 ) -> Response:
     """The LL-HLS media playlist (blocking reload with ``_HLS_msn``/``_HLS_part``)."""
     assert principal.camera is not None
-    packagers = request.app.state.hls_packagers
+    packagers = request.app.state.ctx.live.hls
     active = packagers.get((id, stream))
     if active is None or active.closed:
         hub = hub_for_viewer(request, principal.camera, stream)
         active = _packager(request, hub)
-        audit(request, "live_start", detail=f"hls stream={stream}")
+    _audit_viewer(request, stream)
     active.last_request = time.monotonic()
     if msn is not None:
         await active.wait_for(msn, part)
@@ -289,11 +292,12 @@ async def live_media(
     principal: Principal = allow("viewer", query_token=True),
 ) -> Response:
     """An LL-HLS init segment (``init-….mp4``), segment (``{msn}.m4s``) or part (``{msn}.{part}.m4s``)."""
-    packager = request.app.state.hls_packagers.get((id, stream))
+    packager = request.app.state.ctx.live.hls.get((id, stream))
     if packager is None or packager.closed:
         raise HTTPException(410, detail=f"camera {id}: no live HLS session for stream={stream}; "
                                         "GET live.m3u8 first (sessions end 30 s after the last request)")
     packager.last_request = time.monotonic()
+    _audit_viewer(request, stream)
     if name.startswith("init-") and name.endswith(".mp4"):
         data = packager.init_segment(name[5:-4])
         media_type = "video/mp4"

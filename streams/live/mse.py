@@ -25,15 +25,18 @@ import json
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
 
 from ingest.live.fanout import AccessUnitFanout, AccessUnitSubscription
 from ingest.access_unit import AccessUnit
 from storage.mp4.nal import NAL_PPS, NAL_SPS, nal_type
 from ingest.live.hub import LiveHub
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit, live_sessions, live_view, stream_principal
+from streams.access.live_sessions import LiveView
 from storage.mp4.live import Sample, avc_codec_string, fragment, init_segment
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 
 log = logging.getLogger(__name__)
@@ -124,7 +127,7 @@ class MseMuxer:
 
 def muxer_for(app: Any, hub: LiveHub) -> MseMuxer:
     """The camera stream's shared muxer, started on first use and stopped with its last viewer."""
-    muxers: dict[tuple[str, str], MseMuxer] = app.state.mse_muxers
+    muxers = app.state.ctx.live.mse
     key = (hub.camera_id, hub.stream)
     muxer = muxers.get(key)
     if muxer is None or muxer.hub is not hub:
@@ -132,8 +135,8 @@ def muxer_for(app: Any, hub: LiveHub) -> MseMuxer:
     return muxer
 
 
-def close_all(app: Any) -> None:
-    for muxer in list(app.state.mse_muxers.values()):
+def close_all(live: LiveViews) -> None:
+    for muxer in list(live.mse.values()):
         muxer.close()
 
 
@@ -148,7 +151,16 @@ async def live_mp4(
     assert principal.camera is not None
     # A refusal raised here (or by ``allow``) is answered before the upgrade as a plain HTTP
     # response with its JSON body (the WebSocket Denial Response extension, which uvicorn has).
+    check_origin(websocket)
     hub = hub_for_viewer(websocket, principal.camera, stream)
+    ended = asyncio.Event()
+    why: list[str] = []
+
+    def stop(reason: str) -> None:
+        why.append(reason)
+        ended.set()
+
+    view = live_view(websocket, principal, "mse", stop)
     hub.viewers += 1  # before any await, so concurrent connects cannot all pass the limit
     muxer = muxer_for(websocket.app, hub)
     subscription = muxer.join()
@@ -157,15 +169,22 @@ async def live_mp4(
     except Exception:
         muxer.leave(subscription)
         hub.viewers -= 1
+        live_sessions(websocket).remove(view)
         raise
     audit(websocket, "live_start", detail=f"mse stream={stream}")
-    reader = asyncio.get_running_loop().create_task(_read_until_closed(websocket))
+    reader = asyncio.get_running_loop().create_task(_read_until_closed(websocket, view))
+    stopped = asyncio.get_running_loop().create_task(ended.wait())
     skipped = 0
     try:
         sent_init = b""
         while True:
             next_fragment = asyncio.ensure_future(anext(subscription))
-            done, _ = await asyncio.wait({next_fragment, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({next_fragment, reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if stopped in done:
+                next_fragment.cancel()
+                # 1008: policy violation, the code for "no longer allowed".
+                await websocket.close(code=1008, reason=why[0][:120] if why else "ended")
+                break
             if reader in done:
                 next_fragment.cancel()
                 break
@@ -185,16 +204,49 @@ async def live_mp4(
         pass
     finally:
         reader.cancel()
+        stopped.cancel()
+        live_sessions(websocket).remove(view)
         muxer.leave(subscription)
         hub.viewers -= 1
+        reason = f" ended: {why[0]}" if why else ""
         with contextlib.suppress(Exception):
-            audit(websocket, "live_stop", detail=f"mse stream={stream} skipped_frames={skipped}")
+            audit(websocket, "live_stop", detail=f"mse stream={stream} skipped_frames={skipped}{reason}")
 
 
-async def _read_until_closed(websocket: WebSocket) -> None:
-    """Clients send nothing that matters; reading tells us when they go away."""
+async def _read_until_closed(websocket: WebSocket, view: LiveView) -> None:
+    """Reading tells us when the client goes away. The one message it may send is a renewal,
+    ``{"type": "renew", "token": "<new stream token>"}``: the view ends when its token expires."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            text = message.get("text")
+            if not text or len(text) > 8192:
+                continue
+            try:
+                request = json.loads(text)
+                token = request["token"] if request.get("type") == "renew" else None
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if not isinstance(token, str):
+                continue
+            try:
+                renewed = await asyncio.to_thread(stream_principal, websocket.app.state.ctx.auth, token, view.camera_id)
+            except HTTPException:
+                await websocket.send_text(json.dumps({"type": "renew", "ok": False}))
+                continue
+            if renewed.name == view.user:
+                live_sessions(websocket).renew(view, renewed.expires_us)
+                await websocket.send_text(json.dumps({"type": "renew", "ok": True}))
+
+
+def check_origin(websocket: WebSocket) -> None:
+    """A browser names the page that opened the socket in ``Origin``: refuse other sites' pages
+    (cross-site WebSocket hijacking). Clients that are not browsers send no Origin."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return
+    host = websocket.headers.get("host", "")
+    if urlsplit(origin).netloc.lower() != host.lower():
+        raise HTTPException(403, detail=f"WebSocket from origin {origin!r} refused: open the console on {host}")

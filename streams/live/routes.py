@@ -23,9 +23,6 @@ from streams.context import AppContext
 
 def install_live(app: FastAPI, ctx: AppContext) -> None:
     live_webrtc.use_host_addresses(ctx.settings.webrtc_host_addresses)
-    app.state.whep_sessions = {}
-    app.state.mse_muxers = {}
-    app.state.hls_packagers = {}
     previous = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -37,9 +34,9 @@ def install_live(app: FastAPI, ctx: AppContext) -> None:
             yield state
         if hubs is not None:
             hubs.bind_loop(None)  # sessions outlive the loop while the supervisor stops
-        await live_webrtc.close_all(a)
-        live_hls.close_all(a)
-        live_mse.close_all(a)
+        await live_webrtc.close_all(ctx.live)
+        live_hls.close_all(ctx.live)
+        live_mse.close_all(ctx.live)
 
     app.router.lifespan_context = lifespan
     app.include_router(live_webrtc.router)

@@ -39,7 +39,9 @@ from ingest.access_unit import AccessUnit
 from ingest.rtp.h264 import fu_a_payloads
 from storage.mp4.nal import NAL_AUD, nal_type
 from ingest.live.hub import TIME_BASE_90K, LiveHub, annexb
-from streams.access.guard import Principal, allow, audit
+from streams.access.guard import Principal, allow, audit, live_sessions, live_view
+from streams.access.live_sessions import LiveView
+from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
 
 log = logging.getLogger(__name__)
@@ -144,11 +146,13 @@ class WhepSession:
     pc: RTCPeerConnection
     track: HubTrack
     request: Request  # the POST: its principal and client address sign live_stop too
+    view: LiveView | None = None
     closed: bool = False
 
 
 def _sessions(request: Request) -> dict[str, WhepSession]:
-    return request.app.state.whep_sessions  # type: ignore[no-any-return]  (set by install_live)
+    sessions: dict[str, WhepSession] = request.app.state.ctx.live.whep
+    return sessions
 
 
 def ice_servers(urls: list[str]) -> list[RTCIceServer]:
@@ -203,6 +207,8 @@ async def _close(session: WhepSession, reason: str) -> None:
         return
     session.closed = True
     _sessions(session.request).pop(session.id, None)
+    if session.view is not None:
+        live_sessions(session.request).remove(session.view)
     session.hub.viewers -= 1
     session.track.stop()
     await session.pc.close()
@@ -238,6 +244,14 @@ async def whep_offer(
     if not _H264_RTPMAP.search(offer):
         raise HTTPException(400, detail="the offer has no H.264 codec; live video is H.264 only (enable H.264 in the client)")
     hub = hub_for_viewer(request, principal.camera, stream)
+    holder: list[WhepSession] = []
+
+    async def stop(reason: str) -> None:
+        if holder:
+            await _close(holder[0], reason)
+
+    # Not connected yet: the sweep ends it if ICE never completes (a dead offer must not hold a slot).
+    view = live_view(request, principal, "webrtc", stop, connected=False)
     hub.viewers += 1  # counted now, so concurrent offers cannot all pass the limit
     settings = request.app.state.ctx.settings
     pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(settings.ice_servers)))
@@ -254,14 +268,18 @@ async def whep_offer(
         await pc.setLocalDescription(await pc.createAnswer())
     except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on a bad offer
         hub.viewers -= 1
+        live_sessions(request).remove(view)
         track.stop()
         await pc.close()
         raise HTTPException(400, detail=f"the SDP offer cannot be answered: {type(exc).__name__}: {exc}") from None
-    session = WhepSession(secrets.token_urlsafe(16), id, stream, hub, pc, track, request)
+    session = WhepSession(secrets.token_urlsafe(16), id, stream, hub, pc, track, request, view)
+    holder.append(session)
     _sessions(request)[session.id] = session
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:
+        if pc.connectionState == "connected":
+            view.connected = True
         if pc.connectionState in ("failed", "closed"):
             await _close(session, f"connection {pc.connectionState}")
 
@@ -284,8 +302,19 @@ async def whep_delete(id: str, session_id: str, request: Request, principal: Pri
     return {"status": "ended"}
 
 
-async def close_all(app: Any) -> None:
+@router.patch("/api/cameras/{id}/whep/{session_id}", status_code=200)
+async def whep_renew(id: str, session_id: str, request: Request, principal: Principal = allow("viewer")) -> dict[str, Any]:
+    """Keep a WHEP session going with a fresh access token: a session ends when the token it was
+    opened (or last renewed) with expires. The console renews every few minutes."""
+    session = _sessions(request).get(session_id)
+    if session is None or session.camera_id != id or session.view is None or session.view.user != principal.name:
+        raise HTTPException(410, detail=f"camera {id}: no live WebRTC session {session_id} of yours (already ended?)")
+    live_sessions(request).renew(session.view, principal.expires_us)
+    return {"status": "renewed", "expires_us": principal.expires_us}
+
+
+async def close_all(live: LiveViews) -> None:
     """End every WHEP session (at shutdown)."""
-    for session in list(app.state.whep_sessions.values()):
+    for session in list(live.whep.values()):
         await _close(session, "server stopping")
 

@@ -1,7 +1,7 @@
 """A small asyncio RTSP 1.0 server (RFC 2326) that serves H.264 over RTP (RFC 6184).
 
-It serves whatever implements ``AccessUnitSource``: the simulated cameras today, the
-restream of live cameras later. Transports: RTP/AVP/TCP interleaved, and RTP/AVP over
+It serves whatever implements ``AccessUnitSource``: the simulated cameras of ``sharpeyes
+demo`` and the restream of live cameras (``streams.live.restream``). Transports: RTP/AVP/TCP interleaved, and RTP/AVP over
 UDP unicast. Each session is sent by its own task from its own bounded subscription, so a
 slow client only ever loses its own frames (it skips to the next keyframe).
 """
@@ -73,7 +73,7 @@ class Subscription(Protocol):
 class AccessUnitSource(Protocol):
     """A stream the server can serve. ``ingest.live.fanout.AccessUnitFanout`` does the hard part."""
 
-    codec: str  # "h264"; "h265" later
+    codec: str  # only "h264" is served; other sources are refused at DESCRIBE
 
     def parameter_sets(self) -> tuple[bytes, ...]:
         """(SPS, PPS) NAL units without start codes, or () while not yet known."""

@@ -76,7 +76,7 @@ def build_archive(data_dir: Path, store: ObjectStore | None = None) -> Archive:
     log = AuditLog(engine)
     state = AuthState(users=users, audit=log, tokens=TokenSigner(cipher.derive("sharpeyes token signing v1")),
                       limiter=SignInLimiter())
-    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, extras={"auth": state})
+    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, auth=state)
     client = TestClient(create_app(ctx))
     return Archive(data_dir, settings, index, store, registry, state, log, ctx, client)
 

@@ -37,8 +37,9 @@ class Recording:
     frames: int  # frames per loop of the clip (codes run 0..frames-1)
 
 
-def clip_packets(size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seconds: int = 1,
-                 label: str = "arch") -> tuple[av.container.InputContainer, av.video.stream.VideoStream, list[av.Packet]]:
+def clip_packets(
+    size: tuple[int, int] = (640, 360), seconds: int = 24, gop_seconds: int = 1, label: str = "arch"
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, list[av.Packet]]:
     clip = make_clip("h264", size=size, seconds=seconds, gop_seconds=gop_seconds, label=label)
     c = av.open(str(clip.video), format="h264")
     v = c.streams.video[0]

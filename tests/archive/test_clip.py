@@ -94,7 +94,9 @@ def test_range_requests_return_the_bytes_of_the_whole_file(archive: Archive) -> 
 def test_headers_name_the_file_and_offer_ranges(archive: Archive) -> None:
     r = archive.get(clip_url(T0 + 1_000_000, T0 + 2_000_000))
     assert r.headers["accept-ranges"] == "bytes"
-    assert r.headers["content-disposition"] == 'attachment; filename="cam-1_20250615T080001000Z_20250615T080002000Z.mp4"'
+    assert r.headers["content-disposition"] == (
+        'attachment; filename="cam-1_20250615T080001000Z_20250615T080002000Z.mp4"'
+    )
     assert r.headers["x-sharpeyes-gaps"] == "[]"
 
 

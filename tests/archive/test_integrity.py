@@ -41,7 +41,9 @@ def test_missing_object_fails_naming_it_or_is_skipped_with_allow_gaps(damaged: A
     r = damaged.get(url + "&allow_gaps=true")
     assert r.status_code == 200
     gaps = json.loads(r.headers["x-sharpeyes-gaps"])
-    assert gaps == [{"start": "2025-06-15T08:00:04.000Z", "end": "2025-06-15T08:00:08.000Z", "reason": "storage_missing"}]
+    assert gaps == [
+        {"start": "2025-06-15T08:00:04.000Z", "end": "2025-06-15T08:00:08.000Z", "reason": "storage_missing"}
+    ]
     codes = [f.code for f in presented(decode(r.content))]
     assert codes[0] == 50 and codes[-1] == 249 and not set(range(100, 200)) & set(codes)
 

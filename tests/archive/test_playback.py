@@ -83,6 +83,9 @@ def test_snapshot_is_the_frame_on_screen_and_scales(archive: Archive) -> None:
     assert small.status_code == 200
     img = cv2.imdecode(np.frombuffer(small.content, np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (180, 320, 3)
+    large = archive.get(f"/api/cameras/cam-1/snapshot.jpg?at={ms(at)}&width=1280")
+    img = cv2.imdecode(np.frombuffer(large.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (360, 640, 3), "never upscaled: a width over the frame's keeps the frame's"
 
 
 def test_snapshot_bad_input(archive: Archive) -> None:
@@ -136,4 +139,6 @@ def test_clip_vod_and_snapshot_are_audited(archive: Archive) -> None:
     new = rows[:3]
     assert sorted(r.action for r in new) == ["playback", "playback", "snapshot"]
     assert all(r.user == "inv" and r.camera_id == "cam-1" for r in new)
-    assert {(r.range_start_us, r.range_end_us) for r in new if r.action == "playback"} == {(T0 + 1_000_000, T0 + 2_000_000)}
+    assert {(r.range_start_us, r.range_end_us) for r in new if r.action == "playback"} == {
+        (T0 + 1_000_000, T0 + 2_000_000)
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -47,7 +46,9 @@ class CountingStore:
 
 
 @pytest.fixture(scope="module")
-def s3_archive(s3_server: MotoS3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Archive, CountingStore]]:
+def s3_archive(
+    s3_server: MotoS3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Archive, CountingStore]]:
     from minio import Minio
 
     bucket = s3_server.new_bucket_name()

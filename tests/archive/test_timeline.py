@@ -67,7 +67,11 @@ def test_segments_within_one_frame_are_one_run(archive: Archive) -> None:
     class Row:  # a row shifted by 30 ms: within one frame of the previous end
         def __init__(self, start_us: int, end_us: int) -> None:
             self.start_us, self.end_us, self.bytes = start_us, end_us, 1
-    shifted = [rows[0], Row(rows[0].end_us + 30_000, rows[0].end_us + 4_000_000), Row(rows[0].end_us + 4_100_000, rows[0].end_us + 5_000_000)]
+    shifted = [
+        rows[0],
+        Row(rows[0].end_us + 30_000, rows[0].end_us + 4_000_000),
+        Row(rows[0].end_us + 4_100_000, rows[0].end_us + 5_000_000),
+    ]
     assert [(r.start_us - T0, r.end_us - T0, r.segments) for r in runs_of(shifted)] == [
         (0, 8_000_000, 2), (8_100_000, 9_000_000, 1)]
 
@@ -95,7 +99,9 @@ def test_start_after_end_unknown_camera_scope_and_role(archive: Archive) -> None
     unknown = archive.get(url(str(T0 // 1000), str(T0 // 1000 + 5), cam="nope"))
     assert unknown.status_code == 404
     out_of_scope = archive.get(url(str(T0 // 1000), str(T0 // 1000 + 5)), name="far")
-    assert out_of_scope.status_code == 404 and out_of_scope.json() == {"detail": unknown.json()["detail"].replace("nope", "cam-1")}
+    assert out_of_scope.status_code == 404 and out_of_scope.json() == {
+        "detail": unknown.json()["detail"].replace("nope", "cam-1")
+    }
     assert archive.get(url(str(T0 // 1000), str(T0 // 1000 + 5)), name="view").status_code == 403
     assert archive.client.get(url(str(T0 // 1000), str(T0 // 1000 + 5))).status_code == 401
 
@@ -122,7 +128,11 @@ def test_cli_prints_the_same_timeline(archive: Archive) -> None:
     for text in ("2025-06-15T08:00:00.000Z", "2025-06-15T16:00:16.000+08:00", "offline", "no answer on 10.0.0.5:554",
                  "unknown", "recorded 0:00:20.000 in 2 run(s); 3 gap(s)"):
         assert text in r.output
-    r = run(root, ["recordings", "cam-1", "--from", "2025-06-15T15:59:50", "--to", "1"])
-    assert r.exit_code == 2 and "no time zone" in r.output
+    # The CLI reads a time without an offset in display_timezone (its --help says so).
+    naive = run(root, ["recordings", "cam-1", "--from", "2025-06-15T15:59:50", "--to", str(T0 // 1000 + 30_000)],
+                env={"COLUMNS": "200"})
+    assert naive.exit_code == 0 and naive.output == r.output
+    r = run(root, ["recordings", "cam-1", "--from", "yesterday", "--to", "1"])
+    assert r.exit_code == 2 and "is not a time" in r.output
     r = run(root, ["recordings", "nope", "--from", "0", "--to", "1"])
     assert r.exit_code == 1 and "not registered" in r.output

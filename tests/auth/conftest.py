@@ -96,7 +96,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     for role in ROLES:
         users.add(role, PASSWORD, role, ["*"] if role == "admin" else ["t1"])
     ctx = AppContext(
-        settings=settings, index=SegmentIndex(engine), registry=registry, store=None, extras={"auth": state}  # type: ignore[arg-type]
+        settings=settings, index=SegmentIndex(engine), registry=registry, store=None, auth=state  # type: ignore[arg-type]
     )
     app = create_app(ctx)
     with TestClient(app) as client:

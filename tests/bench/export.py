@@ -149,7 +149,7 @@ def bench_store(label: str, index: SegmentIndex, store: ObjectStore, ctx_dir: Pa
         users.add("inv", "bench password long", "investigator", ["*"])
     state = AuthState(users=users, audit=__import__("streams.access.audit", fromlist=["AuditLog"]).AuditLog(engine),
                       tokens=TokenSigner(cipher.derive("sharpeyes token signing v1")))
-    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, extras={"auth": state})
+    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, auth=state)
     app = create_app(ctx)
     headers = {"Authorization": f"Bearer {state.tokens.issue('access', 'inv')[0]}"}
     print(f"\n== {label} ==")
@@ -162,7 +162,7 @@ def bench_store(label: str, index: SegmentIndex, store: ObjectStore, ctx_dir: Pa
             end = start + m * 60_000_000
             out = out_dir / f"{label}-{m}min.mp4"
 
-            def sharpeyes() -> None:
+            def sharpeyes(start: int = start, end: int = end, out: Path = out) -> None:
                 plan = plan_clip(index, CAM, "main", start, end, store=store)
                 with open(out, "wb") as f:
                     plan.write_to(store, f)
@@ -173,7 +173,7 @@ def bench_store(label: str, index: SegmentIndex, store: ObjectStore, ctx_dir: Pa
             t_ff = None
             if files is not None:
                 n_seg = (end - T0 + SEG_US - 1) // SEG_US
-                t_ff = median_time(lambda: ffmpeg_concat(files[:n_seg], out_dir / f"ff-{m}min.mp4"))
+                t_ff = median_time(lambda n=n_seg, m=m: ffmpeg_concat(files[:n], out_dir / f"ff-{m}min.mp4"))
             firsts = [ttfb(base, headers, start + k * 1000, end)[0] * 1000 for k in range(5)]
             ratio = f"{t_se / t_ff:6.2f}" if t_ff else "   n/a"
             ff = f"{t_ff:9.2f}" if t_ff else "      n/a"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import random
 import statistics
@@ -217,8 +216,8 @@ def measure_queries(engine: Engine, cameras: int, per_camera: int, n: int = 200)
     for fn in (timeline, timeline_spans, township_hour, retention):
         fn()  # warm caches
     extra = {"timeline_server": server_side()} if engine.dialect.name == "postgresql" else {}
-    return {**extra, "timeline_24h": timed(timeline, n), "timeline_spans": timed(timeline_spans, n), "township_1h": timed(township_hour, n),
-            "retention_batch": timed(retention, max(20, n // 4))}
+    return {**extra, "timeline_24h": timed(timeline, n), "timeline_spans": timed(timeline_spans, n),
+            "township_1h": timed(township_hour, n), "retention_batch": timed(retention, max(20, n // 4))}
 
 
 def measure_inserts(engine: Engine, writers: int = 64, per_writer: int = 20) -> float:

@@ -1,12 +1,18 @@
-"""Benchmark: one ``sharpeyes ingest`` process against ``ffmpeg -c copy -f segment`` per camera.
+"""Benchmark: ``sharpeyes ingest`` (native puller, PyAV fallback, default install) against
+``ffmpeg -c copy -f segment`` per camera.
 
-    .venv/bin/python -m tests.bench.ingest_capacity [--cameras 8,32,64] [--seconds 60]
+    .venv/bin/python -m tests.bench.ingest_capacity [--cameras 32,64] [--seconds 60]
+        [--sides native,ffmpeg,pyav,default]
 
 N cameras (1080p25, ~4 Mbit/s, 2 s GOP) are served by Debian's GStreamer RTSP
-server. For each N, both sides record the same cameras for the same window, one
-after the other: first sharpeyes (local store), then one ffmpeg per camera (the
-way Frigate and Shinobi record). We read CPU seconds and peak RSS from /proc and
-print the ratios. Targets at N = 32: CPU <= 0.9x and RSS <= 0.2x of ffmpeg.
+server. For each N, every side records the same cameras for the same window, one
+after the other:
+- ``native``: ``sharpeyes ingest`` with the native puller, snapshots and motion off;
+- ``ffmpeg``: one ffmpeg per camera (the way Frigate and Shinobi record);
+- ``pyav``: ``sharpeyes ingest`` with ``ingest_puller=ffmpeg`` (PyAV's demuxer), media off;
+- ``default``: ``sharpeyes ingest`` as installed (native puller, lazy snapshots on).
+We read CPU seconds and peak RSS from /proc and print the ratios against ffmpeg.
+Targets at N = 64 (issue 15): native CPU <= 0.6x, RSS <= 0.05x; default <= 0.7x CPU.
 """
 
 from __future__ import annotations
@@ -36,12 +42,18 @@ def measure_window(pids: list[int], seconds: float) -> tuple[float, int]:
     return used, sum(peak_rss_bytes(p) for p in pids)
 
 
-def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool) -> tuple[float, int, int]:
+def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool | None,
+                  puller: str = "native") -> tuple[float, int, int]:
+    """``extras``: True snapshots and motion on, False both off, None as a default install."""
+    work = work / f"sharpeyes-{puller}-{extras}"
+    work.mkdir(parents=True)
     env = dict(os.environ, SHARPEYES_DATA_DIR=str(work / "data"), SHARPEYES_SEGMENT_TARGET_SECONDS="60",
-               # Recording only is the same work ffmpeg does; --with-media adds keyframe
-               # snapshots (a decoder per camera) as a default install runs them.
-               SHARPEYES_SNAPSHOTS="true" if extras else "false", SHARPEYES_MOTION="true" if extras else "false",
+               SHARPEYES_INGEST_PULLER=puller,
                SHARPEYES_HTTP_BIND=f"127.0.0.1:{free_port()}", SHARPEYES_RTSP_BIND=f"127.0.0.1:{free_port()}")
+    if extras is not None:
+        # Recording only is the same work ffmpeg does; with media on, keyframe snapshots
+        # (and motion) run as a real install runs them.
+        env.update(SHARPEYES_SNAPSHOTS="true" if extras else "false", SHARPEYES_MOTION="true" if extras else "false")
     cli = [sys.executable, "-m", "sharpeyes.cli"]
     subprocess.run(cli + ["region", "add", "bench", "Bench"], env=env, check=True, capture_output=True)
     fleet = work / "fleet.csv"
@@ -83,33 +95,51 @@ def run_ffmpeg(urls: list[str], seconds: float, work: Path) -> tuple[float, int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cameras", default="8,32,64", help="comma-separated N values")
+    ap.add_argument("--cameras", default="32,64", help="comma-separated N values")
+    ap.add_argument("--sides", default="native,ffmpeg,pyav,default", help="comma-separated sides (see above)")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured window per side")
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--with-media", action="store_true",
                     help="keep sharpeyes' snapshots and motion on (defaults of a real install); off by default "
                          "so both sides do the same work")
     args = ap.parse_args()
+    sides = args.sides.split(",")
     w, h = (int(x) for x in args.size.split("x"))
-    print(f"machine: {os.cpu_count()} cores; window {args.seconds:.0f} s after {WARMUP_S:.0f} s warm-up; "
-          f"{w}x{h}p25 ~4 Mbit/s; sharpeyes {'with snapshots and motion' if args.with_media else 'recording only'}")
-    print(f"{'N':>4} {'sharpeyes CPU%':>15} {'ffmpeg CPU%':>12} {'CPU ratio':>10} "
-          f"{'sharpeyes RSS MB':>17} {'ffmpeg RSS MB':>14} {'RSS ratio':>10}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; window "
+          f"{args.seconds:.0f} s after {WARMUP_S:.0f} s warm-up; {w}x{h}p25 ~4 Mbit/s")
     for n in (int(x) for x in args.cameras.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"bench-ingest-{n}-"))
         mounts = {f"/cam{i}": Mount("h264", size=(w, h), label="bench") for i in range(n)}
         (work / "cameras").mkdir()
         server = CameraServer(mounts, work / "cameras").start(timeout=60)
+        results: dict[str, tuple[float, int, int]] = {}
         try:
             urls = [server.url(p) for p in mounts]
-            s_cpu, s_rss, s_segs = run_sharpeyes(urls, args.seconds, work, args.with_media)
-            f_cpu, f_rss, f_segs = run_ffmpeg(urls, args.seconds, work)
+            for side in sides:
+                load = os.getloadavg()[0]
+                if side == "ffmpeg":
+                    results[side] = run_ffmpeg(urls, args.seconds, work)
+                elif side == "native":
+                    results[side] = run_sharpeyes(urls, args.seconds, work, False, "native")
+                elif side == "pyav":
+                    results[side] = run_sharpeyes(urls, args.seconds, work, False, "ffmpeg")
+                elif side == "default":
+                    results[side] = run_sharpeyes(urls, args.seconds, work, None, "native")
+                elif side == "media":
+                    results[side] = run_sharpeyes(urls, args.seconds, work, args.with_media, "native")
+                cpu, rss, segs = results[side]
+                print(f"  N={n} {side}: {100 * cpu / args.seconds:.1f}% of a core, peak RSS {rss / 2**20:.0f} MB, "
+                      f"{segs} segments (load average {load:.2f} before)", flush=True)
         finally:
             server.stop()
-        pct = lambda cpu: 100 * cpu / args.seconds  # noqa: E731 - percent of one core
-        print(f"{n:>4} {pct(s_cpu):>14.1f}% {pct(f_cpu):>11.1f}% {s_cpu / f_cpu:>10.2f} "
-              f"{s_rss / 2**20:>17.0f} {f_rss / 2**20:>14.0f} {s_rss / f_rss:>10.2f}"
-              f"   (segments: sharpeyes {s_segs}, ffmpeg {f_segs})", flush=True)
+        base = results.get("ffmpeg")
+        print(f"{'N':>4} {'side':>8} {'CPU %/cam':>10} {'x ffmpeg':>9} {'RSS MB/cam':>11} {'x ffmpeg':>9} "
+              f"{'segments':>9}")
+        for side, (cpu, rss, segs) in results.items():
+            cpu_x = f"{cpu / base[0]:.2f}" if base else "-"
+            rss_x = f"{rss / base[1]:.3f}" if base else "-"
+            print(f"{n:>4} {side:>8} {100 * cpu / args.seconds / n:>10.3f} {cpu_x:>9} {rss / 2**20 / n:>11.2f} "
+                  f"{rss_x:>9} {segs:>9}", flush=True)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -108,7 +108,7 @@ async def hold_viewers(mode: str, n: int, seconds: float, base: str, auth: str) 
 
         async def one(i: int, ready: asyncio.Event) -> None:
             async with websockets.connect(f"{ws_base}/api/cameras/cam1/live.mp4?token={token}", max_size=None) as ws:
-                async for message in ws:
+                async for _message in ws:
                     received[i] += 1
                     if received[i] == 3:
                         ready.set()
@@ -271,7 +271,7 @@ def run_bench(args: argparse.Namespace) -> None:
     store = open_object_store(settings)
     supervisor = Supervisor(settings, registry, index, store)
     app = create_app(AppContext(settings=settings, index=index, registry=registry, store=store,
-                                supervisor=supervisor, extras={"auth": state}))
+                                supervisor=supervisor, auth=state))
     port = free_port()
     server = UvicornThread(app, port).start()
     supervisor.start()
@@ -291,7 +291,7 @@ def run_bench(args: argparse.Namespace) -> None:
             cached = first_frames(mode, args.trials, base, headers)
             original = LiveHub.subscribe
 
-            def no_cache(self, max_queue=None):  # type: ignore[no-untyped-def]
+            def no_cache(self, max_queue=None, original=original):  # type: ignore[no-untyped-def]
                 sub = original(self, max_queue)
                 while sub.get_nowait() is not None:  # drop the cached GOP: wait for the next keyframe
                     pass

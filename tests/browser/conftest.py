@@ -113,7 +113,7 @@ def console_world(camera_server, tmp_path_factory) -> Iterator[ConsoleWorld]:
     extra: dict[str, Any] = {}
     if "webrtc_host_addresses" in Settings.model_fields:
         extra["webrtc_host_addresses"] = ["127.0.0.1"]
-    settings = Settings(data_dir=tmp, segment_target_seconds=4, connect_timeout_seconds=2, stall_timeout_seconds=3,
+    settings = Settings(data_dir=tmp, probe_allow_ranges=["127.0.0.0/8"], segment_target_seconds=4, connect_timeout_seconds=2, stall_timeout_seconds=3,
                         registry_poll_seconds=1, worker_id="browser-test",
                         rtsp_bind=f"127.0.0.1:{free_port()}", **extra)
     engine = open_engine(settings.database_url)

@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.browser.conftest import ARTIFACTS, ROOT, ConsoleWorld
 

@@ -106,7 +106,8 @@ def resolve(argv: list[str]) -> None:
     try:
         command.make_context(name, args, parent=parent)
     except Exception as exc:  # the vendored click's UsageError
-        raise BadCommand(getattr(exc, "format_message", lambda: str(exc))()) from exc
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        raise BadCommand(message) from exc
 
 
 def test_every_deployed_command_is_a_real_sharpeyes_command() -> None:

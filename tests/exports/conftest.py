@@ -45,7 +45,9 @@ def record(store: Any, index: SegmentIndex, spool_dir: Path, *, camera_id: str =
     enc = encode(seconds=seconds, gop=25, size=(320, 180))
     spool = Spool(spool_dir, 1 << 30)
     now = [start_us]
-    seg = Segmenter(camera_id, "main", spool, target_us=int(segment_s * 1e6), clock=lambda: now[0], on_closed=lambda e: None)
+    seg = Segmenter(
+        camera_id, "main", spool, target_us=int(segment_s * 1e6), clock=lambda: now[0], on_closed=lambda e: None
+    )
     seg.start_input(enc.video, enc.audio)
     joiner = AccessUnitJoiner(frame_ticks=3600)
     first = enc.video_packets[0].pts
@@ -96,11 +98,15 @@ def _site(tmp_path: Path, store: Any) -> Iterator[Site]:
     clock = FakeClock()
     users = UserStore(engine, hasher=fast_hasher(), clock=clock.us)
     log = AuditLog(engine, clock=clock.us)
-    state = AuthState(users=users, audit=log, tokens=TokenSigner(load_cipher(tmp_path).derive("sharpeyes token signing v1"), clock=clock.us),
-                      limiter=SignInLimiter(clock=clock.seconds))
+    state = AuthState(
+        users=users,
+        audit=log,
+        tokens=TokenSigner(load_cipher(tmp_path).derive("sharpeyes token signing v1"), clock=clock.us),
+        limiter=SignInLimiter(clock=clock.seconds),
+    )
     for role in ROLES:
         users.add(role, PASSWORD, role, ["*"] if role == "admin" else ["t1"])
-    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, extras={"auth": state})
+    ctx = AppContext(settings=settings, index=index, registry=registry, store=store, auth=state)
     with TestClient(create_app(ctx)) as client:
         yield Site(settings, engine, index, registry, store, users, log, state, clock, ctx, client, segments)
     engine.dispose()
@@ -125,7 +131,9 @@ def locked_s3_site(tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPat
     s3_server.start()
     bucket = s3_server.new_bucket_name()
     minio_client(s3_server).make_bucket(bucket, object_lock=True)
-    store = S3ObjectStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, bucket, region=s3_server.region)
+    store = S3ObjectStore(
+        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, bucket, region=s3_server.region
+    )
     yield from _site(tmp_path, store)
 
 
@@ -133,5 +141,7 @@ def locked_s3_site(tmp_path: Path, s3_server: Any, monkeypatch: pytest.MonkeyPat
 def s3_site(tmp_path: Path, s3_server: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     """A site on a plain moto S3 bucket (no object lock)."""
     monkeypatch.delenv("SHARPEYES_SECRET_KEY", raising=False)
-    store = S3ObjectStore(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, s3_bucket, region=s3_server.region)
+    store = S3ObjectStore(
+        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, s3_bucket, region=s3_server.region
+    )
     yield from _site(tmp_path, store)

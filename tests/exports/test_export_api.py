@@ -12,7 +12,9 @@ from tests.exports.conftest import CAMERA, T0, Site
 
 
 def _body(**kw):  # type: ignore[no-untyped-def]
-    return {"camera": CAMERA, "start": iso_utc(T0 + 1_000_000), "end": iso_utc(T0 + 6_000_000), "reason": "case 2026-17"} | kw
+    return {
+        "camera": CAMERA, "start": iso_utc(T0 + 1_000_000), "end": iso_utc(T0 + 6_000_000), "reason": "case 2026-17"
+    } | kw
 
 
 def test_export_job_over_http_verifies(local_site: Site, tmp_path: Path) -> None:
@@ -21,7 +23,7 @@ def test_export_job_over_http_verifies(local_site: Site, tmp_path: Path) -> None
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     assert r.json()["status"] in ("queued", "running", "done")
-    local_site.ctx.extras["exports"].wait(job_id, timeout=60)
+    local_site.ctx.exports.wait(job_id, timeout=60)
     job = c.get(f"/api/exports/{job_id}", headers=inv).json()
     assert job["status"] == "done", job
     assert job["progress"] == 1.0 and job["bytes"] > 0 and job["error"] == ""
@@ -61,7 +63,7 @@ def test_exports_are_scoped_and_owned(local_site: Site) -> None:
     assert c.post("/api/exports", json=_body(), headers=local_site.headers("viewer")).status_code == 403
 
     job_id = c.post("/api/exports", json=_body(), headers=inv).json()["id"]
-    local_site.ctx.extras["exports"].wait(job_id, timeout=60)
+    local_site.ctx.exports.wait(job_id, timeout=60)
     assert [j["id"] for j in c.get("/api/exports", headers=inv).json()] == [job_id]
     assert c.get("/api/exports", headers=inv2).json() == []
     assert c.get(f"/api/exports/{job_id}", headers=inv2).status_code == 404
@@ -84,7 +86,7 @@ def test_bad_export_requests(local_site: Site) -> None:
     local_site.store.delete(local_site.segments[0].object_key)
     r = c.post("/api/exports", json=_body(start=T0 // 1000, end=(T0 + 3_000_000) // 1000), headers=inv)
     assert r.status_code == 202, r.text
-    job = local_site.ctx.extras["exports"].wait(r.json()["id"], timeout=60)
+    job = local_site.ctx.exports.wait(r.json()["id"], timeout=60)
     view = c.get(f"/api/exports/{job.id}", headers=inv).json()
     assert view["status"] == "failed" and local_site.segments[0].object_key in view["error"]
     assert "clip" not in view["links"]

@@ -52,7 +52,8 @@ def test_export_round_trip_local(local_site: Site, tmp_path: Path) -> None:
     assert manifest["covered"] == manifest["requested"]
     assert [s["status"] for s in manifest["segments"]] == ["used"] * 4
     assert [s["sha256"] for s in manifest["segments"]] == [s.sha256 for s in local_site.segments]
-    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3, "linked_around_inserted": 0, "unlinked_across_gaps": 0, "breaks": []}
+    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3,
+                                 "linked_around_inserted": 0, "unlinked_across_gaps": 0, "breaks": []}
     assert manifest["gaps"] == [] and manifest["exported_by"] == "zhang" and manifest["reason"] == "case 2026-17"
     assert manifest["signing_key_id"] == key_id(public_key(local_site))
     key_file = local_site.settings.data_dir / "export_signing_key.pem"
@@ -129,7 +130,9 @@ def _corrupt(site: Site) -> None:
     (_missing, 1, "missing", "storage_missing"),
     (_corrupt, 2, "corrupt", "storage_corrupt"),
 ])
-def test_damaged_segment_fails_or_is_skipped_with_allow_gaps(local_site: Site, tmp_path: Path, damage, index, status, reason) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_segment_fails_or_is_skipped_with_allow_gaps(  # type: ignore[no-untyped-def]
+    local_site: Site, tmp_path: Path, damage, index, status, reason
+) -> None:
     damage(local_site)
     seg = local_site.segments[index]
     svc = service(local_site)
@@ -173,7 +176,9 @@ def test_chain_check_reports_breaks() -> None:
     d = SourceSegment("k/d", "dd", None, 40, 50, 1)  # after a gap, a new chain: not a break
     result = chain_check([a, b, c, d])
     assert result["ok"] is False and result["linked"] == 1 and result["unlinked_across_gaps"] == 1
-    assert result["breaks"] == [{"key": "k/c", "prev_key": "k/b", "expected_prev_sha256": "bb", "found_prev_sha256": "XX"}]
+    assert result["breaks"] == [
+        {"key": "k/c", "prev_key": "k/b", "expected_prev_sha256": "bb", "found_prev_sha256": "XX"}
+    ]
 
 
 def test_chain_check_accepts_inserted_links_only_from_the_same_predecessor() -> None:
@@ -214,9 +219,12 @@ def test_gaps_and_chain_breaks_are_in_the_manifest(local_site: Site, tmp_path: P
     job = svc.create("cam-b", T0, T0 + 12_000_000, "case", "zhang")
     svc.run(job.id, tmp_path / "b.mp4")
     manifest = json.loads((tmp_path / "b.manifest.json").read_text())
-    assert [(g["reason"], g["start_us"] - T0, g["end_us"] - T0) for g in manifest["gaps"]] == [("offline", 4_000_000, 8_000_000)]
+    assert [(g["reason"], g["start_us"] - T0, g["end_us"] - T0) for g in manifest["gaps"]] == [
+        ("offline", 4_000_000, 8_000_000)
+    ]
     # The uploader links the first segment after the gap to the last before it.
-    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3, "linked_around_inserted": 0, "unlinked_across_gaps": 0, "breaks": []}
+    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3,
+                                 "linked_around_inserted": 0, "unlinked_across_gaps": 0, "breaks": []}
 
     rows = site.index.segments("cam-b", "main")
     with site.index.session() as s, s.begin():

@@ -14,7 +14,9 @@ def test_place_list_release_and_held_segments(local_site: Site) -> None:
     segs = local_site.segments
     assert len(segs) == 4
     # Hold the middle of the second segment only: that one segment is held, on main; sub is not recorded.
-    h = holds.place(CAMERA, segs[1].start_us + 100_000, segs[1].start_us + 200_000, "case 2026-17", "zhang", stream="main")
+    h = holds.place(
+        CAMERA, segs[1].start_us + 100_000, segs[1].start_us + 200_000, "case 2026-17", "zhang", stream="main"
+    )
     assert holds.is_held(CAMERA, "main", segs[1].start_us, segs[1].end_us)
     assert not holds.is_held(CAMERA, "main", segs[0].start_us, segs[0].end_us)
     assert not holds.is_held(CAMERA, "sub", segs[1].start_us, segs[1].end_us)
@@ -51,8 +53,10 @@ def test_hold_routes_are_scoped_and_audited(local_site: Site) -> None:
     hold = r.json()
     assert hold["active"] and hold["created_by"] == "investigator" and hold["object_legal_holds"] == 0
     assert c.post(f"/api/cameras/{CAMERA}/holds", json=body, headers=local_site.headers("viewer")).status_code == 403
-    assert c.post("/api/cameras/cam-out/holds", json=body, headers=inv).json() == \
-        c.post("/api/cameras/cam-zzz/holds", json=body, headers=inv).json() | {"detail": "camera cam-out is not registered"}
+    assert c.post("/api/cameras/cam-out/holds", json=body, headers=inv).json() == (
+        c.post("/api/cameras/cam-zzz/holds", json=body, headers=inv).json()
+        | {"detail": "camera cam-out is not registered"}
+    )
     r = c.post(f"/api/cameras/{CAMERA}/holds", json=body | {"start": "2026-11-27T08:00:00"}, headers=inv)
     assert r.status_code == 422 and "no time zone" in r.text
     r = c.post(f"/api/cameras/{CAMERA}/holds", json=body | {"end": body["start"]}, headers=inv)

@@ -44,7 +44,8 @@ class IngestProcess:
         self.http = f"127.0.0.1:{free_port()}"
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), SHARPEYES_DATA_DIR=str(data_dir),
                         SHARPEYES_HTTP_BIND=self.http, SHARPEYES_RTSP_BIND=f"127.0.0.1:{free_port()}",
-                        SHARPEYES_SEGMENT_TARGET_SECONDS="2", SHARPEYES_WORKER_ID="fault-w1")
+                        SHARPEYES_SEGMENT_TARGET_SECONDS="2", SHARPEYES_WORKER_ID="fault-w1",
+                        SHARPEYES_METRICS_ALLOW_IPS='["127.0.0.1"]')
         self.env.pop("SHARPEYES_CONFIG", None)
         for k, v in settings.items():
             self.env[f"SHARPEYES_{k.upper()}"] = str(v)

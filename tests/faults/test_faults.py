@@ -8,7 +8,6 @@ Marked slow: run with ``pytest -m slow tests/faults``.
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 

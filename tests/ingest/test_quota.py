@@ -60,7 +60,7 @@ def test_stop_recording_closes_at_a_keyframe_and_resumes_below_quota(tmp_path: P
     seg.start_input(encoded.video, None)
     joiner = AccessUnitJoiner(frame_ticks=3600)
     first = encoded.video_packets[0].pts
-    for i, p in enumerate(encoded.video_packets):
+    for p in encoded.video_packets:
         t = int((p.pts - first) * p.time_base * 1e6)
         admit["ok"] = not (3_000_000 <= t < 7_000_000)  # over quota from 3 s to 7 s
         for au, arrival in joiner.push(p, T0 + t):

@@ -1,4 +1,4 @@
-"""Issue 2's acceptance run: 8 independent RTSP cameras recorded into S3 for 60 s.
+"""The recording acceptance run: 8 independent RTSP cameras recorded into S3 for 60 s.
 
 Cameras: GStreamer's RTSP server (five H.264 with a 2 s GOP, one H.265, one
 multi-slice H.264, one H.264 + AAC). Store: moto's S3 server. Segments: 10 s.
@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from storage.index.segments import now_us
+from config.times import now_us
 from tests.support.recording import Recorder
 
 RECORD_SECONDS = 60

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
-from storage.index.segments import now_us
+from config.times import now_us
 from tests.support.cameras import Mount
 from tests.support.recording import Recorder
 

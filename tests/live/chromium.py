@@ -23,7 +23,8 @@ import websockets
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-         "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1"]
+         "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0",
+         "--remote-debugging-address=127.0.0.1"]
 
 
 class Chromium:

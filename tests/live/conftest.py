@@ -102,7 +102,7 @@ def live_world(camera_server, tmp_path_factory) -> Iterator[LiveWorld]:
     store = open_object_store(settings)
     supervisor = Supervisor(settings, registry, index, store)
     ctx = AppContext(settings=settings, index=index, registry=registry, store=store, supervisor=supervisor,
-                     extras={"auth": state})
+                     auth=state)
     app = create_app(ctx)
     install_restream(app, supervisor.live, settings.rtsp_bind)
     port = free_port()

@@ -59,7 +59,7 @@ def test_ten_mse_viewers_share_one_muxer(live: LiveWorld):
 
     async def main() -> None:
         results = await asyncio.gather(*(receive(url, 5) for _ in range(10)))
-        for head, init, frags in results:
+        for _head, init, frags in results:
             assert init == results[0][1]  # the same init bytes for everyone: muxed once
             with av.open(io.BytesIO(init + b"".join(frags)), format="mp4") as c:
                 assert len(list(c.decode(video=0))) == 5

@@ -22,7 +22,9 @@ class Receiver:
     task: asyncio.Task | None = None
 
 
-async def whep_connect(client: httpx.AsyncClient, url: str, headers: dict[str, str], keep: int = 10**9) -> Receiver | httpx.Response:
+async def whep_connect(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], keep: int = 10**9
+) -> Receiver | httpx.Response:
     """POST an offer to ``url``; on 201, a Receiver whose frames fill in as they decode; else the response."""
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")

@@ -6,11 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from config.motion import MotionMask, MotionSettings
-from ingest.media.snapshots import Snapshot, SnapshotStore, encode_jpeg
+from ingest.media.jpeg import picture
+from ingest.media.snapshots import SnapshotStore
 from ingest.media.transcode import TranscodeError, check_profile
 from config.cameras import Camera
 from config.settings import Settings
-from storage.index.media import MediaIndex, Thumbnail, merge_spans
+from storage.index.media import MediaIndex, Picture, merge_spans
 from tests.auth.conftest import PASSWORD, world  # noqa: F401 - the fixture
 from tests.media.synthetic import scene
 
@@ -62,10 +63,10 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     class Pipelines:
         snapshots = SnapshotStore()
 
-    ctx.extras["media"] = Pipelines()
+    ctx.media = Pipelines()
     r = world.client.get("/api/cameras/cam-in/latest.jpg", headers=h)
     assert r.status_code == 503 and "no picture yet" in r.json()["detail"]
-    Pipelines.snapshots.put(Snapshot("cam-in", "main", T0 * 10**6, 640, 360, encode_jpeg(scene(640, 360))))
+    Pipelines.snapshots.put(picture(scene(640, 360), "cam-in", "main", T0 * 10**6))
     r = world.client.get("/api/cameras/cam-in/latest.jpg?width=320", headers=h)
     import cv2
     import numpy as np
@@ -73,8 +74,8 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     assert world.client.get("/api/cameras/cam-out/latest.jpg", headers=h).status_code == 404
 
     media = MediaIndex(world.engine)
-    media.add_thumbnail(Thumbnail("cam-in", "main", T0 * 10**6, 160, 90, b"\xff\xd8jpeg"))
-    r = world.client.get(f"/api/cameras/cam-in/thumbnails?start={T0 * 10**6}&end={(T0 + 60) * 10**6}", headers=h)
+    media.add_thumbnail(Picture("cam-in", "main", T0 * 10**6, 160, 90, b"\xff\xd8jpeg"))
+    r = world.client.get(f"/api/cameras/cam-in/thumbnails?start={T0 * 1000}&end={(T0 + 60) * 1000}", headers=h)
     assert [t["t_us"] for t in r.json()] == [T0 * 10**6]
     r = world.client.get(f"/api/cameras/cam-in/thumbnails/{T0 * 10**6 + 5}.jpg", headers=h)
     assert r.content == b"\xff\xd8jpeg"
@@ -82,13 +83,13 @@ def test_latest_jpeg_thumbnails_and_motion_routes(world):  # noqa: F811
     assert r.status_code == 204 and "no thumbnail" in r.headers["X-Reason"]
 
     media.add_motion("cam-in", "main", [(T0 + 1, 10), (T0 + 2, 200), (T0 + 3, 5), (T0 + 9, 30), (T0 + 61, 7)])
-    r = world.client.get(f"/api/cameras/cam-in/motion?start={T0 * 10**6}&end={(T0 + 120) * 10**6}", headers=h)
+    r = world.client.get(f"/api/cameras/cam-in/motion?start={T0 * 1000}&end={(T0 + 120) * 1000}", headers=h)
     assert [(s["start_us"] // 10**6 - T0, s["end_us"] // 10**6 - T0, s["peak"]) for s in r.json()] == \
         [(1, 4, 200), (9, 10, 30), (61, 62, 7)]
-    r = world.client.get(f"/api/cameras/cam-in/motion?start={T0 * 10**6}&end={(T0 + 120) * 10**6}&min_level=20",
+    r = world.client.get(f"/api/cameras/cam-in/motion?start={T0 * 1000}&end={(T0 + 120) * 1000}&min_level=20",
                          headers=h)
     assert len(r.json()) == 2
-    r = world.client.get(f"/api/motion?region=t1&start={T0 * 10**6}&end={(T0 + 120) * 10**6}", headers=h)
+    r = world.client.get(f"/api/motion?region=t1&start={T0 * 1000}&end={(T0 + 120) * 1000}", headers=h)
     assert {s["camera_id"] for s in r.json()} == {"cam-in"}
     assert world.client.get(f"/api/cameras/cam-in/motion?start={T0}&end=0", headers=h).status_code == 422
 
@@ -121,6 +122,6 @@ def test_cli_motion_lists_spans(tmp_path, monkeypatch):
     reg.add_region(Region(code="r", name="R"))
     reg.add_camera(Camera(id="cam-m", name="m", region="r", main_url="rtsp://10.0.0.1/x"))
     MediaIndex(engine).add_motion("cam-m", "main", [(T0 + 5, 40), (T0 + 6, 40)])
-    result = CliRunner().invoke(app, ["motion", "cam-m", "--from", str(T0 * 10**6), "--to", str((T0 + 60) * 10**6)])
+    result = CliRunner().invoke(app, ["motion", "cam-m", "--from", str(T0 * 1000), "--to", str((T0 + 60) * 1000)])
     assert result.exit_code == 0, result.output
     assert "1 span(s)" in result.output and "2" in result.output

@@ -1,4 +1,4 @@
-"""Motion accuracy at one-second resolution on a clip with known motion (required by issue 7)."""
+"""Motion accuracy at one-second resolution on a clip with known motion."""
 
 from __future__ import annotations
 

@@ -307,7 +307,10 @@ def test_open_object_store(tmp_path: Path, s3_server: MotoS3Server) -> None:
     local = open_object_store(Settings(data_dir=tmp_path))
     assert isinstance(local, LocalObjectStore) and local.root == (tmp_path / "objects").resolve()
     s3 = open_object_store(
-        Settings(data_dir=tmp_path, s3_endpoint=s3_server.endpoint, s3_access_key="a", s3_secret_key="b", s3_bucket="sharpeyes-x")
+        Settings(
+            data_dir=tmp_path, s3_endpoint=s3_server.endpoint, s3_access_key="a", s3_secret_key="b",
+            s3_bucket="sharpeyes-x",
+        )
     )
     assert isinstance(s3, S3ObjectStore) and s3.bucket == "sharpeyes-x"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from storage import CameraStatusTable, SegmentIndex, now_us
+from storage import CameraStatusTable, SegmentIndex
+from config.times import now_us
 from streams.api.registry import statuses
 from streams.context import AppContext
 

@@ -41,6 +41,9 @@ def running(tmp_path: Path, camera: str) -> Iterator[tuple[TestClient, Services]
                                 store=svc.store, supervisor=sup))
     try:
         with TestClient(app) as client:
+            # /metrics is opt-in: a scraper sends an operator key (or scrapes from metrics_allow_ips).
+            key, _ = UserStore(svc.engine).create_api_key("prometheus", "operator")
+            client.headers["Authorization"] = f"Bearer {key}"
             yield client, svc
     finally:
         sup.close()
@@ -83,7 +86,7 @@ def test_metrics_read_live_state_and_the_index_without_secrets(running) -> None:
 
 def test_health_needs_an_operator_and_reports_the_fleet(running) -> None:  # type: ignore[no-untyped-def]
     client, svc = running
-    assert client.get("/api/health").status_code == 401
+    assert client.get("/api/health", headers={"Authorization": "Bearer not-a-token"}).status_code == 401
     UserStore(svc.engine).add("op", "operator password 1", "operator", ["*"])
     token = client.post("/api/auth/token", json={"username": "op", "password": "operator password 1"}).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}

@@ -6,7 +6,6 @@ loop is 2 s with a 1 s GOP, so every test that reads 3+ s of stream crosses a lo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
@@ -15,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import av
 import pytest

@@ -70,6 +70,7 @@ class Mount:
     password: str | None = None
     corrupt_ratio: float = 0.0
     seed: int = 1
+    pay_options: str = ""               # appended to the RTP payloader, e.g. "timestamp-offset=4294000000"
 
     def clip(self) -> Clip:
         return make_clip(self.kind, size=tuple(self.size or camera_size()), fps=self.fps,
@@ -93,7 +94,8 @@ def rtsp_answers(port: int, path: str = "/", timeout: float = 1.0) -> bool:
 
 
 class CameraServer:
-    def __init__(self, mounts: dict, workdir: Path, port: int | None = None):
+    def __init__(self, mounts: dict, workdir: Path, port: int | None = None, *, auth: str = "basic",
+                 session_timeout: int = 10):
         self.mounts = {p if p.startswith("/") else "/" + p:
                        (m if isinstance(m, Mount) else Mount(**m)) for p, m in mounts.items()}
         self.workdir = Path(workdir)
@@ -103,13 +105,13 @@ class CameraServer:
         self._clips = {p: m.clip() for p, m in self.mounts.items()}
         self.proc: subprocess.Popen | None = None
         cfg = {"host": HOST, "port": self.port, "status_file": str(self.status_file),
-               "session_timeout": 10, "mounts": {}}
+               "session_timeout": session_timeout, "auth": auth, "mounts": {}}
         for p, m in self.mounts.items():
             c = self._clips[p]
             cfg["mounts"][p] = {"codec": c.codec, "video": str(c.video),
                                 "audio": str(c.audio) if c.audio else None, "fps": c.fps,
                                 "user": m.user, "password": m.password,
-                                "corrupt_ratio": m.corrupt_ratio, "seed": m.seed}
+                                "corrupt_ratio": m.corrupt_ratio, "seed": m.seed, "pay_options": m.pay_options}
         self.config_file = self.workdir / "config.json"
         self.config_file.write_text(json.dumps(cfg, indent=1))
 
@@ -201,8 +203,9 @@ class TestCameras:
 def camera_server(tmp_path_factory):
     servers: list[CameraServer] = []
 
-    def factory(mounts: dict, port: int | None = None, start: bool = True) -> CameraServer:
-        srv = CameraServer(mounts, tmp_path_factory.mktemp("camera_server"), port=port)
+    def factory(mounts: dict, port: int | None = None, start: bool = True, **options) -> CameraServer:
+        """``options``: ``auth`` ("basic" or "digest") and ``session_timeout`` (seconds) of the server."""
+        srv = CameraServer(mounts, tmp_path_factory.mktemp("camera_server"), port=port, **options)
         servers.append(srv)
         return srv.start() if start else srv
 

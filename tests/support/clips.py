@@ -110,7 +110,8 @@ def read_frame_code(frame: np.ndarray) -> int:
     """Read the frame code back from a decoded frame.
 
     Accepts a gray (H, W) array (PyAV ``to_ndarray(format="gray")``) or a BGR/RGB
-    (H, W, 3) array. For a planar yuv420p array use :func:`read_frame_code_yuv420p`. Raises ``ValueError`` if the check bits do not match (no code / corrupt frame).
+    (H, W, 3) array. For a planar yuv420p array use :func:`read_frame_code_yuv420p`. Raises
+    ``ValueError`` if the check bits do not match (no code / corrupt frame).
     """
     a = np.asarray(frame)
     if a.ndim == 3:
@@ -180,7 +181,7 @@ def _render_frames(width: int, height: int, fps: int, frames: int, label: str):
 # --------------------------------------------------------------------------- encode
 
 def _video_args(kind: str, width: int, height: int, fps: int, gop: int, bitrate: int) -> tuple[list[str], str, str]:
-    br = [f"-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(2 * bitrate)]
+    br = ["-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(2 * bitrate)]
     if kind in ("h264", "h264_aac", "h264_slices"):
         params = "repeat-headers=1:open-gop=0"
         if kind == "h264_slices":

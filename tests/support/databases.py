@@ -126,7 +126,10 @@ class PostgresAdmin:
                     conn.execute("SELECT 1")
             except Exception as exc:  # any failure means "not usable here"
                 where = self.url.render_as_string(hide_password=True)
-                self._error = f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); use --db=sqlite or --pg-url"
+                self._error = (
+                    f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
+                    "use --db=sqlite or --pg-url"
+                )
         return self._error
 
     def create(self) -> str:

@@ -11,11 +11,13 @@ config.json::
       "host": "127.0.0.1", "port": 8554,
       "status_file": "/tmp/x/status.json",      # optional, rewritten every 0.2 s
       "session_timeout": 10,                    # optional, seconds
+      "auth": "basic",                          # optional: "basic" (default) or "digest"
       "mounts": {
         "/cam1": {"codec": "h264", "video": "/path/clip.h264", "fps": 25,
                   "audio": "/path/clip.aac",      # optional ADTS AAC -> pay1
                   "user": "admin", "password": "pw",  # optional; without them -> 401
                   "corrupt_ratio": 0.0,           # flip bytes in this fraction of AUs
+                  "pay_options": "",              # appended to the video payloader
                   "seed": 1}
       }
     }
@@ -43,7 +45,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstRtsp", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstApp, GstRtsp, GstRtspServer  # noqa: E402, F401 - GstApp: appsrc signals
 
 PARSERS = {"h264": "h264parse", "h265": "h265parse", "mjpeg": "jpegparse", "aac": "aacparse"}
 PAY = {
@@ -112,7 +114,7 @@ class Mount:
 
     def launch(self):
         v = (f'appsrc name=vsrc is-live=true format=time do-timestamp=false '
-             f'caps="{self.vcaps}" ! {PAY[self.codec]}')
+             f'caps="{self.vcaps}" ! {PAY[self.codec]} {self.cfg.get("pay_options") or ""}')
         if self.audio:
             v += (f' appsrc name=asrc is-live=true format=time do-timestamp=false '
                   f'caps="{self.acaps}" ! aacparse ! rtpmp4gpay name=pay1 pt=97')
@@ -227,7 +229,10 @@ def main():
             role = "user:" + mcfg["user"]
             tok = GstRtspServer.RTSPToken()
             tok.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, role)
-            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(mcfg["user"], mcfg.get("password", "")), tok)
+            if cfg.get("auth", "basic") == "digest":
+                auth.add_digest(mcfg["user"], mcfg.get("password", ""), tok)
+            else:
+                auth.add_basic(GstRtspServer.RTSPAuth.make_basic(mcfg["user"], mcfg.get("password", "")), tok)
             # anonymous may see the mount but not build it: gst-rtsp-server then answers
             # 401 with a WWW-Authenticate challenge (a role without access gives 404)
             perms.add_permission_for_role("anonymous", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
@@ -239,6 +244,8 @@ def main():
         f.set_permissions(perms)
         mounts_pt.add_factory(path, f)
     if any_auth:
+        if cfg.get("auth", "basic") == "digest":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
         server.set_auth(auth)
 
     def on_client(server, client):

@@ -46,9 +46,15 @@ def encode(codec: str = "h264", seconds: float = 6.0, fps: int = 25, gop: int = 
     vs.gop_size = gop
     vs.max_b_frames = 0
     if codec == "h264":
-        vs.options = {"preset": "ultrafast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:slices={slices}:bframes=0"}
+        vs.options = {
+            "preset": "ultrafast",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:slices={slices}:bframes=0",
+        }
     else:
-        vs.options = {"preset": "ultrafast", "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:log-level=error"}
+        vs.options = {
+            "preset": "ultrafast",
+            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:log-level=error",
+        }
     as_ = None
     if audio:
         as_ = out.add_stream("aac", rate=48000)

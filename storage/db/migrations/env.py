@@ -8,7 +8,7 @@ from sqlalchemy import create_engine
 from storage.db.schema import Base
 
 config = context.config
-engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url") or "sqlite://")
 
 with engine.connect() as connection:
     context.configure(

@@ -15,7 +15,7 @@ export async function mount(root) {
     if (user.value.trim()) q.set("user", user.value.trim());
     if (action.value.trim()) q.set("action", action.value.trim());
     if (camera.value.trim()) q.set("camera_id", camera.value.trim());
-    if (since.value) q.set("since_us", String(new Date(since.value).getTime() * 1000));
+    if (since.value) q.set("since", String(new Date(since.value).getTime()));
     if (append && oldest != null) q.set("before_id", String(oldest));
     let rows;
     try { rows = await api(`/api/audit?${q}`); } catch (e) { return toast(t("err.generic", { detail: e.message }), "error"); }

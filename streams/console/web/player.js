@@ -4,7 +4,10 @@
 // the server answers with all of its candidates at once), get the answer, DELETE the Location
 // when done. MSE: the server sends a JSON "init" text message, the init segment, then one
 // fragment per frame; we keep the playhead near the live edge.
-import { session, streamToken } from "./api.js";
+import { renewToken, session, streamToken } from "./api.js";
+
+// A live view ends when the token it was opened with expires (15 min): renew well before.
+const RENEW_MS = 5 * 60 * 1000;
 
 export class LiveError extends Error {
   constructor(status, detail) {
@@ -53,7 +56,25 @@ export class LivePlayer {
     this.timing = {};  // ms from start: gathered, answered, connected (WebRTC)
   }
 
+  /** Keep the server-side view alive: a fresh token every RENEW_MS (WHEP: PATCH, MSE: a message). */
+  _renewLoop() {
+    clearInterval(this._renewer);
+    this._renewer = setInterval(async () => {
+      try {
+        if (this.mode === "webrtc" && this.location) {
+          let r = await fetch(this.location, { method: "PATCH", headers: { Authorization: `Bearer ${session.token}` } });
+          if (r.status === 401 && await renewToken()) {
+            r = await fetch(this.location, { method: "PATCH", headers: { Authorization: `Bearer ${session.token}` } });
+          }
+        } else if (this.mode === "mse" && this.ws?.readyState === WebSocket.OPEN) {
+          this.ws.send(JSON.stringify({ type: "renew", token: await streamToken(this.cameraId) }));
+        }
+      } catch (e) { console.warn(`camera ${this.cameraId}: renewing the live view failed: ${e.message}`); }
+    }, RENEW_MS);
+  }
+
   async start() {
+    this._renewLoop();
     // "mse" forces the WebSocket path (networks that block WebRTC's UDP); see docs/console.md.
     if (localStorage.getItem("sharpeyes.live") === "mse") {
       await this._mse();
@@ -206,6 +227,7 @@ export class LivePlayer {
 
   stop() {
     this.closed = true;
+    clearInterval(this._renewer);
     this._closeWhep();
     if (this.ws) { this.ws.onclose = null; this.ws.close(); this.ws = null; }
     if (this.ms) {

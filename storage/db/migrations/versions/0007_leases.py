@@ -1,4 +1,4 @@
-"""camera leases, workers, published camera status, a covering timeline index (scale-out, issue 9)
+"""camera leases, workers, published camera status, a covering timeline index
 
 Revision ID: 0007
 Revises: 0004b

@@ -1,8 +1,8 @@
 """a smaller segment row (digests as bytes, delta-coded keyframes, derived object keys, narrow
 integers); on PostgreSQL segments partitioned by month, copied in batches without a long lock
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 
 PostgreSQL: a new partitioned table is created next to ``segments`` and filled in
@@ -30,23 +30,20 @@ from storage.db.partitions import create_partition, month_of
 from storage.index.keyframes import pack_keyframes, unpack_keyframes
 from storage.objects.open import segment_key
 
-revision = "0009"
-down_revision = "0008"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-log = logging.getLogger("storage.db.migrations.0009")
+log = logging.getLogger("storage.db.migrations.0012")
 
 BATCH = 20_000
 # Rows committed with a lower id after the batch copy passed it are copied in the final
 # step too: uploads are short transactions, so an id that far behind is never in flight.
 CATCH_UP_MARGIN = 1_000
 _COLS = ("id", "camera_id", "stream", "start_us", "end_us", "object_key", "bytes", "codec", "width", "height",
-         "audio_codec", "sha256", "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "created_us")
-# Column order of the new table: 8-byte values first, then narrower, then variable (no padding).
-_NEW_ORDER = ("id", "start_us", "end_us", "bytes", "created_us", "drift_us", "width", "height", "camera_id", "stream",
-              "codec", "audio_codec", "worker_id", "sha256", "prev_sha256", "init_sha256", "keyframes", "object_key")
-
+         "audio_codec", "sha256", "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "origin",
+         "created_us")
 _PG_NEW = """
 CREATE TABLE segments_new (
     id bigint NOT NULL DEFAULT nextval('{seq}'),
@@ -62,6 +59,7 @@ CREATE TABLE segments_new (
     codec varchar(16) NOT NULL,
     audio_codec varchar(16),
     worker_id varchar(64) NOT NULL,
+    origin varchar(16) NOT NULL DEFAULT 'live',
     sha256 bytea NOT NULL,
     prev_sha256 bytea,
     init_sha256 bytea NOT NULL,
@@ -150,9 +148,8 @@ def _upgrade_postgresql(bind: sa.Connection) -> None:
     started, rows, slowest = time.monotonic(), 0, 0.0
     with op.get_context().autocommit_block():
         with bind.engine.connect() as conn:
-            for copied_to, n, took in _batches(conn, "segments", "segments_new", _compact,
-                                               "ON CONFLICT DO NOTHING"):
-                rows, slowest = rows + n, max(slowest, took)
+            for last, n, took in _batches(conn, "segments", "segments_new", _compact, "ON CONFLICT DO NOTHING"):
+                copied_to, rows, slowest = last, rows + n, max(slowest, took)
     log.info("segments: %d rows copied in batches of %d in %.1f s (slowest batch %.2f s)", rows, BATCH,
              time.monotonic() - started, slowest)
     locked = time.monotonic()
@@ -191,6 +188,7 @@ def _sqlite_new_table(name: str) -> sa.Table:
         sa.Column("keyframes", sa.LargeBinary(), nullable=False),
         sa.Column("drift_us", sa.Integer(), nullable=False),
         sa.Column("worker_id", sa.String(64), nullable=False),
+        sa.Column("origin", sa.String(16), nullable=False, server_default="live"),
         sa.Column("created_us", sa.BigInteger(), nullable=False),
     )
 
@@ -237,6 +235,7 @@ def downgrade() -> None:
         sa.Column("keyframes", sa.LargeBinary(), nullable=False),
         sa.Column("drift_us", sa.BigInteger(), nullable=False),
         sa.Column("worker_id", sa.String(64), nullable=False),
+        sa.Column("origin", sa.String(16), nullable=False, server_default="live"),
         sa.Column("created_us", sa.BigInteger(), nullable=False),
     )
     old.create(bind)
@@ -244,10 +243,12 @@ def downgrade() -> None:
     op.drop_table("segments")
     op.rename_table("segments_old", "segments")
     if bind.dialect.name == "postgresql":
-        bind.execute(sa.text("ALTER TABLE init_segments ALTER COLUMN sha256 TYPE varchar(64) USING encode(sha256, 'hex')"))
+        bind.execute(sa.text(
+            "ALTER TABLE init_segments ALTER COLUMN sha256 TYPE varchar(64) USING encode(sha256, 'hex')"))
         bind.execute(sa.text("ALTER INDEX segments_old_pkey RENAME TO segments_pkey"))
         bind.execute(sa.text("ALTER SEQUENCE segments_old_id_seq RENAME TO segments_id_seq"))
-        bind.execute(sa.text("SELECT setval('segments_id_seq', coalesce((SELECT max(id) FROM segments), 0) + 1, false)"))
+        bind.execute(sa.text(
+            "SELECT setval('segments_id_seq', coalesce((SELECT max(id) FROM segments), 0) + 1, false)"))
         op.create_foreign_key(None, "segments", "init_segments", ["init_sha256"], ["sha256"])
     else:
         inits = bind.execute(sa.text("SELECT sha256, data FROM init_segments")).all()
