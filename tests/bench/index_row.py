@@ -8,7 +8,8 @@
 2. Bytes per row: heap + TOAST + every index (``pg_total_relation_size``) / rows.
 3. ``alembic upgrade 0012`` while a writer inserts a segment into the old table every
    5 ms, as a worker of the previous release would; its insert latencies are the lock
-   waits the migration causes (it stops at the swap, when the old table is gone).
+   waits the migration causes (it stops at the swap, when the old table is gone), against
+   the same writer alone for 10 s before (baseline, same run).
 4. Bytes per row again, summed over the partitions, and the row as a fresh insert
    through ``SegmentIndex`` would write it.
 """
@@ -163,6 +164,17 @@ def main() -> None:
         print(f"load {args.rows} rows (0011 layout): {load(engine, args.rows, args.cameras):.1f} s")
         before = bytes_per_row(engine)
         print("before:", {k: round(v, 1) for k, v in before.items()})
+        # Baseline, same run: the writer alone for 10 s (the machine's own latency).
+        base = Writer(engine)
+        base.start()
+        time.sleep(10.0)
+        base.stop.set()
+        base.join(5)
+        b = sorted(base.latencies)
+        print(f"baseline writer (no migration): {len(b)} inserts, p50 {statistics.median(b) * 1e3:.1f} ms, "
+              f"p99 {b[int(len(b) * 0.99)] * 1e3:.1f} ms, max {b[-1] * 1e3:.1f} ms")
+        with engine.begin() as c:
+            c.execute(text("DELETE FROM segments WHERE camera_id = 'writer'"))
         writer = Writer(engine)
         writer.start()
         time.sleep(1.0)
