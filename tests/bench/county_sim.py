@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.bench.county_sim [--cameras 5000] [--workers 20] [--speed 2] [--steady 90]
 
-Everything but media. ``--workers`` simulated ingest workers run in this process, each
+Everything but media. ``--workers`` simulated ingest workers run in this process (threads:
+pessimistic, they share one GIL where real workers are separate processes), each
 with the real ``LeaseKeeper`` (heartbeats, renewals, rebalancing, status publishing
 through ``CameraStatusTable``) and one uploader thread that closes a 60 s segment of each
 camera stream it holds every ``60 / speed`` seconds through the real
@@ -203,7 +204,7 @@ def wait(what: str, predicate, timeout: float) -> float:  # type: ignore[no-unty
     while time.monotonic() - started < timeout:
         if predicate():
             return time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(1.0)
     raise SystemExit(f"timed out ({timeout} s) waiting for {what}")
 
 
@@ -239,7 +240,12 @@ def main() -> None:
             t = now_us()
             return sum(1 for lease in leases.leases() if lease.held_at(t))
 
-        startup = wait("all cameras held", lambda: held_count() == args.cameras, 300)
+        def all_held() -> bool:
+            n = held_count()
+            print(f"  {time.monotonic() - t_start:5.1f} s: {n} cameras held", flush=True)
+            return n == args.cameras
+
+        startup = wait("all cameras held", all_held, 600)
         print(f"startup: {args.workers} workers hold all {args.cameras} cameras after {startup:.1f} s")
         for w in workers:
             w.insert_s.clear()
