@@ -2,8 +2,8 @@
 
     .venv/bin/python -m tests.bench.county_sim [--cameras 5000] [--workers 20] [--speed 2] [--steady 90]
 
-Everything but media. ``--workers`` simulated ingest workers run in this process (threads:
-pessimistic, they share one GIL where real workers are separate processes), each
+Everything but media. ``--workers`` simulated ingest workers, each its own process (killed
+with SIGKILL to die), each
 with the real ``LeaseKeeper`` (heartbeats, renewals, rebalancing, status publishing
 through ``CameraStatusTable``) and one uploader thread that closes a 60 s segment of each
 camera stream it holds every ``60 / speed`` seconds through the real
@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
+import sys
 import statistics
 import threading
 import time
@@ -62,18 +64,14 @@ class Status:
 
 
 class Timeline:
-    """Where each camera stream's recording stands in simulated time (it moves with its camera)."""
+    """Where a camera stream's recording stands in simulated time, from the wall clock, so
+    the worker that takes a camera over continues where the previous owner was."""
 
-    def __init__(self, t0: int):
-        self.t0 = t0
-        self.next_k: dict[tuple[str, str], int] = {}
-        self.lock = threading.Lock()
+    def __init__(self, t0: int, real0: float, speed: float):
+        self.t0, self.real0, self.speed = t0, real0, speed
 
     def take(self, key: tuple[str, str]) -> int:
-        with self.lock:
-            k = self.next_k.get(key, 0)
-            self.next_k[key] = k + 1
-            return k
+        return int((time.time() - self.real0) * self.speed / 60)
 
 
 class SimSupervisor:
@@ -103,12 +101,12 @@ class SimSupervisor:
 class TimedKeeper(LeaseKeeper):
     def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
         super().__init__(*a, **kw)
-        self.round_s: list[float] = []
+        self.round_s: list[tuple[float, float]] = []
 
     def round(self) -> None:
         t = time.perf_counter()
         super().round()
-        self.round_s.append(time.perf_counter() - t)
+        self.round_s.append((time.time(), time.perf_counter() - t))
 
 
 @dataclass
@@ -122,6 +120,7 @@ class SimWorker:
     inserted: int = 0
     gaps: int = 0
     late: int = 0
+    fenced: int = 0
 
     def __post_init__(self) -> None:
         self.index = SegmentIndex(self.engine)
@@ -182,16 +181,36 @@ class SimWorker:
         t = time.perf_counter()
         try:
             self.index.add_segment(rec, fence=(self.name, epoch))
-        except Exception:  # noqa: BLE001 - fenced (lost the camera meanwhile): counted as not inserted
+        except Exception:  # noqa: BLE001 - fenced (lost the camera, or its previous owner has this minute)
+            self.fenced += 1
             return
-        self.insert_s.append(time.perf_counter() - t)
+        self.insert_s.append((time.time(), time.perf_counter() - t))
         self.inserted += 1
 
     def _gap(self, cam: str, stream: str) -> None:
-        t = self.timeline.t0 + self.timeline.next_k.get((cam, stream), 0) * SEG_US
+        t = self.timeline.t0 + self.timeline.take((cam, stream)) * SEG_US
         gid = self.index.open_gap(cam, stream, t, "worker_restart", "takeover (simulated)")
         self.index.close_gap(gid, t)
         self.gaps += 1
+
+
+def worker_process(name: str, url: str, t0: int, real0: float, speed: float, out: str) -> None:
+    """One simulated ingest worker in its own process; its figures go to ``out`` (JSON) every 2 s."""
+    import json
+
+    from sqlalchemy import create_engine
+
+    logging.basicConfig(level=logging.ERROR)
+    engine = create_engine(url, pool_size=4, max_overflow=4)
+    w = SimWorker(name, engine, Registry(engine), Timeline(t0, real0, speed), speed)
+    w.start()
+    while True:
+        time.sleep(2.0)
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"insert": w.insert_s, "rounds": w.keeper.round_s, "fenced": w.fenced, "late": w.late,
+                       "gaps": w.gaps, "held": len(w.keeper.held())}, f)
+        os.replace(tmp, out)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -208,90 +227,116 @@ def wait(what: str, predicate, timeout: float) -> float:  # type: ignore[no-unty
     raise SystemExit(f"timed out ({timeout} s) waiting for {what}")
 
 
+def figures(outs: list[str], since: float, until: float) -> tuple[list[float], list[float]]:
+    import json
+
+    ins: list[float] = []
+    rounds: list[float] = []
+    for path in outs:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, ValueError):
+            continue
+        ins += [x for t, x in d["insert"] if since <= t < until]
+        rounds += [x for t, x in d["rounds"] if since <= t < until]
+    return ins, rounds
+
+
 def main() -> None:
+    import multiprocessing
+    import signal
+    import tempfile
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--cameras", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=20)
-    ap.add_argument("--speed", type=float, default=2.0, help="simulated seconds per real second")
+    ap.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     ap.add_argument("--steady", type=float, default=90.0, help="seconds of steady state measured")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the database is dropped
     admin = PostgresAdmin(os.environ.get("SHARPEYES_BENCH_PG", DEFAULT_PG_URL))
     name = admin.create()
+    procs: dict[str, multiprocessing.Process] = {}
+    tmp = tempfile.mkdtemp(prefix="county_sim")
+    ctx = multiprocessing.get_context("spawn")
     try:
-        engine = open_engine(admin.url_for(name))
-        engine.dispose()
-        from sqlalchemy import create_engine
-
-        # One pool for all simulated workers, sized as 20 processes' pools would add up.
-        engine = create_engine(admin.url_for(name), pool_size=args.workers * 2 + 10, max_overflow=20)
+        url = admin.url_for(name)
+        engine = open_engine(url)
         registry = Registry(engine)
         registry.add_region(Region(code="county", name="County"))
         registry.add_cameras([Camera(id=camera_id(i), name=f"c{i}", region="county",
                                      main_url=f"rtsp://10.1.0.{i % 250}/m", sub_url=f"rtsp://10.1.0.{i % 250}/s")
                               for i in range(args.cameras)])
         leases = LeaseTable(engine)
-        timeline = Timeline(now_us())
-        workers = [SimWorker(f"w{i:02d}", engine, registry, timeline, args.speed) for i in range(args.workers)]
-        t_start = time.monotonic()
-        for w in workers:
-            w.start()
+        t0, real0 = now_us(), time.time()
 
-        def held_count() -> int:
+        def spawn(wname: str) -> None:
+            p = ctx.Process(target=worker_process, args=(wname, url, t0, real0, args.speed, f"{tmp}/{wname}.json"),
+                            daemon=True)
+            p.start()
+            procs[wname] = p
+
+        def held_by() -> dict[str, int]:
             t = now_us()
-            return sum(1 for lease in leases.leases() if lease.held_at(t))
+            out: dict[str, int] = {}
+            for lease in leases.leases():
+                if lease.held_at(t):
+                    out[lease.worker_id] = out.get(lease.worker_id, 0) + 1
+            return out
+
+        t_start = time.monotonic()
+        for i in range(args.workers):
+            spawn(f"w{i:02d}")
 
         def all_held() -> bool:
-            n = held_count()
+            n = sum(held_by().values())
             print(f"  {time.monotonic() - t_start:5.1f} s: {n} cameras held", flush=True)
             return n == args.cameras
 
         startup = wait("all cameras held", all_held, 600)
-        print(f"startup: {args.workers} workers hold all {args.cameras} cameras after {startup:.1f} s")
-        for w in workers:
-            w.insert_s.clear()
-            w.inserted = 0
-            w.keeper.round_s.clear()
+        print(f"startup: {args.workers} workers hold all {args.cameras} cameras {startup:.1f} s after the first "
+              "poll (processes started together)")
+        since = time.time()
         time.sleep(args.steady)
-        ins = [x for w in workers for x in w.insert_s]
-        rounds = [x for w in workers for x in w.keeper.round_s]
+        outs = [f"{tmp}/{w}.json" for w in procs]
+        ins, rounds = figures(outs, since, time.time())
         demanded = args.cameras * 2 / (60 / args.speed)
-        achieved = sum(w.inserted for w in workers) / args.steady
         print(f"steady {args.steady:.0f} s at speed {args.speed}: demanded {demanded:.0f} rows/s, sustained "
-              f"{achieved:.0f} rows/s; add_segment p50 {statistics.median(ins) * 1e3:.1f} ms, "
-              f"p99 {pct(ins, 0.99) * 1e3:.1f} ms; late closes {sum(w.late for w in workers)}")
+              f"{len(ins) / args.steady:.0f} rows/s; add_segment p50 {statistics.median(ins) * 1e3:.1f} ms, "
+              f"p99 {pct(ins, 0.99) * 1e3:.1f} ms")
         print(f"lease round: p50 {statistics.median(rounds) * 1e3:.0f} ms, p99 {pct(rounds, 0.99) * 1e3:.0f} ms, "
               f"max {max(rounds) * 1e3:.0f} ms over {len(rounds)} rounds")
 
-        # Two die (kill -9): their cameras are free after the TTL and taken by the others.
-        dead = workers[:2]
-        for w in dead:
-            w.kill()
-        died = time.monotonic()
-        lost = wait("cameras of the dead held again", lambda: held_count() == args.cameras and not any(
-            lease.worker_id in {d.name for d in dead} and lease.held_at(now_us()) for lease in leases.leases()),
-            TTL * 4 + 60)
-        print(f"2 workers killed: every camera held by a live worker again after {time.monotonic() - died:.1f} s "
-              f"(TTL {TTL:.0f} s; wait measured {lost:.1f} s)")
-        live = workers[2:]
-        # Two join: they take their floor share from the others, nobody is left without cameras.
-        joined = [SimWorker(f"j{i}", engine, registry, timeline, args.speed) for i in range(2)]
-        for w in joined:
-            w.start()
+        # Two die (SIGKILL): their cameras are free after the TTL and taken by the others.
+        dead = list(procs)[:2]
+        for d in dead:
+            procs[d].kill()
+        took = wait("cameras of the dead held again",
+                    lambda: sum((h := held_by()).values()) == args.cameras and not any(d in h for d in dead), 300)
+        print(f"2 workers killed (SIGKILL): every camera held by a live worker again after {took:.1f} s "
+              f"(TTL {TTL:.0f} s)")
+        live = [w for w in procs if w not in dead]
         floor = args.cameras // (len(live) + 2)
-
-        def balanced() -> bool:
-            held: dict[str, int] = {}
-            t = now_us()
-            for lease in leases.leases():
-                if lease.held_at(t):
-                    held[lease.worker_id] = held.get(lease.worker_id, 0) + 1
-            return sum(held.values()) == args.cameras and all(held.get(w.name, 0) >= floor for w in joined)
-        took = wait("joiners at their floor share", balanced, 120)
+        for i in range(2):
+            spawn(f"j{i}")
+        joined = ["j0", "j1"]
+        took = wait("joiners at their floor share", lambda: sum((h := held_by()).values()) == args.cameras and all(
+            h.get(j, 0) >= floor for j in joined), 300)
         print(f"2 workers joined: both hold >= {floor} cameras and every camera is held after {took:.1f} s")
         time.sleep(5)
-        for w in live + joined:
-            w.leave()
         elapsed = time.monotonic() - t_start
+        fenced = 0
+        for path in outs + [f"{tmp}/{j}.json" for j in joined]:
+            try:
+                import json
+
+                with open(path) as f:
+                    fenced += json.load(f)["fenced"]
+            except (OSError, ValueError):
+                pass
+        for p in procs.values():
+            p.kill()
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("VACUUM ANALYZE segments"))
             c.execute(text("VACUUM ANALYZE gaps"))
@@ -304,11 +349,15 @@ def main() -> None:
         per_day = args.cameras * 2 * 1440
         row = seg_bytes / seg_rows
         print(f"rows: {seg_rows} segments ({row:.0f} B a row with indexes), {gap_rows} gaps "
-              f"({gap_bytes / max(gap_rows, 1):.0f} B) in {elapsed:.0f} s")
+              f"({gap_bytes / max(gap_rows, 1):.0f} B) in {elapsed:.0f} s; {fenced} inserts fenced (a camera's "
+              "minute already indexed by its previous owner)")
         print(f"per simulated day at 60 s segments: {per_day / 1e6:.1f} M segment rows, "
               f"{per_day * row / 2**30:.1f} GiB; 30 days {30 * per_day * row / 2**30:.0f} GiB")
         engine.dispose()
     finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.kill()
         admin.drop(name)
 
 
