@@ -17,6 +17,9 @@ from config.redact import split_userinfo
 
 TranscodeProfile = Literal["none", "live-h264", "sub", "archive-h264"]
 RtspTransport = Literal["tcp", "udp"]
+# Who pulls an RTSP camera: our asyncio RTSP client, or PyAV's (FFmpeg's) demuxer. None: the
+# ``ingest_puller`` setting decides (default native). See docs/native-ingest.md.
+Puller = Literal["native", "ffmpeg"]
 StreamName = Literal["main", "sub"]
 # Where the video comes from: pulled over RTSP, or pushed by a GB/T 28181 device when invited.
 CameraSource = Literal["rtsp", "gb28181"]
@@ -88,6 +91,7 @@ class Camera(BaseModel):
     retention_override: bool = False
     transcode: TranscodeProfile = "none"
     rtsp_transport: RtspTransport = "tcp"
+    puller: Puller | None = None
     source: CameraSource = "rtsp"
     # GB/T 28181 channels: the device that has the channel, and the CivilCode it gave.
     # ``region`` is that code's region, or its nearest registered parent when the code is

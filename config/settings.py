@@ -121,6 +121,12 @@ class Settings(BaseSettings):
                                          "need an operator or admin token or API key. Empty: credential only.")
     probe_allow_ranges: list[str] = Field(default_factory=list, description="CIDR ranges POST /api/probe may "
                                           "reach although they are loopback or link-local (set by an admin).")
+    audit_key_file: Path | None = Field(None, description="Ed25519 key that signs audit checkpoints; keep it "
+                                        "where the database's owner cannot write (default: "
+                                        "{data_dir}/audit_signing_key.pem).")
+    audit_checkpoint_seconds: float = Field(60.0, gt=0, description="How often the audit head is signed and "
+                                            "anchored in the object store (rows newer than that can be lost "
+                                            "unnoticed).")
     import_max_rows: int = Field(5000, ge=1, description="Rows one camera import may carry.")
     rtsp_auth: bool = Field(True, description="The RTSP restream asks for a stream token (?token=) or Digest "
                                               "credentials of a user; false only on a closed network.")

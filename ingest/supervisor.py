@@ -208,7 +208,7 @@ class Supervisor:
 
         The native puller hands out access units, not ``av.Packet``s: a stream that motion
         analysis or a transcode profile decodes from packets is pulled by ffmpeg (PyAV)."""
-        wanted = getattr(camera, "puller", None) or self.settings.ingest_puller
+        wanted = camera.puller or self.settings.ingest_puller
         if wanted != "native":
             return "ffmpeg", ""
         if stream == "main" and camera.transcode != "none":

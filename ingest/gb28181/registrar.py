@@ -132,7 +132,7 @@ class Registrar:
                                     device_id=device_id)
         if authorization is None:
             return RegisterDecision(self._challenge(inc), device_id=device_id)
-        check = self.challenger.check(authorization, method="REGISTER", password=password)
+        check = self.challenger.check(authorization, method="REGISTER", password=password, bound=peer.host)
         if check.stale:
             return RegisterDecision(self._challenge(inc, stale=True), device_id=device_id)
         if not check.ok:
@@ -157,7 +157,8 @@ class Registrar:
                                 device_id=device_id)
 
     def _challenge(self, inc: Incoming, *, stale: bool = False) -> SipResponse:
-        return inc.response(401, headers=[("WWW-Authenticate", self.challenger.challenge(stale=stale))])
+        challenge = self.challenger.challenge(stale=stale, bound=inc.peer.host)
+        return inc.response(401, headers=[("WWW-Authenticate", challenge)])
 
 
 def _expires(inc: Incoming) -> int:

@@ -84,6 +84,8 @@ class GbService:
         self.monitor_interval = monitor_interval
         self.query_on_register = query_on_register
         self.response_handlers: dict[str, DocHandler] = {}
+        # MESSAGE handlers by sender id, for peers that are no devices (upper platforms: the cascade).
+        self.message_routes: dict[str, Callable[[Incoming], Awaitable[SipResponse]]] = {}
         self.notify_handlers: dict[str, DocHandler] = {}
         self._listeners: list[StateListener] = []
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
@@ -93,6 +95,7 @@ class GbService:
         self._monitor: asyncio.Task[None] | None = None
         self.rejected: dict[str, str] = {}  # source host -> last reason a message from it was refused
         self._reasons: dict[str, str] = {}  # device id -> its last state change, for offline_reason
+        self._beats: dict[str, tuple[int, float]] = {}  # keepalives not yet written (see check)
         self.endpoint.on("REGISTER", self._on_register)
         self.endpoint.on("MESSAGE", self._on_message)
 
@@ -104,6 +107,11 @@ class GbService:
         self._monitor = asyncio.get_running_loop().create_task(self._watch())
 
     async def close(self) -> None:
+        beats, self._beats = self._beats, {}
+        try:
+            await self._db(self.devices.touch_keepalives, beats)
+        except Exception:  # noqa: BLE001 - closing anyway; the times are only a display
+            log.exception("keepalive times could not be written on close")
         tasks = [*self._tasks, *([self._monitor] if self._monitor is not None else [])]
         for task in tasks:
             task.cancel()
@@ -159,6 +167,10 @@ class GbService:
         """Where to send requests for ``device_id`` (its REGISTER's source); None unless it is online."""
         session = self.sessions.get(device_id)
         return session.peer if session is not None and session.online else None
+
+    def record_invite(self, device_id: str, *, channel: str, outcome: str, reason: str = "") -> None:
+        """For the media sessions (any thread): the last INVITE's outcome, for ``gb doctor``."""
+        self.devices.record_invite(device_id, channel=channel, outcome=outcome, reason=reason)
 
     def offline_reason(self, device_id: str) -> str:
         """Why ``peer`` is None, for gap rows and status."""
@@ -249,6 +261,9 @@ class GbService:
     async def _on_message(self, inc: Incoming) -> SipResponse:
         req = inc.request
         device_id = req.from_.user
+        route = self.message_routes.get(device_id)
+        if route is not None:
+            return await route(inc)
         session = self.sessions.get(device_id)
         try:
             doc = read_body(req.body, req.charset)
@@ -289,7 +304,13 @@ class GbService:
             session.online = True
             changes.update(state="online", reason="keepalive resumed")
             self._notify(session.device_id, "online", "keepalive resumed")
-        await self._db(self.devices.update, session.device_id, **changes)
+        if len(changes) == 2:
+            # The usual case (only the time and the interval change): written with every other
+            # device's in one transaction by the watch loop, at most monitor_interval later.
+            self._beats[session.device_id] = (changes["last_keepalive_us"], changes["keepalive_interval_s"])
+        else:
+            self._beats.pop(session.device_id, None)
+            await self._db(self.devices.update, session.device_id, **changes)
 
     async def _on_response(self, device_id: str, doc: Manscdp) -> None:
         if doc.cmd_type == "Catalog":
@@ -386,7 +407,10 @@ class GbService:
                 log.exception("GB/T 28181 device watch failed")
 
     async def check(self) -> None:
-        """Close catalogs that timed out and mark silent or expired devices offline."""
+        """Write the keepalives that came, close catalogs that timed out, and mark silent or
+        expired devices offline."""
+        beats, self._beats = self._beats, {}
+        await self._db(self.devices.touch_keepalives, beats)
         for result in self.catalogs.expire():
             await self._catalog_done(result)
         mono = time.monotonic()
@@ -415,6 +439,8 @@ class GbServer:
         self._thread = threading.Thread(target=self._run, name="gb28181-sip", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        # The media side's one GbLink (port pool, SSRC sequence): ingest.gb28181.media.session.media_link.
+        self.media_link: Any = None
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)

@@ -37,6 +37,8 @@ def camera_add(
     url: str = typer.Option(..., help="Main stream rtsp:// or rtsps:// URL."),
     sub_url: Optional[str] = typer.Option(None, help="Sub-stream URL, if the camera has one."),
     transport: str = typer.Option("tcp", help="RTSP transport: tcp or udp."),
+    puller: Optional[str] = typer.Option(None, help="native (our RTSP client) or ffmpeg (PyAV's demuxer); "
+                                         "default: the ingest_puller setting (native)."),
     retention_days: int = typer.Option(30, help="Days to keep recordings (at least 30 without --retention-override)."),
     retention_override: bool = typer.Option(False, "--retention-override",
                                             help="Allow retention below the 30-day floor (an admin decision)."),
@@ -47,7 +49,8 @@ def camera_add(
     try:
         cam = Camera(id=camera_id, name=name, region=region, main_url=url, sub_url=sub_url,
                      rtsp_transport=transport, retention_days=retention_days, transcode=transcode,
-                     enabled=not disabled, retention_override=retention_override)
+                     enabled=not disabled, retention_override=retention_override,
+                     puller=puller)  # type: ignore[arg-type]
         from ingest.media.transcode import check_profile
 
         check_profile(cam, services(ctx).settings)
@@ -94,6 +97,7 @@ def camera_edit(
     url: Optional[str] = typer.Option(None, help="New main stream URL."),
     sub_url: Optional[str] = typer.Option(None, help="New sub-stream URL ('' to remove)."),
     transport: Optional[str] = typer.Option(None),
+    puller: Optional[str] = typer.Option(None, help="native or ffmpeg."),
     retention_days: Optional[int] = typer.Option(None),
     retention_override: Optional[bool] = typer.Option(None, "--retention-override/--no-retention-override",
                                                       help="Allow retention below the 30-day floor (an admin decision)."),
@@ -103,7 +107,7 @@ def camera_edit(
     """Change a camera. A running process picks the change up within seconds."""
     changes = {k: v for k, v in {
         "name": name, "region": region, "main_url": url, "sub_url": sub_url, "rtsp_transport": transport,
-        "retention_days": retention_days, "retention_override": retention_override, "transcode": transcode,
+        "puller": puller, "retention_days": retention_days, "retention_override": retention_override, "transcode": transcode,
         "enabled": enable}.items() if v is not None}
     if not changes:
         fail("nothing to change; see 'sharpeyes camera edit --help'")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 
 import typer
@@ -19,6 +19,9 @@ from rich.table import Table
 from config.times import TimeError, parse_time
 from sharpeyes.services import Services, from_context
 from streams.access.audit import AuditLog
+
+if TYPE_CHECKING:
+    from streams.access.anchor import AuditAnchor
 from streams.access.changes import Actor
 from streams.access.users import ALL_REGIONS, ROLES, UserError, UserStore
 
@@ -117,20 +120,61 @@ def _parse_time(value: str | None, name: str, zone: str) -> int | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def _anchor(services: Services) -> "AuditAnchor":
+    from streams.access.anchor import AuditAnchor
+
+    settings = services.settings
+    return AuditAnchor.open(services.engine, settings.data_dir, settings.audit_key_file, services.store)
+
+
 @audit_app.command("verify")
-def audit_verify(ctx: typer.Context) -> None:
-    """Check the audit hash chain; exit 1 naming the first bad row."""
-    result = AuditLog(_services(ctx).engine).verify()
+def audit_verify(
+    ctx: typer.Context,
+    anchor: Optional[list[Path]] = typer.Option(
+        None, "--anchor", exists=True, dir_okay=False,
+        help="An export manifest or an anchor JSON kept elsewhere; its signed audit head is checked too (repeat)."),
+    key: Optional[Path] = typer.Option(None, "--key", exists=True, dir_okay=False,
+                                       help="The audit public (or private) key PEM; default: the site's audit key."),
+) -> None:
+    """Check the audit chain against its signed checkpoints (database, object store, --anchor files).
+
+    Exit 1 naming the first bad row, or the range of ids that is missing."""
+    import json
+
+    from storage.evidence.signing import load_public_key
+    from storage.objects.store import ObjectStoreUnavailable
+    from streams.access.anchor import Checkpoint, stored_anchors, verify_anchored
+
+    services = _services(ctx)
+    signer = _anchor(services)
+    public = load_public_key(key.read_bytes()) if key is not None else signer.key.public_key()
+    anchors = signer.database_checkpoints()
+    try:
+        anchors += stored_anchors(services.store)
+    except ObjectStoreUnavailable as exc:
+        _err.print(f"warning: the object store's anchors were not read: {exc}", highlight=False)
+    for path in anchor or []:
+        data = json.loads(path.read_text())
+        anchors.append(Checkpoint.from_dict(data.get("audit_anchor", data)))
+    result = verify_anchored(services.engine, AuditLog(services.engine), anchors, public)
     if result.ok:
-        _out.print(f"audit chain OK: {result.rows_checked} rows", highlight=False)
+        _out.print(f"audit chain OK: {result.rows_checked} rows, {result.anchors_checked} signed checkpoint(s) "
+                   "agree", highlight=False)
         return
-    _err.print(
-        f"audit chain BROKEN at row {result.bad_row_id}: {result.reason} "
-        f"({result.rows_checked} rows before it are intact)",
-        highlight=False,
-        soft_wrap=True,
-    )
+    where = (f"at row {result.bad_row_id}" if result.bad_row_id is not None else
+             f"rows {result.missing[0]}..{result.missing[1]} missing" if result.missing else "")
+    _err.print(f"audit chain BROKEN {where}: {result.reason}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(ctx: typer.Context) -> None:
+    """Sign the audit chain's head now and anchor it in the object store (the server does it every minute)."""
+    cp = _anchor(_services(ctx)).checkpoint(force=True)
+    if cp is None:
+        _out.print("the audit chain is empty: nothing to sign", highlight=False)
+        return
+    _out.print(f"checkpoint: {cp.count} rows up to {cp.audit_id}, head {cp.hash[:16]}…", highlight=False)
 
 
 @audit_app.command("export")

@@ -23,7 +23,7 @@ class Base(DeclarativeBase):
 
 class HexDigest(TypeDecorator[str]):
     """A SHA-256 digest stored as its 32 bytes, seen from Python as 64 hex characters
-    (half the row space of hex text; migration 0012)."""
+    (half the row space of hex text; migration 0014)."""
 
     impl = LargeBinary
     cache_ok = True
@@ -57,6 +57,7 @@ class CameraRow(Base):
     retention_override: Mapped[bool] = mapped_column(Boolean, default=False)
     transcode: Mapped[str] = mapped_column(String(16), default="none")
     rtsp_transport: Mapped[str] = mapped_column(String(8), default="tcp")
+    puller: Mapped[str | None] = mapped_column(String(8), nullable=True, default=None)
     # "rtsp", or "gb28181" for a GB/T 28181 device's channel (main_url "" then; migration 0008).
     source: Mapped[str] = mapped_column(String(16), default="rtsp", server_default="rtsp")
     gb_device_id: Mapped[str | None] = mapped_column(String(20), index=True)
@@ -91,7 +92,7 @@ class InitSegmentRow(Base):
 
 
 class SegmentRow(Base):
-    """One stored segment. Kept small (migration 0012, docs/sizing.md "Index row"):
+    """One stored segment. Kept small (migration 0014, docs/sizing.md "Index row"):
     digests as bytes, the keyframe table delta-coded, the object key only when it is
     not the one ``segment_key`` derives, narrow integers. On PostgreSQL the table is
     partitioned by month of ``start_us`` and its primary key is ``(camera_id, stream,
@@ -143,7 +144,7 @@ class SegmentRow(Base):
 
 class QuarantineRow(Base):
     """Video refused by time fencing (its time was already claimed), kept in the object
-    store under ``quarantine/`` instead of deleted, with why (migration 0011)."""
+    store under ``quarantine/`` instead of deleted, with why (migration 0013)."""
 
     __tablename__ = "quarantine"
     __table_args__ = (Index("ix_quarantine_camera_time", "camera_id", "stream", "start_us"),)
@@ -438,7 +439,7 @@ class WorkerRow(Base):
     # Its HTTP base URL (live endpoints), for API nodes to redirect to.
     advertise_url: Mapped[str] = mapped_column(Text, default="")
     started_us: Mapped[int] = mapped_column(BigInteger, default=0)
-    # A random token per running process (migration 0011): a second live process
+    # A random token per running process (migration 0013): a second live process
     # with the same worker id sees another token and refuses to start.
     instance: Mapped[str] = mapped_column(String(32), default="")
 
@@ -497,4 +498,25 @@ class GbDeviceRow(Base):
     last_invite_json: Mapped[str] = mapped_column(Text, default="{}")
     # The process (worker id) whose SIP server the device registered with.
     worker_id: Mapped[str] = mapped_column(String(64), default="")
+    updated_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class GbUpstreamRow(Base):
+    """An upper GB/T 28181 platform we cascade to (city or province): we REGISTER to it, answer
+    its Catalog with the cameras of ``regions`` (JSON list of region codes) and its INVITEs from
+    the live hub. ``password`` is sealed with the secret key. ``state``: registered | failed |
+    connecting, with ``reason``. Times are microseconds."""
+
+    __tablename__ = "gb_upstreams"
+
+    platform_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(20))
+    host: Mapped[str] = mapped_column(String(128))
+    port: Mapped[int] = mapped_column(Integer)
+    password: Mapped[str] = mapped_column(Text, default="")
+    transport: Mapped[str] = mapped_column(String(8), default="udp")
+    regions: Mapped[str] = mapped_column(Text, default="[]")
+    state: Mapped[str] = mapped_column(String(16), default="connecting")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    registered_us: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_us: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -178,6 +178,8 @@ class ExportService:
         self._clock = clock
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._threads: dict[str, threading.Thread] = {}
+        # Set by the app: a signed checkpoint of the audit chain, written into every manifest.
+        self.audit_anchor: Callable[[], dict[str, Any]] | None = None
 
     # -- jobs ---------------------------------------------------------------------
 
@@ -395,6 +397,7 @@ class ExportService:
                 exported_us=self._clock(),
                 allow_gaps=job.allow_gaps,
                 signing_key_id=key_id(key.public_key()),
+                audit_anchor=self.audit_anchor() if self.audit_anchor is not None else None,
             ),
             key,
         )

@@ -174,6 +174,7 @@ def build_manifest(
     allow_gaps: bool,
     signing_key_id: str,
     software: str | None = None,
+    audit_anchor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest's fields, unsigned (``sign_manifest`` adds the signature)."""
     for seg in segments:
@@ -185,7 +186,7 @@ def build_manifest(
             return None
         return {"start": iso_utc(r[0]), "end": iso_utc(r[1]), "start_us": r[0], "end_us": r[1]}
 
-    return {
+    out: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "export_id": export_id,
@@ -207,6 +208,11 @@ def build_manifest(
         "signature_algorithm": ALGORITHM,
         "signing_key_id": signing_key_id,
     }
+    if audit_anchor is not None:
+        # The audit chain's signed head when the clip was made: a copy of the anchor that
+        # leaves the site with the evidence (``sharpeyes audit verify --anchor``).
+        out["audit_anchor"] = audit_anchor
+    return out
 
 
 def canonical_bytes(manifest: dict[str, Any]) -> bytes:

@@ -65,7 +65,13 @@ def load_signing_key(data_dir: Path, create: bool = True) -> Ed25519PrivateKey:
     Made on first use (``create``) with mode 0600. Refuses a file other users
     can read: a leaked signing key lets anyone forge evidence manifests.
     """
-    path = signing_key_path(data_dir)
+    return load_key_file(signing_key_path(data_dir), create)
+
+
+def load_key_file(path: Path, create: bool = True) -> Ed25519PrivateKey:
+    """An Ed25519 private key from the PEM file ``path`` (made, mode 0600, when ``create``);
+    refused when other users can read it."""
+    path = Path(path)
     if not path.exists():
         if not create:
             raise SigningKeyError(

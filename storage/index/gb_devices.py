@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from storage.db.schema import GbDeviceRow
@@ -127,6 +127,16 @@ class GbDeviceStore:
                     raise ValueError(f"device {device_id}: no field {key!r}")
             row.updated_us = now_us()
             return _device(row)
+
+    def touch_keepalives(self, beats: dict[str, tuple[int, float]]) -> None:
+        """The hot path: (last keepalive time, interval) of many devices in one transaction,
+        one UPDATE each and no row loads. Devices without a row are skipped."""
+        if not beats:
+            return
+        with self._sessions() as s, s.begin():
+            for device_id, (time_us, interval_s) in beats.items():
+                s.execute(update(GbDeviceRow).where(GbDeviceRow.device_id == device_id).values(
+                    last_keepalive_us=time_us, keepalive_interval_s=interval_s, updated_us=time_us))
 
     def merge_json(self, device_id: str, field_name: str, values: dict[str, Any]) -> None:
         """Update keys of one JSON field (``status``, ``catalog``, ``last_invite``)."""

@@ -187,6 +187,7 @@ def _camera(row: CameraRow, cipher: SecretCipher | None = None) -> Camera:
         retention_override=bool(row.retention_override),
         transcode=row.transcode,  # type: ignore[arg-type]
         rtsp_transport=row.rtsp_transport,  # type: ignore[arg-type]
+        puller=row.puller,  # type: ignore[arg-type]
         source=row.source or "rtsp",  # type: ignore[arg-type]
         gb_device_id=row.gb_device_id,
         gb_civil_code=row.gb_civil_code,

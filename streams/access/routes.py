@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from typing import Any, AsyncIterator
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
+from streams.access.anchor import AuditAnchor
 from streams.access.audit import ACTIONS
 from streams.access.guard import (
     AuthState,
@@ -35,6 +37,8 @@ from streams.api.params import time_param
 from streams.context import AppContext
 
 __all__ = ["install_auth", "router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -323,11 +327,32 @@ def query_audit(
     return [r.__dict__ for r in rows]
 
 
+def _checkpoint_dict(anchor: AuditAnchor) -> dict[str, Any]:
+    cp = anchor.checkpoint(force=True)
+    return {} if cp is None else {k: v for k, v in cp.as_dict().items() if k != "hashes"}
+
+
+def _checkpoint_quietly(anchor: AuditAnchor) -> None:
+    try:
+        anchor.checkpoint()
+    except Exception:  # noqa: BLE001 - anchoring must never take the API down; retried next period
+        log.exception("could not make an audit checkpoint; retrying at the next period")
+
+
+async def _anchor_every(anchor: AuditAnchor, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(_checkpoint_quietly, anchor)
+
+
 def install_auth(app: FastAPI, ctx: AppContext) -> AuthState:
     """Attach the auth services (``ctx.auth`` when given, else built from the settings), mount the
     auth routes, and run the live-view sweep (``ctx.live_sessions``) for as long as the app runs."""
     state = ctx.auth or AuthState.from_context(ctx)
     ctx.auth = state
+    anchor = AuditAnchor.open(state.users.engine, ctx.settings.data_dir, ctx.settings.audit_key_file, ctx.store)
+    # Every export manifest carries a fresh signed checkpoint of the audit chain.
+    ctx.exports.audit_anchor = lambda: _checkpoint_dict(anchor)
     live = ctx.live_sessions
     live.max_per_user = ctx.settings.live_max_views_per_user
     live.connect_timeout_s = ctx.settings.whep_connect_timeout_seconds
@@ -338,11 +363,14 @@ def install_auth(app: FastAPI, ctx: AppContext) -> AuthState:
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         live.start()
+        anchoring = asyncio.get_running_loop().create_task(_anchor_every(anchor, ctx.settings.audit_checkpoint_seconds))
         try:
             async with previous(a) as inner:
                 yield inner
         finally:
+            anchoring.cancel()
             await live.close()
+            await asyncio.to_thread(_checkpoint_quietly, anchor)  # the last rows of this run, anchored
 
     app.router.lifespan_context = lifespan
     return state

@@ -13,6 +13,8 @@ HEAD = '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
 
 
 def _register(dev: str, cseq: int, expires: int, *, auth: bool) -> str:
+    # No empty line when there is no Authorization: SIPp would send it, ending the headers early.
+    auth_line = "\n      [authentication]" if auth else ""
     return f"""
   <send retrans="500">
     <![CDATA[
@@ -24,8 +26,7 @@ def _register(dev: str, cseq: int, expires: int, *, auth: bool) -> str:
       CSeq: {cseq} REGISTER
       Contact: <sip:{dev}@[local_ip]:[local_port]>
       Max-Forwards: 70
-      Expires: {expires}
-      {'[authentication]' if auth else ''}
+      Expires: {expires}{auth_line}
       Content-Length: 0
 
     ]]>

@@ -76,3 +76,29 @@ def test_unregister_with_expires_zero(gb: Gb) -> None:
     dev = gb.devices.get(DEVICE)
     assert dev is not None and dev.state == "unregistered" and "Expires: 0" in dev.reason
     assert DEVICE not in gb.service.sessions
+
+
+def test_device_over_tcp_registers_and_answers_catalog_over_its_connection(gb: Gb) -> None:
+    gb.devices.add(DEVICE, "Dev-pass-1")
+    sipp = run_sipp(["-t", "t1", "-au", DEVICE, "-ap", "Dev-pass-1", "-m", "1", "-timeout", "30", "-timeout_error",
+                     f"127.0.0.1:{gb.port}"], scenario=register_scenario(DEVICE, keepalives=3),
+                    ooc=catalog_scenario(DEVICE, CHANNELS))
+    assert sipp.wait(40) == 0, sipp.log
+    dev = gb.devices.get(DEVICE)
+    assert dev is not None and dev.transport == "TCP" and dev.channels == 3, dev
+
+
+def test_re_register_from_another_address_moves_the_device(gb: Gb) -> None:
+    gb.devices.add(DEVICE, "Dev-pass-1")
+    ports = []
+    for _ in range(2):
+        sipp = _sipp(gb, DEVICE, "Dev-pass-1", register_scenario(DEVICE, keepalives=1),
+                     ooc=catalog_scenario(DEVICE, CHANNELS[:1]))
+        assert sipp.wait(40) == 0, sipp.log
+        dev = gb.devices.get(DEVICE)
+        assert dev is not None
+        ports.append(dev.source_port)
+    assert ports[0] != ports[1]
+    assert dev.state == "online" and f"to udp:127.0.0.1:{ports[1]}" in dev.reason
+    assert "source address changed from" in dev.reason
+    assert gb.service.peer(DEVICE) is not None and gb.service.peer(DEVICE).port == ports[1]  # type: ignore[union-attr]

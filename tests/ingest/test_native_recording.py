@@ -49,14 +49,22 @@ def test_native_puller_records_playable_segments_one_sample_per_picture(tmp_path
             assert abs(b.start_us - a.end_us) <= 40_000 and b.prev_sha256 == a.sha256
 
 
-def test_ingest_puller_ffmpeg_records_with_pyav_and_says_so(tmp_path: Path, camera_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_puller_is_chosen_per_camera_and_shown_in_the_status(tmp_path: Path, camera_server) -> None:  # type: ignore[no-untyped-def]
     srv = camera_server({"/t": Mount("h264", size=SIZE, label="nt1")})
-    rec = Recorder.start(tmp_path, {"ff": {"main_url": srv.url("/t")}}, ingest_puller="ffmpeg")
+    cams = {"ff": {"main_url": srv.url("/t"), "puller": "ffmpeg"}, "nat": srv.url("/t")}
+    rec = Recorder.start(tmp_path, cams)
     try:
-        rec.wait_for(lambda: rec.status("ff")["state"] == "recording", 30, "recording")
-        assert rec.status("ff")["puller"] == "ffmpeg"
+        rec.wait_for(lambda: all(rec.status(c)["state"] == "recording" for c in cams), 30, "recording")
+        assert rec.status("ff")["puller"] == "ffmpeg" and rec.status("nat")["puller"] == "native"
+        assert rec.registry.camera("ff").puller == "ffmpeg" and rec.registry.camera("nat").puller is None
     finally:
         rec.close()
+    pyav = Recorder.start(tmp_path / "all-ffmpeg", {"x": srv.url("/t")}, ingest_puller="ffmpeg")
+    try:
+        pyav.wait_for(lambda: pyav.status("x")["state"] == "recording", 30, "recording")
+        assert pyav.status("x")["puller"] == "ffmpeg"
+    finally:
+        pyav.close()
 
 
 def test_udp_through_a_path_that_drops_and_reorders_one_percent(tmp_path: Path, camera_server) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,13 @@ to the client through sockets of its own, dropping and reordering a share of the
     proxy.dropped, proxy.reordered, proxy.forwarded
     proxy.stop()
 
+With ``require_keepalive=T`` it is also a camera that drops a session without keep-alives:
+once PLAY has gone through, a client that sends no RTSP request for ``T`` seconds has its
+connection closed (``proxy.closed_idle`` counts it), as such cameras do.
+
+With ``redirect=URL`` it answers every DESCRIBE with ``302`` to that URL (a camera moved to
+another address or a relay), and forwards nothing.
+
 The client's SETUP ``client_port=a-b`` is rewritten to the proxy's own pair, so the camera
 (GStreamer's server) sends RTP to the proxy, which forwards to a (lossy) and b (RTCP,
 as is). Everything else passes unchanged. Seeded, so a run is repeatable.
@@ -54,7 +61,11 @@ class _Forward(asyncio.DatagramProtocol):
 
 class LossyRtspProxy:
     def __init__(self, host: str, upstream_port: int, *, loss: float = 0.01, reorder: float = 0.01,
-                 seed: int = 1) -> None:
+                 seed: int = 1, require_keepalive: float | None = None, redirect: str | None = None) -> None:
+        self.redirect = redirect
+        self.redirected = 0
+        self.require_keepalive = require_keepalive
+        self.closed_idle = 0
         self.upstream = (host, upstream_port)
         self.loss, self.reorder = loss, reorder
         self.rng = random.Random(seed)
@@ -107,10 +118,26 @@ class LossyRtspProxy:
             writer.close()
 
         task = asyncio.ensure_future(downstream())
+        playing = False
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                if playing and self.require_keepalive is not None:
+                    try:
+                        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.require_keepalive)
+                    except asyncio.TimeoutError:
+                        self.closed_idle += 1
+                        break
+                else:
+                    head = await reader.readuntil(b"\r\n\r\n")
                 text = head.decode("latin-1")
+                playing = playing or text.startswith("PLAY")
+                if self.redirect is not None and text.startswith("DESCRIBE"):
+                    cseq = re.search(r"(?im)^cseq:\s*(\d+)", text)
+                    writer.write(f"RTSP/1.0 302 Moved Temporarily\r\nCSeq: {cseq.group(1) if cseq else 0}\r\n"
+                                 f"Location: {self.redirect}\r\n\r\n".encode())
+                    await writer.drain()
+                    self.redirected += 1
+                    continue
                 m = re.search(r"client_port=(\d+)-(\d+)", text)
                 if m and text.startswith("SETUP"):
                     a, b = int(m.group(1)), int(m.group(2))

@@ -1,7 +1,8 @@
 """MD5 digest authentication (RFC 2617 / RFC 3261 22), server side and client side.
 
-Server side: ``DigestChallenger`` issues nonces (HMAC-signed with a time stamp, so no
-per-nonce state is kept and a stale nonce is recognised) and checks an Authorization
+Server side: ``DigestChallenger`` issues nonces (HMAC-signed with a time stamp and the
+client's host, so no per-nonce state is kept, a stale nonce is recognised, and a nonce
+answered from another host is refused) and checks an Authorization
 header against a password, with ``qop=auth`` or without ``qop`` (many GB/T 28181 devices
 ignore qop). Client side: ``authorization_for`` answers a WWW-Authenticate/Proxy-Authenticate
 challenge, again with or without qop.
@@ -70,33 +71,36 @@ class DigestChallenger:
         self._secret = secret or os.urandom(32)
         self._clock = clock
 
-    def nonce(self) -> str:
-        stamp = f"{int(self._clock() * 1000):x}"
-        sig = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:24]
-        return f"{stamp}{sig}"
+    def _sign(self, stamp: str, bound: str) -> str:
+        return hmac.new(self._secret, f"{stamp}|{bound}".encode(), hashlib.sha256).hexdigest()[:24]
 
-    def challenge(self, *, stale: bool = False) -> str:
+    def nonce(self, bound: str = "") -> str:
+        """A nonce; ``bound`` (the client's host) makes it valid only when answered from there."""
+        stamp = f"{int(self._clock() * 1000):x}"
+        return f"{stamp}{self._sign(stamp, bound)}"
+
+    def challenge(self, *, stale: bool = False, bound: str = "") -> str:
         """A WWW-Authenticate value."""
-        parts = [f'realm="{self.realm}"', f'nonce="{self.nonce()}"', 'algorithm=MD5']
+        parts = [f'realm="{self.realm}"', f'nonce="{self.nonce(bound)}"', 'algorithm=MD5']
         if self.qop:
             parts.append('qop="auth"')
         if stale:
             parts.append("stale=true")
         return "Digest " + ", ".join(parts)
 
-    def _nonce_state(self, nonce: str) -> str:
+    def _nonce_state(self, nonce: str, bound: str) -> str:
         """'ok', 'stale' or 'forged'."""
         stamp, sig = nonce[:-24], nonce[-24:]
         if not stamp or not all(c in "0123456789abcdef" for c in stamp) or len(stamp) > 16:
             return "forged"
-        want = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:24]
-        if not hmac.compare_digest(want, sig):
+        if not hmac.compare_digest(self._sign(stamp, bound), sig):
             return "forged"
         age = self._clock() - int(stamp, 16) / 1000
         return "ok" if -5 <= age <= self.nonce_ttl else "stale"
 
-    def check(self, authorization: str | None, *, method: str, password: str | None) -> DigestCheck:
-        """Check an Authorization header for ``method``. ``password`` None: the user is unknown."""
+    def check(self, authorization: str | None, *, method: str, password: str | None, bound: str = "") -> DigestCheck:
+        """Check an Authorization header for ``method``. ``password`` None: the user is unknown.
+        ``bound``: the host the nonce was issued to (a nonce replayed from elsewhere is forged)."""
         if not authorization:
             return DigestCheck(False, reason="no credentials")
         fields = parse_digest(authorization)
@@ -110,9 +114,9 @@ class DigestChallenger:
             return DigestCheck(False, username, reason=f"digest algorithm {fields['algorithm']} is not supported")
         if fields["realm"] != self.realm:
             return DigestCheck(False, username, reason=f"realm {fields['realm']!r} is not ours ({self.realm!r})")
-        state = self._nonce_state(fields["nonce"])
+        state = self._nonce_state(fields["nonce"], bound)
         if state == "forged":
-            return DigestCheck(False, username, reason="nonce was not issued by us")
+            return DigestCheck(False, username, reason="nonce was not issued by us (to this address)")
         if password is None:
             return DigestCheck(False, username, reason=f"unknown device {username}")
         qop = fields.get("qop", "").lower()

@@ -8,6 +8,7 @@ const PAGES = [
   { path: "playback", need: "investigator", load: () => import("./playback.js") },
   { path: "cameras", need: "operator", load: () => import("./cameras.js") },
   { path: "health", need: "operator", load: () => import("./health.js") },
+  { path: "gb", need: "operator", load: () => import("./gb.js") },
   { path: "audit", need: "admin", load: () => import("./audit.js") },
 ];
 

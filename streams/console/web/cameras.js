@@ -57,7 +57,9 @@ class Cameras {
         onchange: (e) => this.patch(c.id, { retention_days: Number(e.target.value) }) });
       const main = c.status?.main;
       return h("tr", { dataset: { id: c.id } },
-        h("td", { class: "mono" }, c.id), h("td", {}, c.name), h("td", {}, c.region),
+        h("td", { class: "mono" }, c.id), h("td", {}, c.name),
+        h("td", {}, c.region, c.region_note ? h("div", { class: "small muted region-note", title: c.region_note },
+          `CivilCode ${c.gb_civil_code}: ${t("cam.region_note")}`) : ""),
         h("td", {}, h("span", { class: `state ${c.state}` }, t(`state.${c.state}`)),
           main?.last_error && c.state !== "recording" ? h("div", { class: "small muted" }, main.last_error) : ""),
         h("td", {}, retention),

@@ -125,3 +125,29 @@ def test_keepalives_hold_a_session_the_server_would_time_out(camera_server, tran
     assert client.stats.keepalives >= 3
     steps = {b.pts_90k - a.pts_90k for a, b in zip(units, units[1:])}
     assert steps == {3600} and len(units) > 125
+
+
+def test_a_camera_that_drops_sessions_without_keepalives(camera_server) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.rtsp_udp_proxy import LossyRtspProxy
+
+    srv = camera_server({"/ka": Mount("h264", size=SIZE, label="ka1")}, session_timeout=4)
+    proxy = LossyRtspProxy("127.0.0.1", srv.port, loss=0, reorder=0, require_keepalive=3).start()
+    try:
+        client, units, _ = pull(proxy.url("/ka"), 8.0)  # keep-alives every 2 s (half the 4 s timeout)
+        assert proxy.closed_idle == 0 and client.stats.keepalives >= 2 and len(units) > 150
+        with pytest.raises(RtspError) as err:  # the same client without keep-alives is cut off
+            pull(proxy.url("/ka"), 8.0, keepalive_interval=1000)
+        assert err.value.kind == "closed" and proxy.closed_idle == 1
+    finally:
+        proxy.stop()
+
+
+def test_a_redirect_is_followed_to_the_camera(cams) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.rtsp_udp_proxy import LossyRtspProxy
+
+    proxy = LossyRtspProxy("127.0.0.1", cams.port, loss=0, reorder=0, redirect=cams.url("/h264")).start()
+    try:
+        client, units, _ = pull(proxy.url("/moved"), 3.0)
+    finally:
+        proxy.stop()
+    assert proxy.redirected == 1 and units and client.url == cams.url("/h264")
