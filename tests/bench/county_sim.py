@@ -121,6 +121,7 @@ class SimWorker:
     gaps: int = 0
     late: int = 0
     fenced: int = 0
+    last_error: str = ""
 
     def __post_init__(self) -> None:
         self.index = SegmentIndex(self.engine)
@@ -181,8 +182,9 @@ class SimWorker:
         t = time.perf_counter()
         try:
             self.index.add_segment(rec, fence=(self.name, epoch))
-        except Exception:  # noqa: BLE001 - fenced (lost the camera, or its previous owner has this minute)
+        except Exception as exc:  # noqa: BLE001 - fenced (lost the camera, or its previous owner has this minute)
             self.fenced += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             return
         self.insert_s.append((time.time(), time.perf_counter() - t))
         self.inserted += 1
@@ -209,7 +211,7 @@ def worker_process(name: str, url: str, t0: int, real0: float, speed: float, out
         tmp = out + ".tmp"
         with open(tmp, "w") as f:
             json.dump({"insert": w.insert_s, "rounds": w.keeper.round_s, "fenced": w.fenced, "late": w.late,
-                       "gaps": w.gaps, "held": len(w.keeper.held())}, f)
+                       "gaps": w.gaps, "held": len(w.keeper.held()), "error": w.last_error}, f)
         os.replace(tmp, out)
 
 
@@ -301,6 +303,10 @@ def main() -> None:
         time.sleep(args.steady)
         outs = [f"{tmp}/{w}.json" for w in procs]
         ins, rounds = figures(outs, since, time.time())
+        if not ins:
+            import json
+
+            raise SystemExit(f"no segment indexed: {json.load(open(outs[0])).get('error')}")
         demanded = args.cameras * 2 / (60 / args.speed)
         print(f"steady {args.steady:.0f} s at speed {args.speed}: demanded {demanded:.0f} rows/s, sustained "
               f"{len(ins) / args.steady:.0f} rows/s; add_segment p50 {statistics.median(ins) * 1e3:.1f} ms, "
