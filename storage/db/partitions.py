@@ -1,4 +1,4 @@
-"""Monthly partitions of ``segments`` on PostgreSQL (migration 0014; SQLite is not partitioned).
+"""Monthly partitions of ``segments`` on PostgreSQL (migration 0015; SQLite is not partitioned).
 
 ``segments`` is ``PARTITION BY RANGE (start_us)``, one partition per calendar month
 (UTC) named ``segments_pYYYYMM``. The insert path never creates partitions: they are

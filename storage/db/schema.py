@@ -23,7 +23,7 @@ class Base(DeclarativeBase):
 
 class HexDigest(TypeDecorator[str]):
     """A SHA-256 digest stored as its 32 bytes, seen from Python as 64 hex characters
-    (half the row space of hex text; migration 0014)."""
+    (half the row space of hex text; migration 0015)."""
 
     impl = LargeBinary
     cache_ok = True
@@ -92,7 +92,7 @@ class InitSegmentRow(Base):
 
 
 class SegmentRow(Base):
-    """One stored segment. Kept small (migration 0014, docs/sizing.md "Index row"):
+    """One stored segment. Kept small (migration 0015, docs/sizing.md "Index row"):
     digests as bytes, the keyframe table delta-coded, the object key only when it is
     not the one ``segment_key`` derives, narrow integers. On PostgreSQL the table is
     partitioned by month of ``start_us`` and its primary key is ``(camera_id, stream,
@@ -144,7 +144,7 @@ class SegmentRow(Base):
 
 class QuarantineRow(Base):
     """Video refused by time fencing (its time was already claimed), kept in the object
-    store under ``quarantine/`` instead of deleted, with why (migration 0013)."""
+    store under ``quarantine/`` instead of deleted, with why (migration 0014)."""
 
     __tablename__ = "quarantine"
     __table_args__ = (Index("ix_quarantine_camera_time", "camera_id", "stream", "start_us"),)
@@ -439,7 +439,7 @@ class WorkerRow(Base):
     # Its HTTP base URL (live endpoints), for API nodes to redirect to.
     advertise_url: Mapped[str] = mapped_column(Text, default="")
     started_us: Mapped[int] = mapped_column(BigInteger, default=0)
-    # A random token per running process (migration 0013): a second live process
+    # A random token per running process (migration 0014): a second live process
     # with the same worker id sees another token and refuses to start.
     instance: Mapped[str] = mapped_column(String(32), default="")
 
@@ -496,6 +496,8 @@ class GbDeviceRow(Base):
     catalog_json: Mapped[str] = mapped_column(Text, default="{}")
     # The media side's last INVITE: JSON {"time_us", "channel", "outcome", "reason"} (ingest/gb28181 media).
     last_invite_json: Mapped[str] = mapped_column(Text, default="{}")
+    # udp | tcp-passive | tcp-active; "" uses gb_media_transport (migration 0014).
+    media_transport: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # The process (worker id) whose SIP server the device registered with.
     worker_id: Mapped[str] = mapped_column(String(64), default="")
     updated_us: Mapped[int] = mapped_column(BigInteger, default=0)

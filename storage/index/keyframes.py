@@ -5,7 +5,7 @@ relative to the segment start in microseconds, and the byte offset of its
 ``moof`` box. With it, playback and export turn a time range into S3 range
 GETs without reading any segment header.
 
-Format (version 1, migration 0014): one byte ``0x01``, then per entry two
+Format (version 1, migration 0015): one byte ``0x01``, then per entry two
 zigzag varints: the change of the time step (delta of delta: 0 for a steady
 GOP, one byte) and the change of the byte step (the previous GOP's size minus
 the one before: up to three bytes for GOPs of a few MB).

@@ -76,7 +76,7 @@ class LeaseTable:
         stmt = self._insert(WorkerRow.__table__).values(**values, started_us=now_us, instance=instance)
         stmt = stmt.on_conflict_do_update(
             index_elements=["worker_id"], set_=values,
-            # "" is a row no process claimed (written before migration 0013, or by hand).
+            # "" is a row no process claimed (written before migration 0014, or by hand).
             where=WorkerRow.__table__.c.instance.in_([instance, ""]) if instance else None)
         with self._sessions() as s, s.begin():
             # RETURNING, not rowcount: psycopg counts an upsert whose WHERE refused the update.

@@ -1,12 +1,12 @@
-"""Benchmark: the segment row's size before and after migration 0014, and the migration itself, on PostgreSQL.
+"""Benchmark: the segment row's size before and after migration 0015, and the migration itself, on PostgreSQL.
 
     .venv/bin/python -m tests.bench.index_row [--rows 1000000] [--cameras 5000]
 
-1. A fresh database at revision 0013 (the 1.1 KiB row) gets ``--rows`` rows by COPY:
+1. A fresh database at revision 0014 (the 1.1 KiB row) gets ``--rows`` rows by COPY:
    ``--cameras`` cameras with GB/T 28181 ids (20 digits), main and sub, 60 s segments of
    30 GOPs (main ~1 MB a GOP, sub ~125 kB), hex digests, 16-byte keyframe entries.
 2. Bytes per row: heap + TOAST + every index (``pg_total_relation_size``) / rows.
-3. ``alembic upgrade 0014`` while a writer inserts a segment into the old table every
+3. ``alembic upgrade 0015`` while a writer inserts a segment into the old table every
    5 ms, as a worker of the previous release would; its insert latencies are the lock
    waits the migration causes (it stops at the swap, when the old table is gone), against
    the same writer alone for 10 s before (baseline, same run).
@@ -154,14 +154,14 @@ def main() -> None:
     ap.add_argument("--cameras", type=int, default=5000)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("storage.db.migrations.0014").setLevel(logging.INFO)
+    logging.getLogger("storage.db.migrations.0015").setLevel(logging.INFO)
     admin = PostgresAdmin(DEFAULT_PG_URL)
     name = admin.create()
     try:
         url = admin.url_for(name)
         engine = open_engine(url, migrate=False)
-        command.upgrade(alembic_config(engine), "0013")
-        print(f"load {args.rows} rows (0013 layout): {load(engine, args.rows, args.cameras):.1f} s")
+        command.upgrade(alembic_config(engine), "0014")
+        print(f"load {args.rows} rows (0014 layout): {load(engine, args.rows, args.cameras):.1f} s")
         before = bytes_per_row(engine)
         print("before:", {k: round(v, 1) for k, v in before.items()})
         # Baseline, same run: the writer alone for 10 s (the machine's own latency).
@@ -179,12 +179,12 @@ def main() -> None:
         writer.start()
         time.sleep(1.0)
         started = time.perf_counter()
-        command.upgrade(alembic_config(engine), "0014")
+        command.upgrade(alembic_config(engine), "0015")
         took = time.perf_counter() - started
         writer.stop.set()
         writer.join(5)
         lat = sorted(writer.latencies)
-        print(f"migration 0014: {took:.1f} s; concurrent old-release writer: {len(lat)} inserts, "
+        print(f"migration 0015: {took:.1f} s; concurrent old-release writer: {len(lat)} inserts, "
               f"p50 {statistics.median(lat) * 1e3:.1f} ms, p99 {lat[int(len(lat) * 0.99)] * 1e3:.1f} ms, "
               f"max {lat[-1] * 1e3:.1f} ms, > 100 ms: {sum(1 for x in lat if x > 0.1)}; stopped by {writer.stopped_by}")
         with engine.begin() as c:

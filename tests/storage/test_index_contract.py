@@ -72,7 +72,7 @@ def test_migrations_match_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     if engine.dialect.name == "postgresql":
-        # segments is partitioned there, with its own keys (migration 0014, storage.db.partitions):
+        # segments is partitioned there, with its own keys (migration 0015, storage.db.partitions):
         # the primary key (camera_id, stream, start_us) INCLUDE (end_us) and a BRIN on start_us
         # stand for the model's btree indexes.
         def partitioning(d: tuple) -> bool:  # type: ignore[type-arg]

@@ -1,8 +1,8 @@
 """a smaller segment row (digests as bytes, delta-coded keyframes, derived object keys, narrow
 integers); on PostgreSQL segments partitioned by month, copied in batches without a long lock
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-01
 
 PostgreSQL: a new partitioned table is created next to ``segments`` and filled in
@@ -30,12 +30,12 @@ from storage.db.partitions import create_partition, month_of
 from storage.index.keyframes import pack_keyframes, unpack_keyframes
 from storage.objects.open import segment_key
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
-log = logging.getLogger("storage.db.migrations.0014")
+log = logging.getLogger("storage.db.migrations.0015")
 
 BATCH = 20_000
 # Rows committed with a lower id after the batch copy passed it are copied in the final
