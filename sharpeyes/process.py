@@ -38,6 +38,7 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
                   "Change it with 'sharpeyes user passwd admin'.\n", flush=True)
     ctx = AppContext(settings=settings, index=svc.index, registry=svc.registry, store=svc.store)
     keeper: LeaseKeeper | None = None
+    cascade = None
     if ingest:
         from ingest.media.pipelines import MediaPipelines
         from ingest.supervisor import Supervisor
@@ -57,6 +58,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         if keeper is not None:
             keeper.attach(supervisor)
         supervisor.start()
+        if ctx.gb is not None:
+            cascade = start_cascade(svc, ctx.gb, supervisor)
         if keeper is not None:
             keeper.start()
             log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
@@ -91,6 +94,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         if keeper is not None:
             keeper.stop()
         if ctx.gb is not None:
+            if cascade is not None:
+                ctx.gb.call(cascade.close()).result(10)
             ctx.gb.close()  # after the supervisor: its sessions sent their BYEs through it
 
 
@@ -115,8 +120,36 @@ def start_gb_server(svc: Services) -> GbServer:
     return server
 
 
+def start_cascade(svc: Services, server: GbServer, supervisor: object):  # type: ignore[no-untyped-def]
+    """The cascade to the upper platforms of ``gb upstream add`` (REGISTER, Catalog, live INVITEs),
+    on the GB server's loop; each cascade session is audited."""
+    from ingest.gb28181.media.session import media_link
+    from storage.index.gb_upstreams import UpstreamStore
+    from streams.access.audit import AuditLog
+    from streams.cascade.service import CascadeService
+
+    settings = svc.settings
+    audit_log = AuditLog(svc.engine)
+
+    def audit(upstream: str, outcome: str, camera_id: str, detail: str) -> None:
+        audit_log.append(user=f"gb:{upstream}", role="platform", client_ip="", action="gb_cascade", outcome=outcome,
+                         camera_id=camera_id or None, detail=detail)
+
+    link = media_link(settings, server)
+    cascade = CascadeService(server.service.endpoint, UpstreamStore(svc.engine, svc.cipher), svc.registry,
+                             supervisor.live, settings.gb_id, link.media_host, link.ports,  # type: ignore[attr-defined]
+                             audit=audit, bind_host=link.bind_host)
+
+    async def start() -> None:
+        cascade.start(server.service.message_routes)
+
+    server.call(start()).result(10)
+    return cascade
+
+
 def gb_session_factory(settings: Settings, server: GbServer):  # type: ignore[no-untyped-def]
-    """The supervisor's sessions for GB/T 28181 channel cameras: INVITE through ``server``'s one media link."""
+    """The supervisor's sessions for GB/T 28181 channel cameras: INVITE through ``server``
+    (the one ``GbLink`` of the server, shared with backfill)."""
     from ingest.gb28181.media.session import gb_session_factory as factory, media_link
 
     return factory(media_link(settings, server), lambda cam: cam.gb_device_id if cam.source == "gb28181" else None)

@@ -90,6 +90,7 @@ class PsStats:
     codec_detected: str | None = None  # set when the video codec came from NAL units, not a PSM
     unsupported_video: int | None = None  # a PSM stream type for video we cannot record
     losses: int = 0
+    stale_timestamps: int = 0  # a PES timestamp that belonged to the unit before (see _emit)
 
 
 def read_timestamp(b: bytes | bytearray, i: int) -> int:
@@ -264,16 +265,23 @@ class _EsAssembler:
         assert self.au_start is not None and self.codec is not None
         # Without the zero bytes before the next start code (the first of a 4-byte one).
         data = bytes(self.buf[self.au_start : end]).rstrip(b"\x00")
+        stamped = self.au_pts is not None
         if self.au_pts is not None:
             pts, dts = self._unwrap(self.au_pts[0]), self._unwrap(self.au_pts[1])
-            if self.last_pts is not None and 0 < pts - self.last_pts < 90000:
+            if self.last_dts is not None and 0 <= self.last_dts - dts <= 2 * self.frame_90k:
+                # Decoding time never stands still: this is the previous unit's timestamp (its start
+                # code straddled two PES packets and its first byte was read into the earlier one).
+                # A larger step back is a new timeline (a device restart) and is kept.
+                self.stats.stale_timestamps += 1
+                stamped = False
+            elif self.last_pts is not None and 0 < pts - self.last_pts < 90000:
                 self.frame_90k = pts - self.last_pts
-        elif self.last_pts is not None:
+        if not stamped:
+            if self.last_pts is None:
+                self.stats.dropped_frames += 1  # no time at all yet: cannot be placed
+                return
             pts = self.last_pts + self.frame_90k
             dts = (self.last_dts if self.last_dts is not None else self.last_pts) + self.frame_90k
-        else:
-            self.stats.dropped_frames += 1  # no time at all yet: cannot be placed
-            return
         self.last_pts, self.last_dts = pts, dts
         if self.wait_key and not self.key:
             self.stats.dropped_frames += 1

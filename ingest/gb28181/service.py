@@ -84,6 +84,8 @@ class GbService:
         self.monitor_interval = monitor_interval
         self.query_on_register = query_on_register
         self.response_handlers: dict[str, DocHandler] = {}
+        # MESSAGE handlers by sender id, for peers that are no devices (upper platforms: the cascade).
+        self.message_routes: dict[str, Callable[[Incoming], Awaitable[SipResponse]]] = {}
         self.notify_handlers: dict[str, DocHandler] = {}
         self._listeners: list[StateListener] = []
         self._waiters: dict[tuple[str, int], asyncio.Future[Any]] = {}
@@ -165,6 +167,10 @@ class GbService:
         """Where to send requests for ``device_id`` (its REGISTER's source); None unless it is online."""
         session = self.sessions.get(device_id)
         return session.peer if session is not None and session.online else None
+
+    def record_invite(self, device_id: str, *, channel: str, outcome: str, reason: str = "") -> None:
+        """For the media sessions (any thread): the last INVITE's outcome, for ``gb doctor``."""
+        self.devices.record_invite(device_id, channel=channel, outcome=outcome, reason=reason)
 
     def offline_reason(self, device_id: str) -> str:
         """Why ``peer`` is None, for gap rows and status."""
@@ -255,6 +261,9 @@ class GbService:
     async def _on_message(self, inc: Incoming) -> SipResponse:
         req = inc.request
         device_id = req.from_.user
+        route = self.message_routes.get(device_id)
+        if route is not None:
+            return await route(inc)
         session = self.sessions.get(device_id)
         try:
             doc = read_body(req.body, req.charset)

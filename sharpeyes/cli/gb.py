@@ -10,12 +10,16 @@ from rich.table import Table
 
 from config.times import format_local
 from ingest.gb28181.doctor import diagnose
+from sharpeyes.cli.gb_upstream import gb_backfill, gb_records, upstream_app
 from sharpeyes.cli.output import console, fail, services
 from storage.index.gb_devices import GbDeviceStore
 
 gb_app = typer.Typer(help="GB/T 28181 devices that register to us (see docs/gb28181.md).", no_args_is_help=True)
 device_app = typer.Typer(help="Add or remove a device (and its password).", no_args_is_help=True)
 gb_app.add_typer(device_app, name="device")
+gb_app.add_typer(upstream_app, name="upstream")
+gb_app.command("records")(gb_records)
+gb_app.command("backfill")(gb_backfill)
 
 
 def _store(ctx: typer.Context) -> GbDeviceStore:

@@ -442,3 +442,24 @@ class GbDeviceRow(Base):
     # The process (worker id) whose SIP server the device registered with.
     worker_id: Mapped[str] = mapped_column(String(64), default="")
     updated_us: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class GbUpstreamRow(Base):
+    """An upper GB/T 28181 platform we cascade to (city or province): we REGISTER to it, answer
+    its Catalog with the cameras of ``regions`` (JSON list of region codes) and its INVITEs from
+    the live hub. ``password`` is sealed with the secret key. ``state``: registered | failed |
+    connecting, with ``reason``. Times are microseconds."""
+
+    __tablename__ = "gb_upstreams"
+
+    platform_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(20))
+    host: Mapped[str] = mapped_column(String(128))
+    port: Mapped[int] = mapped_column(Integer)
+    password: Mapped[str] = mapped_column(Text, default="")
+    transport: Mapped[str] = mapped_column(String(8), default="udp")
+    regions: Mapped[str] = mapped_column(Text, default="[]")
+    state: Mapped[str] = mapped_column(String(16), default="connecting")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    registered_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_us: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,3 +1,4 @@
-"""Every MP4 box read or written: box building and named flags (``boxes``), parsing fragmented
-segments (``read``), rewriting fragments for clips (``edit``), the live fMP4 writer (``live``), and
-the NAL unit rules they share (``nal``)."""
+"""Every MP4 box read or written: box finding and building with named flags (``boxes``), parsing
+fragmented segments (``read``), rewriting fragments for clips (``edit``), the live fMP4 writer
+(``live``), and the codec rules they share: NAL units (``nal``), SPS fields (``sps``) and decode
+times derived from presentation times (``decode_time``)."""

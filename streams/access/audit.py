@@ -68,6 +68,10 @@ ACTIONS: tuple[str, ...] = (
     # GB/T 28181 media: a device's own recordings listed (RecordInfo), downloaded into our archive.
     "gb_records",
     "gb_backfill",
+    # GB/T 28181 cascade: an upper platform's INVITE of one of our cameras (accepted, refused, ended).
+    "gb_cascade",
+    # PTZ of a GB/T 28181 channel (POST /api/cameras/{id}/ptz).
+    "ptz",
 )
 OUTCOMES: tuple[str, ...] = ("ok", "denied", "failed", "rate_limited")
 CSV_COLUMNS: tuple[str, ...] = (

@@ -72,7 +72,8 @@ class LiveSessions:
         self._users: UserStore | None = None
         self._registry: Registry | None = None
         self._sessions: SignInSessions | None = None
-        self._task: asyncio.Task[None] | None = None
+        # One sweep per event loop the app runs on (a test client may run a second lifespan).
+        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     def bind(self, users: UserStore, registry: Registry | None = None,
              sessions: SignInSessions | None = None) -> None:
@@ -100,16 +101,17 @@ class LiveSessions:
     # -- the sweep ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the sweep on the running loop until ``stop``."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="live-sessions-sweep")
+        """Run the sweep on the running loop until ``close``."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._tasks:
+            self._tasks[loop] = loop.create_task(self._run(), name="live-sessions-sweep")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task = self._tasks.pop(asyncio.get_running_loop(), None)
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _run(self) -> None:
         while True:

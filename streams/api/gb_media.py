@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
 
 from config.cameras import Camera
 from streams.access.guard import Principal, allow, audit
@@ -81,3 +82,38 @@ def backfill(id: str, request: Request, start: str, end: str,
           start_us=s, end_us=e, detail=f"{report.segments} segment(s) from {len(report.parts)} gap(s)"
           + (f"; {failed[0][:150]}" if failed else ""))
     return report.as_dict()
+
+
+class PtzRequest(BaseModel):
+    action: str = Field(description="stop, left, right, up, down, up_left, up_right, down_left, down_right, "
+                                    "zoom_in, zoom_out")
+    speed: int = Field(128, ge=0, le=255)
+
+
+@router.post("/api/cameras/{id}/ptz")
+def ptz(id: str, body: PtzRequest, request: Request, principal: Principal = allow("viewer")) -> dict[str, Any]:
+    """Pan, tilt, zoom or stop a GB/T 28181 channel (DeviceControl PTZCmd); any role that may watch
+    the camera may steer it, and every command is audited."""
+    import itertools
+
+    from ingest.gb28181.media.ptz import PTZ_ACTIONS, device_control_body, ptz_command
+
+    ctx, server, camera = _gb_channel(request, id)
+    if body.action not in PTZ_ACTIONS:
+        raise HTTPException(422, f"PTZ action {body.action!r}: one of {', '.join(PTZ_ACTIONS)}")
+    cmd = ptz_command(body.action, body.speed)
+    counter = getattr(server, "ptz_sn", None)
+    if counter is None:
+        counter = server.ptz_sn = itertools.count(8_000_000)
+    try:
+        resp = server.call(server.service.message(camera.gb_device_id,
+                                                  device_control_body(next(counter), camera.id, cmd))).result(15)
+    except Exception as exc:  # noqa: BLE001 - the device's failure is the answer
+        audit(request, "ptz", outcome="failed", camera_id=id, detail=f"{body.action} {body.speed}: {exc}"[:200])
+        raise HTTPException(502, f"camera {id}: PTZ to device {camera.gb_device_id} failed: {exc}") from exc
+    ok = resp.status < 300
+    audit(request, "ptz", outcome="ok" if ok else "failed", camera_id=id,
+          detail=f"{body.action} speed {body.speed} ({cmd}): device answered {resp.status}")
+    if not ok:
+        raise HTTPException(502, f"camera {id}: the device answered {resp.status} {resp.reason} to PTZ")
+    return {"camera_id": id, "action": body.action, "speed": body.speed, "ptz_cmd": cmd}

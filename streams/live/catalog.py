@@ -36,7 +36,7 @@ def stream_index(
     out = []
     for cam in cameras:
         for stream in STREAMS:
-            if cam.stream_url(stream) is None:
+            if not cam.has_stream(stream):
                 continue
             hub = hubs.get(cam.id, stream) if hubs is not None else None
             session = hub.session if hub is not None else None

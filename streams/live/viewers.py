@@ -34,7 +34,7 @@ def hub_for_viewer(conn: HTTPConnection, camera: Camera, stream: str, *, browser
     if hubs is None:
         raise HTTPException(503, detail=f"camera {camera.id}: this node does not ingest cameras; "
                                         "ask the worker named in GET /api/streams")
-    if camera.stream_url(stream) is None:  # type: ignore[arg-type]
+    if not camera.has_stream(stream):  # type: ignore[arg-type]
         raise HTTPException(404, detail=f"camera {camera.id} has no {stream} stream; use stream=main")
     if hubs.loop is None:
         # An app run without its lifespan (tests with a bare ASGI client): bind on first use.

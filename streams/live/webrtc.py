@@ -298,6 +298,9 @@ async def whep_delete(id: str, session_id: str, request: Request, principal: Pri
     session = _sessions(request).get(session_id)
     if session is None or session.camera_id != id:
         raise HTTPException(410, detail=f"camera {id}: no live WebRTC session {session_id} (already ended?)")
+    if session.view is not None and session.view.user != principal.name and principal.role != "admin":
+        # Another viewer's session: only its own user (or an admin) may end it.
+        raise HTTPException(403, detail=f"camera {id}: WebRTC session {session_id} is another user's")
     await _close(session, f"deleted by {principal.name}")
     return {"status": "ended"}
 

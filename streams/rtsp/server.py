@@ -4,6 +4,14 @@ It serves whatever implements ``AccessUnitSource``: the simulated cameras of ``s
 demo`` and the restream of live cameras (``streams.live.restream``). Transports: RTP/AVP/TCP interleaved, and RTP/AVP over
 UDP unicast. Each session is sent by its own task from its own bounded subscription, so a
 slow client only ever loses its own frames (it skips to the next keyframe).
+
+Hostile clients: an optional ``authorize`` hook decides DESCRIBE and SETUP (401 with its
+challenge otherwise) and hears when a session plays and ends, for audit; a connection
+that sends no complete request within ``idle_timeout`` (none while it plays over TCP) or
+dribbles a request head for longer than ``header_timeout`` is closed; one address holds
+at most ``max_connections_per_client`` connections and a connection at most
+``max_sessions_per_connection`` sessions. UDP sessions that never played end with their
+connection, so their sockets are not held for the session timeout.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -47,6 +55,9 @@ _RTCP_SR = struct.Struct("!BBHIIIIII")
 REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    453: "Not Enough Bandwidth",
     404: "Not Found",
     415: "Unsupported Media Type",
     454: "Session Not Found",
@@ -153,6 +164,7 @@ class _Session:
     last_seen: float = field(default_factory=time.monotonic)
     subscription: Subscription | None = None
     sender: asyncio.Task[None] | None = None
+    grant: Grant | None = None
     packets_sent: int = 0
     bytes_sent: int = 0
     payload_octets: int = 0  # for RTCP: RTP payload bytes, headers excluded
@@ -209,6 +221,29 @@ class _Session:
         )
 
 
+class Denied(Exception):
+    """Raised by an ``authorize`` hook: answer ``status`` with ``headers`` (a challenge)."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.headers = headers or {}
+
+
+class Grant(Protocol):
+    """What ``authorize`` returns: who may watch; told when a session plays and ends."""
+
+    user: str
+
+    def playing(self, session_id: str, path: str) -> None: ...
+
+    def ended(self, session_id: str, path: str, reason: str) -> None: ...
+
+
+# authorize(method, url, headers, peer address, path) -> Grant, or raises Denied.
+Authorize = Callable[[str, str, dict[str, str], str, str], Awaitable[Grant]]
+
+
 class _Connection:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -217,6 +252,8 @@ class _Connection:
         local = writer.get_extra_info("sockname")
         self.local_host: str = local[0] if local else "127.0.0.1"
         self.sessions: set[_Session] = set()
+        self.grant: Grant | None = None
+        self.grant_path: str | None = None
 
 
 class RtspServer:
@@ -230,6 +267,11 @@ class RtspServer:
         session_timeout: float = SESSION_TIMEOUT_S,
         enable_udp: bool = True,
         send_buffer: int | None = None,
+        authorize: Authorize | None = None,
+        idle_timeout: float | None = None,
+        header_timeout: float = 10.0,
+        max_connections_per_client: int | None = None,
+        max_sessions_per_connection: int | None = None,
     ) -> None:
         """``send_buffer`` sets SO_SNDBUF on client connections; None keeps the kernel's
         autotuning. Loopback's 64 KiB MSS lets that grow past a megabyte, which hides a
@@ -239,6 +281,11 @@ class RtspServer:
         self._port = port
         self.session_timeout = session_timeout
         self.enable_udp = enable_udp
+        self.authorize = authorize
+        self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
+        self.max_connections_per_client = max_connections_per_client
+        self.max_sessions_per_connection = max_sessions_per_connection
         self._paths: dict[str, AccessUnitSource] = {}
         self._sessions: dict[str, _Session] = {}
         self._connections: set[_Connection] = set()
@@ -270,7 +317,7 @@ class RtspServer:
         for session in [s for s in self._sessions.values() if s.path == key]:
             if session.transport == "tcp":
                 session.conn.writer.close()
-            self._end_session(session)
+            self._end_session(session, "camera removed")
 
     def paths(self) -> list[str]:
         return sorted(self._paths)
@@ -282,6 +329,19 @@ class RtspServer:
 
     def sessions(self) -> list[SessionInfo]:
         return [s.info() for s in self._sessions.values()]
+
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def end_session(self, session_id: str, reason: str = "ended by the server") -> bool:
+        """End one session now (its user lost the right to watch); True when it existed."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        if session.transport == "tcp":
+            session.conn.writer.close()
+        self._end_session(session, reason)
+        return True
 
     async def start(self) -> None:
         """Listen. Call on the event loop that the sources publish on."""
@@ -297,7 +357,7 @@ class RtspServer:
         if self._reaper is not None:
             self._reaper.cancel()
         for session in list(self._sessions.values()):
-            self._end_session(session)
+            self._end_session(session, "server stopping")
         for conn in list(self._connections):
             conn.writer.close()
         if self._server is not None:
@@ -308,13 +368,21 @@ class RtspServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
+        cap = self.max_connections_per_client
+        if cap is not None and sum(1 for c in self._connections if c.peer_host == conn.peer_host) >= cap:
+            writer.write(_format_response(_Response(503), "0"))
+            writer.close()
+            return
         self._connections.add(conn)
         sock = writer.get_extra_info("socket")
         if self.send_buffer is not None and sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         try:
             while True:
-                first = await reader.readexactly(1)
+                # A connection playing over TCP may stay quiet (its data flows the other way);
+                # any other must keep sending requests (or RTCP) within the idle timeout.
+                quiet_ok = any(s.sender is not None and s.transport == "tcp" for s in conn.sessions)
+                first = await asyncio.wait_for(reader.readexactly(1), None if quiet_ok else self.idle_timeout)
                 if first in (b"\r", b"\n"):
                     continue  # stray line ends between requests
                 if first == b"$":
@@ -325,7 +393,7 @@ class RtspServer:
                     for session in conn.sessions:
                         session.last_seen = time.monotonic()
                     continue
-                head = first + await reader.readuntil(b"\r\n\r\n")
+                head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.header_timeout)
                 request = _parse_request(head)
                 if request is None:
                     writer.write(_format_response(_Response(400), "0"))
@@ -345,13 +413,15 @@ class RtspServer:
                 writer.write(_format_response(response, cseq))
                 if response.after is not None:
                     response.after()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, TimeoutError):
             pass
         finally:
             self._connections.discard(conn)
             for session in list(conn.sessions):
-                if session.transport == "tcp":
-                    self._end_session(session)  # interleaved data has nowhere else to go
+                if session.transport == "tcp" or session.sender is None:
+                    # Interleaved data has nowhere else to go; a UDP session that never
+                    # played would only hold two sockets until the session timeout.
+                    self._end_session(session, "connection closed")
                 else:
                     session.conn.sessions.discard(session)  # UDP lives on until timeout/TEARDOWN
             writer.close()
@@ -375,7 +445,7 @@ class RtspServer:
         if req.method == "TEARDOWN":
             if session is None:
                 return _Response(454)
-            self._end_session(session)
+            self._end_session(session, "teardown")
             return _Response(200)
         if req.method == "PLAY":
             if session is None:
@@ -386,6 +456,15 @@ class RtspServer:
         if path is None:
             return _Response(404)
         source = self._paths[path]
+        if self.authorize is not None and not (req.method == "SETUP" and conn.grant_path == path):
+            try:
+                conn.grant = await self.authorize(req.method, req.url, req.headers, conn.peer_host, path)
+            except Denied as denied:
+                return _Response(denied.status, denied.headers)
+            conn.grant_path = path
+        if req.method == "SETUP" and session is None and self.max_sessions_per_connection is not None \
+                and len(conn.sessions) >= self.max_sessions_per_connection:
+            return _Response(453)
         if req.method == "DESCRIBE":
             return await self._describe(conn, req, path, source)
         return await self._setup(conn, req, path, source, session, is_track)
@@ -466,6 +545,7 @@ class RtspServer:
                 f"server_port={session.server_ports[0]}-{session.server_ports[1]}"
             )
         reply += f";ssrc={session.ssrc:08X}"
+        session.grant = conn.grant
         self._sessions[session.id] = session
         conn.sessions.add(session)
         return _Response(200, {"Transport": reply, **_session_headers(session, self.session_timeout)})
@@ -517,6 +597,8 @@ class RtspServer:
         def start() -> None:
             if session.id in self._sessions:
                 session.sender = asyncio.create_task(self._send(session, first), name=f"rtsp-send-{session.id}")
+                if session.grant is not None:
+                    session.grant.playing(session.id, session.path)
 
         return _Response(200, headers, after=start)
 
@@ -561,10 +643,14 @@ class RtspServer:
             log.exception("RTSP session %s sender failed", session.id)
         finally:
             if session.transport == "tcp":
-                self._end_session(session)
+                self._end_session(session, "sender ended")
 
-    def _end_session(self, session: _Session) -> None:
-        self._sessions.pop(session.id, None)
+    def _end_session(self, session: _Session, reason: str = "ended") -> None:
+        if self._sessions.pop(session.id, None) is not None and session.grant is not None and session.sender is not None:
+            try:
+                session.grant.ended(session.id, session.path, reason)
+            except Exception:  # noqa: BLE001 - a failing audit hook must not keep the session's sockets
+                log.exception("RTSP session %s on %s: the end hook failed", session.id, session.path)
         session.conn.sessions.discard(session)
         if session.subscription is not None:
             session.subscription.close()
@@ -584,7 +670,7 @@ class RtspServer:
                     log.info("RTSP session %s on %s timed out", session.id, session.path)
                     if session.transport == "tcp":
                         session.conn.writer.close()
-                    self._end_session(session)
+                    self._end_session(session, "timed out")
 
 
 def _session_headers(session: _Session | None, timeout: float) -> dict[str, str]:

@@ -18,6 +18,8 @@ Targets at N = 64 (issue 15): native CPU <= 0.6x, RSS <= 0.05x; default <= 0.7x 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import threading
 import os
 import shutil
 import signal
@@ -30,7 +32,7 @@ from pathlib import Path
 from tests.bench.procstat import cpu_seconds, peak_rss_bytes
 from tests.support.cameras import CameraServer, Mount, free_port
 
-WARMUP_S = 8.0
+WARMUP_S = 15.0  # process start-up (imports, migrations, leases) stays out of the window
 
 
 def measure_window(pids: list[int], seconds: float) -> tuple[float, int]:
@@ -42,10 +44,75 @@ def measure_window(pids: list[int], seconds: float) -> tuple[float, int]:
     return used, sum(peak_rss_bytes(p) for p in pids)
 
 
+class MseWatcher(threading.Thread):
+    """A viewer of one camera over MSE (WebSocket fMP4), counting what it receives."""
+
+    def __init__(self, http: str, camera_id: str, password: str) -> None:
+        super().__init__(daemon=True)
+        self.http, self.camera_id, self.password = http, camera_id, password
+        self.messages = 0
+        self.bytes = 0
+        self.error = ""
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._watch())
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    async def _watch(self) -> None:
+        import httpx
+        import websockets
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                tok = httpx.post(f"{self.http}/api/auth/token", json={"username": "bench", "password": self.password},
+                                 timeout=10).json()["access_token"]
+                stream = httpx.post(f"{self.http}/api/cameras/{self.camera_id}/stream-token", timeout=10,
+                                    headers={"Authorization": f"Bearer {tok}"}).json()["token"]
+                break
+            except (httpx.HTTPError, KeyError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1)
+        ws_url = self.http.replace("http://", "ws://") + f"/api/cameras/{self.camera_id}/live.mp4?token={stream}"
+        while not self.stop.is_set():
+            try:
+                async with websockets.connect(ws_url, max_size=None) as ws:
+                    while not self.stop.is_set():
+                        try:
+                            msg = await asyncio.wait_for(ws.recv(), 1.0)
+                        except asyncio.TimeoutError:
+                            continue
+                        self.messages += 1
+                        self.bytes += len(msg)
+            except (OSError, websockets.WebSocketException):
+                await asyncio.sleep(1)
+
+
+def coverage(objects: Path, stop_us: int) -> dict[str, float]:
+    """Recorded share of each camera's time from its first segment to ``stop_us``, from object keys
+    (``{camera}/{stream}/Y/M/D/H/{start_us}-{duration_ms}.mp4``)."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for f in objects.rglob("*.mp4"):
+        cam = f.relative_to(objects).parts[0]
+        start, _, dur = f.stem.partition("-")
+        spans.setdefault(cam, []).append((int(start), int(dur) * 1000))
+    out = {}
+    for cam, items in spans.items():
+        first = min(s for s, _ in items)
+        # Only up to stop_us (the stop signal): the shutdown's own closing is not measured.
+        out[cam] = sum(max(0, min(s + d, stop_us) - s) for s, d in items) / max(1, stop_us - first)
+    return out
+
+
 def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool | None,
-                  puller: str = "native") -> tuple[float, int, int]:
-    """``extras``: True snapshots and motion on, False both off, None as a default install."""
-    work = work / f"sharpeyes-{puller}-{extras}"
+                  puller: str = "native", watch: bool = False) -> tuple[float, int, int]:
+    """``extras``: True snapshots and motion on, False both off, None as a default install.
+    ``watch``: an MSE viewer watches cam-0 meanwhile; prints coverage of every camera."""
+    work = work / f"sharpeyes-{puller}-{extras}-{watch}"
     work.mkdir(parents=True)
     env = dict(os.environ, SHARPEYES_DATA_DIR=str(work / "data"), SHARPEYES_SEGMENT_TARGET_SECONDS="60",
                SHARPEYES_INGEST_PULLER=puller,
@@ -59,14 +126,30 @@ def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool | No
     fleet = work / "fleet.csv"
     fleet.write_text("id,name,region,main_url\n" + "".join(f"cam-{i},cam {i},bench,{u}\n" for i, u in enumerate(urls)))
     subprocess.run(cli + ["camera", "import", str(fleet)], env=env, check=True, capture_output=True)
+    password = "bench password 1"
+    if watch:
+        subprocess.run(cli + ["user", "add", "bench", "--role", "viewer", "--password-stdin"], env=env, check=True,
+                       capture_output=True, input=password + "\n", text=True)
     proc = subprocess.Popen(cli + ["ingest", "--worker-id", "bench"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(work / "sharpeyes.log", "wb"))
+                            stdout=open(work / "sharpeyes.out", "wb"), stderr=open(work / "sharpeyes.log", "wb"))
+    watcher = MseWatcher(f"http://{env['SHARPEYES_HTTP_BIND']}", "cam-0", password) if watch else None
     try:
+        if watcher is not None:
+            watcher.start()
         cpu, rss = measure_window([proc.pid], seconds)
     finally:
+        if watcher is not None:
+            watcher.stop.set()
+        stop_us = int(time.time() * 1_000_000)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        proc.wait(60)
     segments = len(list((work / "data" / "objects").rglob("*.mp4")))
+    if watcher is not None:
+        cov = coverage(work / "data" / "objects", stop_us)
+        low = sorted(cov.items(), key=lambda kv: kv[1])[:3]
+        print(f"  coverage with an MSE viewer on cam-0: min {min(cov.values(), default=0):.3f} over {len(cov)} "
+              f"cameras of {len(urls)} (lowest {low}); viewer got {watcher.messages} messages, "
+              f"{watcher.bytes / 2**20:.1f} MB {watcher.error}", flush=True)
     return cpu, rss, segments
 
 
@@ -96,7 +179,8 @@ def run_ffmpeg(urls: list[str], seconds: float, work: Path) -> tuple[float, int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", default="32,64", help="comma-separated N values")
-    ap.add_argument("--sides", default="native,ffmpeg,pyav,default", help="comma-separated sides (see above)")
+    ap.add_argument("--sides", default="native,ffmpeg,pyav,default", help="comma-separated sides (see above; "
+                    "also: watch = native with an MSE viewer on one camera, coverage printed)")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured window per side")
     ap.add_argument("--size", default="1920x1080")
     ap.add_argument("--with-media", action="store_true",
@@ -125,6 +209,8 @@ def main() -> None:
                     results[side] = run_sharpeyes(urls, args.seconds, work, False, "ffmpeg")
                 elif side == "default":
                     results[side] = run_sharpeyes(urls, args.seconds, work, None, "native")
+                elif side == "watch":
+                    results[side] = run_sharpeyes(urls, args.seconds, work, False, "native", watch=True)
                 elif side == "media":
                     results[side] = run_sharpeyes(urls, args.seconds, work, args.with_media, "native")
                 cpu, rss, segs = results[side]

@@ -4,6 +4,7 @@ killed, and loss counted from the index, the objects and the decoded frame codes
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -106,8 +107,10 @@ class IngestProcess:
         return None
 
 
-def _settings_from_env(env: dict[str, str]) -> dict[str, str]:
-    return {k.removeprefix("SHARPEYES_").lower(): v for k, v in env.items()
+def _settings_from_env(env: dict[str, str]) -> dict[str, object]:
+    """The process's settings as ``Settings`` keyword arguments: list values are JSON in the
+    environment (as pydantic-settings reads them there) but must be lists as arguments."""
+    return {k.removeprefix("SHARPEYES_").lower(): json.loads(v) if v.startswith("[") else v for k, v in env.items()
             if k.startswith("SHARPEYES_") and k not in ("SHARPEYES_GST_PYTHON", "SHARPEYES_TEST_CAMERA_SIZE",
                                                         "SHARPEYES_SECRET_KEY", "SHARPEYES_ADMIN_PASSWORD")}
 

@@ -158,6 +158,7 @@ def test_invite_refused_or_unanswered(tmp_path: Path, answer: str) -> None:
             status = rec.status(CHANNEL)
             assert status["state"] == "offline"
             assert ("488" in status["last_error"]) if answer == "488" else ("did not answer" in status["last_error"])
+            assert rec.devices.invites and rec.devices.invites[0][2] == "invite_refused"  # for gb doctor
     finally:
         device.stop()
 

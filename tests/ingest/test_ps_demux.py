@@ -204,3 +204,20 @@ def test_our_muxer_is_read_by_ffmpeg(codec: str, tmp_path: Path) -> None:
     assert d.stats.psms == clip.frames // clip.gop and [f.access_unit().nals for f in again] == [f.access_unit().nals for f in frames]
     parsed = parse_psm(mux.mux(frames[0].access_unit().nals, 0, True).split(b"\x00\x00\x01\xbc")[1][2:])
     assert parsed == (True, 0, {0xE0: 0x1B if codec == "h264" else 0x24})
+
+
+def test_a_start_code_split_across_pes_keeps_each_timestamp(tmp_path: Path) -> None:
+    """Seen in ffmpeg's -f mpeg output of a long H.265 clip: a PES ends with one zero byte that the
+    muxer counted with the frame before, and the next PES (with the next frame's PTS) starts with
+    ``00 00 01``. The PTS must stay with the frame it was written for, not slip to the one after."""
+    from ingest.gb28181.psmux import pack_header, pes_packets
+
+    frames, _ = demux(gst_ps(_clip("h264"), tmp_path))
+    a, b, c = frames[:3]
+    payloads = [a.data + b"\x00", b.data[b.data.index(b"\x00\x00\x01"):], c.data]
+    # The third frame's PES carries no PTS (ffmpeg writes one only where a frame starts first).
+    ps = b"".join(pack_header(i * 3600) + pes_packets(0xE0, p, i * 3600 if i < 2 else None, None)[0]
+                  for i, p in enumerate(payloads))
+    got, d = demux(ps + pack_header(4 * 3600) + pes_packets(0xE0, frames[3].data, 3 * 3600, None)[0])
+    assert [f.pts_90k for f in got] == [0, 3600, 7200, 10800]
+    assert d.stats.stale_timestamps == 1

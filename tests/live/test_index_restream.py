@@ -36,9 +36,14 @@ def test_stream_index_lists_visible_cameras_with_urls_and_state(live: LiveWorld)
     assert httpx.get(live.base + "/api/streams").status_code == 401
 
 
+def _token(live: LiveWorld, camera: str) -> str:
+    """The restream asks for a stream token in the URL (streams.live.restream)."""
+    return live.state.tokens.issue("stream", "viewer", camera_id=camera)[0]
+
+
 def test_rtsp_restream_is_read_by_ffprobe_and_pyav(live: LiveWorld):
     live.wait_online("cam1", "sub")
-    url = f"rtsp://127.0.0.1:{live.rtsp_port}/cam1"
+    url = f"rtsp://127.0.0.1:{live.rtsp_port}/cam1?token={_token(live, 'cam1')}"
     for transport in ("tcp", "udp"):
         out = subprocess.run(
             ["ffprobe", "-v", "error", "-rtsp_transport", transport, "-show_streams", "-of", "json", url],
@@ -46,7 +51,8 @@ def test_rtsp_restream_is_read_by_ffprobe_and_pyav(live: LiveWorld):
         assert out.returncode == 0, out.stderr
         stream = json.loads(out.stdout)["streams"][0]
         assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 640, 360)
-    with av.open(f"rtsp://127.0.0.1:{live.rtsp_port}/cam1/sub", options={"rtsp_transport": "tcp"}, timeout=10) as c:
+    sub = f"rtsp://127.0.0.1:{live.rtsp_port}/cam1/sub?token={_token(live, 'cam1')}"
+    with av.open(sub, options={"rtsp_transport": "tcp"}, timeout=10) as c:
         frames = []
         for frame in c.decode(video=0):
             frames.append(frame)
@@ -57,7 +63,7 @@ def test_rtsp_restream_is_read_by_ffprobe_and_pyav(live: LiveWorld):
 
 
 def test_rtsp_restream_is_read_by_gstreamer_rtspsrc_over_tcp_and_udp(live: LiveWorld):
-    url = f"rtsp://127.0.0.1:{live.rtsp_port}/cam1"
+    url = f"rtsp://127.0.0.1:{live.rtsp_port}/cam1?token={_token(live, 'cam1')}"
     for protocol in ("tcp", "udp"):
         out = subprocess.run(
             ["gst-launch-1.0", "-q", "rtspsrc", f"location={url}", f"protocols={protocol}", "latency=0", "!",

@@ -112,6 +112,7 @@ class SecurityWorld:
     supervisor: Supervisor
     data_dir: Path
     cameras: Any
+    app: Any = None
 
     @property
     def ws_base(self) -> str:
@@ -210,7 +211,7 @@ def world(camera_server, tmp_path_factory) -> Iterator[SecurityWorld]:  # type: 
     server = UvicornThread(app, port).start()
     supervisor.start()
     world = SecurityWorld(f"http://127.0.0.1:{port}", port, rtsp_port, settings, ctx, state, audit, registry, users,
-                          supervisor, tmp, cams)
+                          supervisor, tmp, cams, app)
     try:
         world.wait_online("cam1")
         yield world

@@ -116,3 +116,22 @@ def test_f09_dead_offers_free_their_slots_and_one_user_is_capped(world: Security
     asyncio.run(main())
     stops = [x for x in world.audit.query(user=name, action="live_stop", limit=100)]
     assert len(stops) == MAX_VIEWS_PER_USER and all("not connected" in x.detail for x in stops)
+
+
+def test_whep_session_is_ended_only_by_its_own_user_or_an_admin(world: SecurityWorld) -> None:
+    """Beyond the list: a viewer who learns another's session URL cannot cut their video."""
+    from tests.live.whep_client import close, wait_frames, whep_connect
+
+    owner, other = world.new_user("viewer"), world.new_user("viewer")
+    owner_h, other_h = world.headers(owner), world.headers(other)
+
+    async def main() -> None:
+        async with httpx.AsyncClient(timeout=20) as client:
+            rx = await whep_connect(client, f"{world.base}/api/cameras/cam1/whep", owner_h)
+            assert not isinstance(rx, httpx.Response), rx.text
+            await wait_frames(rx, 3)
+            assert (await client.delete(world.base + rx.location, headers=other_h)).status_code == 403
+            assert (await client.delete(world.base + rx.location, headers=owner_h)).status_code == 200
+            await close(rx)
+
+    asyncio.run(main())

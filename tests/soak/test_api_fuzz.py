@@ -1,9 +1,11 @@
-"""Opt-in soak: schemathesis fuzzes every operation of the OpenAPI schema, signed in as an admin.
+"""Opt-in soak: schemathesis fuzzes every operation of the OpenAPI schema, signed in as an admin
+and again as a viewer scoped to one township (t1), each for ``--fuzz-minutes``.
 
     ./tests/run.sh -m slow tests/soak --fuzz-minutes 10
 
-No answer may be a server error (5xx), and no answer may contain the camera password or a
-user's password. The default run skips it (``slow``).
+No answer may be a server error (5xx), no answer may contain the camera password or a user's
+password, and no answer to the scoped viewer may name the camera outside its scope. The
+default run skips it (``slow``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from tests.auth.conftest import CAMERA_PASSWORD, PASSWORD
 
 
 @pytest.mark.slow
-def test_no_server_errors_and_no_leaked_secret(world, request) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.timeout(4 * 3600)  # the budget is --fuzz-minutes, not the suite's per-test timeout
+@pytest.mark.parametrize("role", ["admin", "viewer"])
+def test_no_server_errors_and_no_leaked_secret(world, request, role: str) -> None:  # type: ignore[no-untyped-def]
     schema = schemathesis.openapi.from_asgi("/openapi.json", world.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     budget_s = float(request.config.getoption("--fuzz-minutes")) * 60
     deadline = time.monotonic() + budget_s
-    headers = world.headers("admin")
+    headers = world.headers(role)  # the viewer's scope is t1: cam-out (t2) must never show
     failures: list[str] = []
     calls = 0
     while time.monotonic() < deadline:
@@ -43,7 +47,10 @@ def test_no_server_errors_and_no_leaked_secret(world, request) -> None:  # type:
                     failures.append(f"{where}: {response.status_code} {response.text[:200]}")
                 if CAMERA_PASSWORD in response.text or PASSWORD in response.text:
                     failures.append(f"{where}: a password leaked")
+                asked = f"{case.formatted_path} {case.query} {case.body}"  # an echo of the request is no leak
+                if role != "admin" and "cam-out" in response.text and "cam-out" not in asked:
+                    failures.append(f"{where}: the out-of-scope camera cam-out appeared in an answer")
 
             fuzz()
-    print(f"\nfuzzed {len(operations)} operations with {calls} requests in {budget_s:.0f} s")
+    print(f"\n{role}: fuzzed {len(operations)} operations with {calls} requests in {budget_s:.0f} s")
     assert not failures, "\n".join(sorted(set(failures))[:20])

@@ -42,8 +42,13 @@ class StaticDevices:
     def peer(self, device_id: str) -> Peer | None:
         return self.peers.get(device_id)
 
+    invites: list[tuple[str, str, str, str]] = field(default_factory=list)
+
     def offline_reason(self, device_id: str) -> str:
         return "not registered" if device_id not in self.peers else "keepalives stopped"
+
+    def record_invite(self, device_id: str, *, channel: str, outcome: str, reason: str = "") -> None:
+        self.invites.append((device_id, channel, outcome, reason))
 
 
 class LoopThread:

@@ -63,6 +63,9 @@ class DeviceDirectory(Protocol):
     def offline_reason(self, device_id: str) -> str:
         """Why ``peer`` is None, for the gap row and the status."""
 
+    def record_invite(self, device_id: str, *, channel: str, outcome: str, reason: str = "") -> None:
+        """Keep the outcome of the last INVITE of a channel (``gb doctor`` shows it)."""
+
 
 @dataclass
 class InviteOutcome:
@@ -210,9 +213,20 @@ class GbMediaSession(CameraSession):
         dialog: Dialog | None = None
         try:
             dialog = self._wait(link.run(self._invite(peer, transport, receiver)), self.connect_timeout + 40)
+            self._record_invite("ok", f"200 OK; media on port {receiver.port} ({transport})")
             self._receive(payloads, receiver, dialog)
+        except SessionFailure as failure:
+            if failure.reason in ("invite_refused", "media_timeout"):
+                self._record_invite(failure.reason, str(failure))
+            raise
         finally:
             self._wait(link.run(self._hang_up(dialog, receiver)), 10, quiet=True)
+
+    def _record_invite(self, outcome: str, reason: str) -> None:
+        try:
+            self.link.devices.record_invite(self.device_id, channel=self.camera.id, outcome=outcome, reason=reason)
+        except Exception:  # noqa: BLE001 - the index being down must not stop recording
+            log.exception("camera %s: could not record the INVITE outcome", self.camera.id)
 
     def _wait(self, fut: Future[T], timeout: float, quiet: bool = False) -> T:
         try:
@@ -334,10 +348,10 @@ def media_link(settings: Any, server: Any) -> GbLink:
     link = getattr(server, "media_link", None)
     if isinstance(link, GbLink):
         return link
-    bind_host = settings.gb_sip_bind.rpartition(":")[0] or "0.0.0.0"
-    media_host = settings.gb_media_host or (bind_host if bind_host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+    from ingest.gb28181.doctor import media_address
+
     link = GbLink(loop=server.loop, endpoint=server.service.endpoint, devices=server.service, our_id=settings.gb_id,
-                  domain=settings.gb_domain, media_host=media_host, ports=PortPool(*settings.gb_rtp_port_range),
-                  bind_host=bind_host)
+                  domain=settings.gb_domain, media_host=media_address(settings),
+                  ports=PortPool(*settings.gb_rtp_port_range), bind_host=settings.gb_sip_bind.rpartition(":")[0])
     server.media_link = link
     return link

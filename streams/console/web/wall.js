@@ -312,6 +312,7 @@ class Wall {
     const close = h("button", { type: "button", onclick: () => this.closeBig() }, t("wall.close"));
     this.big = h("div", { class: "big", role: "dialog", "aria-label": cam ? cam.name : cameraId, ondblclick: () => this.closeBig() },
       video, h("div", { class: "overlay" }, h("span", { class: "name" }, cam ? cam.name : cameraId), h("span", {}, ` ${t("wall.main")} `), status, close));
+    if (cam && cam.source === "gb28181") this.big.append(ptzPad(cameraId));
     this.bigReturn = document.activeElement;
     this.grid.parentElement.append(this.big);
     close.focus();
@@ -334,6 +335,25 @@ class Wall {
     this.closeBig();
     this.tiles.forEach((x) => x.stop());
   }
+}
+
+/** PTZ buttons for a GB/T 28181 channel: move while pressed, stop on release (POST /api/cameras/{id}/ptz). */
+function ptzPad(cameraId) {
+  const send = (action) => api(`/api/cameras/${encodeURIComponent(cameraId)}/ptz`, { method: "POST", body: { action, speed: 128 } })
+    .catch((e) => toast(`${t("ptz.failed")}: ${e.message}`));
+  const button = (action, label) => {
+    const b = h("button", { type: "button", class: "ptz-" + action, title: t(`ptz.${action}`), "aria-label": t(`ptz.${action}`) }, label);
+    let moving = false;
+    const stop = () => { if (moving) { moving = false; send("stop"); } };
+    b.addEventListener("pointerdown", (e) => { e.preventDefault(); moving = true; send(action); });
+    b.addEventListener("pointerup", stop);
+    b.addEventListener("pointerleave", stop);
+    b.addEventListener("dblclick", (e) => e.stopPropagation());
+    return b;
+  };
+  return h("div", { class: "ptz", role: "group", "aria-label": t("ptz.title") },
+    button("up", "▲"), button("left", "◀"), button("right", "▶"), button("down", "▼"),
+    button("zoom_in", "+"), button("zoom_out", "−"));
 }
 
 export async function mount(root) {
