@@ -107,6 +107,9 @@ class Settings(BaseSettings):
                                "(the public address behind NAT); empty: the SIP bind host.")
     gb_rtp_ports: str = Field("30000-30999", description="UDP/TCP port range for GB/T 28181 media, FIRST-LAST.")
     gb_auto_enable: bool = Field(True, description="Record channels of a newly registered device at once.")
+    gb_media_transport: Literal["udp", "tcp-passive", "tcp-active"] = Field(
+        "udp", description="How devices send media unless 'gb device add --media-transport' says otherwise: udp, "
+        "tcp-passive (we listen, the device connects) or tcp-active (we connect to the device).")
     live_max_views_per_user: int = Field(32, ge=1, description="Live views one user may hold open at once (WebRTC, "
                                          "MSE, RTSP); more get 429, so one account cannot take every viewer slot.")
     whep_connect_timeout_seconds: float = Field(30.0, gt=0, description="A WHEP session whose peer has not "

@@ -168,6 +168,11 @@ class GbService:
         session = self.sessions.get(device_id)
         return session.peer if session is not None and session.online else None
 
+    def media_transport(self, device_id: str) -> str:
+        """The media transport an operator set for the device ("" for the default)."""
+        device = self.devices.get(device_id)
+        return device.media_transport if device is not None else ""
+
     def record_invite(self, device_id: str, *, channel: str, outcome: str, reason: str = "") -> None:
         """For the media sessions (any thread): the last INVITE's outcome, for ``gb doctor``."""
         self.devices.record_invite(device_id, channel=channel, outcome=outcome, reason=reason)

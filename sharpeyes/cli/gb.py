@@ -58,11 +58,14 @@ def gb_devices(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
 @device_app.command("add")
 def gb_device_add(ctx: typer.Context, device_id: str = typer.Argument(..., metavar="ID", help="20-digit device id."),
                   password: Optional[str] = typer.Option(None, help="Its own SIP password (else GB_PASSWORD)."),
+                  media_transport: Optional[str] = typer.Option(
+                      None, help="How it sends media: udp, tcp-passive (we listen), tcp-active (we connect); "
+                      "'' for GB_MEDIA_TRANSPORT."),
                   ) -> None:
     """Let a device register: with its own password, or with GB_PASSWORD."""
     svc = services(ctx)
     try:
-        new = _store(ctx).add(device_id, password)
+        new = _store(ctx).add(device_id, password, media_transport)
     except ValueError as exc:
         fail(str(exc))
     if password is None and not svc.settings.gb_password:

@@ -71,16 +71,44 @@ def serve_cmd(ctx: typer.Context,
     run_process(with_tls(services(ctx), tls_cert, tls_key), http_bind=http_bind, ingest=False, serve=True)
 
 
+def _start_gb_device(svc, loop, sim, port: int):  # type: ignore[no-untyped-def]
+    """Turn on the SIP server for the demo (unless configured) and start the simulated GB device."""
+    from ingest.gb28181.sip import Peer
+    from streams.demo.fleet import TOWNSHIPS
+    from streams.demo.gb_device import SimulatedGbDevice
+    from storage.index.gb_devices import GbDeviceStore
+
+    settings = svc.settings
+    if not settings.gb_sip_bind:
+        settings.gb_sip_bind = f"127.0.0.1:{port}"
+    password = settings.gb_password or "demo-gb-device"
+    store = GbDeviceStore(svc.engine, svc.cipher)
+    if store.get(SimulatedGbDevice.device_id) is None or not settings.gb_password:
+        store.add(SimulatedGbDevice.device_id, password)
+    host, _, sip_port = settings.gb_sip_bind.rpartition(":")
+    device = SimulatedGbDevice(sim.sources["sim-1"], Peer("UDP", "127.0.0.1" if host in ("", "0.0.0.0") else host,
+                                                          int(sip_port)),
+                               settings.gb_id, settings.gb_domain, password, civil_code=TOWNSHIPS[0].code)
+
+    async def start() -> None:
+        await device.start()
+    loop.run(start())
+    return device
+
+
 @process_app.command("demo")
 def demo(ctx: typer.Context,
          cameras: int = typer.Option(4, min=1, max=64, help="How many simulated cameras."),
          sim_port: int = typer.Option(8560, help="Port of the simulated cameras' RTSP server (127.0.0.1)."),
          http_bind: Optional[str] = typer.Option(None, help="host:port for the API and console."),
+         gb_sip_port: int = typer.Option(5060, help="Port of the GB/T 28181 SIP server the demo's simulated GB "
+                                         "device registers to (127.0.0.1; GB_SIP_BIND wins when set); 0: no GB device."),
          ) -> None:
     """Simulated cameras plus `run`: a first look with nothing else installed.
 
     Starts N simulated 720p cameras (with 360p sub-streams) on 127.0.0.1, registers
-    them under a demo county, records them and serves the console.
+    them under a demo county, records them and serves the console. One more simulated camera is
+    a GB/T 28181 device: it registers to the SIP server, answers Catalog and streams PS when invited.
     """
     from streams.background import BackgroundLoop
     from streams.demo.fleet import register_demo
@@ -99,7 +127,13 @@ def demo(ctx: typer.Context,
         registered = register_demo(svc.registry, sim.urls)
         console.print(f"{len(registered)} simulated camera(s) at rtsp://127.0.0.1:{sim.server.port}/sim-N "
                       f"(data in {svc.settings.data_dir})")
+        device = None
+        if gb_sip_port or svc.settings.gb_sip_bind:
+            device = _start_gb_device(svc, loop, sim, gb_sip_port)
+            console.print(f"simulated GB/T 28181 device {device.device_id} registers to {svc.settings.gb_sip_bind}")
         run_process(svc, http_bind=http_bind, ingest=True, serve=True)
     finally:
+        if device is not None:
+            loop.run(device.close(), timeout=5)
         loop.run(sim.close(), timeout=5)
         loop.stop()

@@ -70,6 +70,7 @@ __all__ = [
     "EncodingChanged",
     "NoRecordings",
     "SegmentCorrupt",
+    "SegmentError",
     "SegmentMissing",
     "plan_clip",
 ]
@@ -98,20 +99,20 @@ class EncodingChanged(ClipError):
         self.at_us = at_us
 
 
-class SegmentMissing(ClipError):
+class SegmentError(ClipError):
+    """A source segment does not match its index row; ``segment`` is that row."""
+
+    def __init__(self, message: str, segment: SegmentRow):
+        super().__init__(message)
+        self.segment = segment
+
+
+class SegmentMissing(SegmentError):
     """A segment object the index lists is not in the object store (or has the wrong size)."""
 
-    def __init__(self, message: str, segment: SegmentRow):
-        super().__init__(message)
-        self.segment = segment
 
-
-class SegmentCorrupt(ClipError):
+class SegmentCorrupt(SegmentError):
     """A segment's bytes do not match the index (structure or sha256)."""
-
-    def __init__(self, message: str, segment: SegmentRow):
-        super().__init__(message)
-        self.segment = segment
 
 
 # -- the plan -------------------------------------------------------------------------

@@ -439,6 +439,8 @@ class GbDeviceRow(Base):
     catalog_json: Mapped[str] = mapped_column(Text, default="{}")
     # The media side's last INVITE: JSON {"time_us", "channel", "outcome", "reason"} (ingest/gb28181 media).
     last_invite_json: Mapped[str] = mapped_column(Text, default="{}")
+    # udp | tcp-passive | tcp-active; "" uses gb_media_transport (migration 0013).
+    media_transport: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # The process (worker id) whose SIP server the device registered with.
     worker_id: Mapped[str] = mapped_column(String(64), default="")
     updated_us: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -50,6 +50,7 @@ class GbDevice:
     last_invite: dict[str, Any] = field(default_factory=dict)
     worker_id: str = ""
     updated_us: int = 0
+    media_transport: str = ""  # "" = gb_media_transport
     has_password: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,7 +61,7 @@ class GbDevice:
 _JSON = {"status": "status_json", "catalog": "catalog_json", "last_invite": "last_invite_json"}
 _PLAIN = ("added", "state", "reason", "transport", "source_host", "source_port", "contact", "expires_us",
           "registered_us", "last_keepalive_us", "keepalive_interval_s", "name", "manufacturer", "model",
-          "firmware", "channels", "worker_id")
+          "firmware", "channels", "worker_id", "media_transport")
 
 
 class GbDeviceStore:
@@ -70,9 +71,13 @@ class GbDeviceStore:
 
     # -- operator changes ---------------------------------------------------------------
 
-    def add(self, device_id: str, password: str | None) -> bool:
-        """Add (or update the password of) a device; True when it is new."""
+    def add(self, device_id: str, password: str | None, media_transport: str | None = None) -> bool:
+        """Add (or update the password or media transport of) a device; True when it is new.
+        ``media_transport``: udp, tcp-passive, tcp-active, or "" for the default (gb_media_transport)."""
         _check_id(device_id)
+        if media_transport not in (None, "", "udp", "tcp-passive", "tcp-active"):
+            raise ValueError(f"device {device_id}: media transport {media_transport!r} is not udp, tcp-passive "
+                             "or tcp-active")
         with self._sessions() as s, s.begin():
             row = s.get(GbDeviceRow, device_id)
             new = row is None
@@ -82,6 +87,8 @@ class GbDeviceStore:
             row.added = True
             if password is not None:
                 row.password = self._seal(password)
+            if media_transport is not None:
+                row.media_transport = media_transport
             row.updated_us = now_us()
             return new
 
@@ -179,6 +186,7 @@ def _new_row(device_id: str) -> GbDeviceRow:
                        transport="", source_host="", source_port=0, contact="", expires_us=0, registered_us=0,
                        last_keepalive_us=0, keepalive_interval_s=0.0, name="", manufacturer="", model="",
                        firmware="", channels=0, status_json="{}", catalog_json="{}", last_invite_json="{}",
+                       media_transport="",
                        worker_id="", updated_us=now_us())
 
 

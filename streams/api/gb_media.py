@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from config.cameras import Camera
@@ -82,6 +83,37 @@ def backfill(id: str, request: Request, start: str, end: str,
           start_us=s, end_us=e, detail=f"{report.segments} segment(s) from {len(report.parts)} gap(s)"
           + (f"; {failed[0][:150]}" if failed else ""))
     return report.as_dict()
+
+
+@router.get("/api/cameras/{id}/device-playback.mp4")
+def device_playback(id: str, request: Request, start: str, end: str,
+                    principal: Principal = allow("investigator")) -> StreamingResponse:
+    """The device's own recording of ``[start, end)`` (s=Playback), as fragmented MP4 streamed while
+    the device sends it; for times we did not record. Audited as a playback from the device."""
+    from ingest.gb28181.media.playback import DevicePlayback
+    from ingest.gb28181.media.session import media_link
+
+    ctx, server, camera = _gb_channel(request, id)
+    s, e = time_range(start, end, ctx.settings.clip_max_seconds, too_long="ask for less (clip_max_seconds)")
+    play = DevicePlayback(media_link(ctx.settings, server), camera.id, camera.gb_device_id or "",
+                          media_timeout=ctx.settings.stall_timeout_seconds,
+                          connect_timeout=ctx.settings.connect_timeout_seconds)
+    chunks = play.mp4(s, e)
+    try:
+        first = next(chunks)  # the INVITE's answer and the first fragment, before we say 200
+    except StopIteration:
+        first = b""
+    except Exception as exc:  # noqa: BLE001 - a refused INVITE is the answer
+        audit(request, "playback", outcome="failed", camera_id=id, start_us=s, end_us=e,
+              detail=f"from the device: {exc}"[:200])
+        raise HTTPException(502, f"camera {id}: the device did not play back its recording: {exc}") from exc
+    audit(request, "playback", camera_id=id, start_us=s, end_us=e, detail="from the device's own recording")
+
+    def body():  # type: ignore[no-untyped-def]
+        yield first
+        yield from chunks
+
+    return StreamingResponse(body(), media_type="video/mp4")
 
 
 class PtzRequest(BaseModel):

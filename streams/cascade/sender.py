@@ -17,13 +17,23 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from typing import Any, Protocol
+
 from ingest.gb28181.psmux import PsMuxer
-from ingest.live.hub import LiveHub
 
 log = logging.getLogger(__name__)
 
 RTP_PAYLOAD = 1400
 PT_PS = 96
+
+
+class AccessUnitSource(Protocol):
+    """A live hub, or the demo's simulated loop: a codec and a subscription of access units."""
+
+    @property
+    def codec(self) -> Any: ...
+
+    def subscribe(self) -> Any: ...
 
 
 @dataclass
@@ -37,7 +47,7 @@ class SenderStats:
 class PsRtpSender:
     """Sends ``hub``'s stream to ``(host, port)``; ``mode``: ``udp``, ``tcp-connect`` or ``tcp-listen``."""
 
-    def __init__(self, hub: LiveHub, host: str, port: int, ssrc: int, mode: str, listen_port: int = 0,
+    def __init__(self, hub: AccessUnitSource, host: str, port: int, ssrc: int, mode: str, listen_port: int = 0,
                  bind_host: str = "0.0.0.0") -> None:
         self.hub = hub
         self.host, self.port = host, port
@@ -113,7 +123,8 @@ class PsRtpSender:
             raise
         except (OSError, asyncio.TimeoutError) as exc:
             self.stats.error = f"{type(exc).__name__}: {exc}"
-            log.warning("cascade sender for %s to %s:%d ended: %s", self.hub.camera_id, self.host, self.port, exc)
+            log.warning("PS sender for %s to %s:%d ended: %s", getattr(self.hub, "camera_id", "?"), self.host,
+                        self.port, exc)
         finally:
             sub.close()
             if udp is not None:

@@ -134,3 +134,21 @@ def test_retention_below_thirty_days_needs_the_override(cli) -> None:  # type: i
     cli("camera", "edit", "cam-r", "--retention-days", "7", "--retention-override")
     cam = json.loads(cli("camera", "list", "--json").output)[0]
     assert cam["retention_days"] == 7 and cam["retention_override"] is True
+
+
+def test_cli_changes_are_audited_as_the_os_user(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Audit the write, not the caller: a CLI camera add, edit and remove write one row each."""
+    import getpass
+
+    from storage.db.engine import open_engine
+    from streams.access.audit import AuditLog
+
+    cli("camera", "add", "cam-a", "--name", "A", "--region", "t1", "--url", "rtsp://10.0.0.1/main", "--disabled")
+    cli("camera", "edit", "cam-a", "--name", "A2")
+    cli("camera", "remove", "cam-a")
+    log = AuditLog(open_engine(f"sqlite:///{tmp_path / 'data' / 'index.db'}"))
+    rows = [(r.user, r.action, r.camera_id, r.client_ip) for r in log.query(newest_first=False)]
+    who = f"cli:{getpass.getuser()}"
+    assert rows[-3:] == [(who, "camera_add", "cam-a", "local"), (who, "camera_edit", "cam-a", "local"),
+                         (who, "camera_remove", "cam-a", "local")]
+    assert [r[1] for r in rows[:2]] == ["region_add", "region_add"]  # the fixture's regions, audited too

@@ -1,4 +1,5 @@
-"""Cascade: SIPp as the upper (city) platform. It challenges our REGISTER and checks the digest
+"""Cascade: SIPp as the upper (city) platform (media over UDP, and TCP where it listens).
+It challenges our REGISTER and checks the digest
 (``verifyauth``: a wrong one gets 403), queries our Catalog (we answer in GB2312 with the cameras
 of the configured region, Chinese names kept), then INVITEs one camera: the PS over RTP that
 reaches its media port is stripped of RTP here and decoded by ffprobe."""
@@ -11,6 +12,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from config.cameras import Camera, Region
 from config.settings import Settings
@@ -34,12 +37,13 @@ OTHER = "34019900001320000002"  # in a region the city was not given
 PASSWORD = "City-link-pass-1"
 
 
-def platform_scenario(rtp_port: int) -> str:
+def platform_scenario(rtp_port: int, tcp: bool = False) -> str:
     """The platform's own requests (SIPp as a client): its Catalog query, then an INVITE, then BYE."""
     msg = (f'<?xml version="1.0" encoding="GB2312"?>\n<Query>\n<CmdType>Catalog</CmdType>\n<SN>77</SN>\n'
            f"<DeviceID>{OUR_ID}</DeviceID>\n</Query>")
+    proto, setup = ("TCP/RTP/AVP", "a=setup:passive\na=connection:new\n") if tcp else ("RTP/AVP", "")
     sdp = (f"v=0\no={UP_ID} 0 0 IN IP4 127.0.0.1\ns=Play\nc=IN IP4 127.0.0.1\nt=0 0\n"
-           f"m=video {rtp_port} RTP/AVP 96\na=recvonly\na=rtpmap:96 PS/90000\ny=0100000001\n")
+           f"m=video {rtp_port} {proto} 96\na=recvonly\na=rtpmap:96 PS/90000\n{setup}y=0100000001\n")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="upper platform">
   <pause milliseconds="3000"/>
@@ -169,7 +173,41 @@ def _rtp_sink(port: int, seconds: float, out: bytearray) -> None:
     sock.close()
 
 
-def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, camera_server, index_engine) -> None:
+def _rtp_sink_tcp(port: int, seconds: float, out: bytearray) -> None:
+    """The platform listens (it offered a=setup:passive): RFC 4571 frames, RTP headers stripped."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(1)
+    srv.settimeout(seconds)
+    try:
+        conn, _ = srv.accept()
+    except TimeoutError:
+        srv.close()
+        return
+    conn.settimeout(0.5)
+    buf = bytearray()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = conn.recv(65536)
+        except TimeoutError:
+            continue
+        if not data:
+            break
+        buf += data
+        while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+            n = int.from_bytes(buf[:2], "big")
+            pkt = bytes(buf[2 : 2 + n])
+            del buf[: 2 + n]
+            out += pkt[12 + 4 * (pkt[0] & 0x0F):]
+    conn.close()
+    srv.close()
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp-we-connect"])
+def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, camera_server, index_engine,
+                                                             tcp: bool) -> None:
     cams = camera_server({"/casc": Mount("h264", size=(640, 360), label="casc")})
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1",
                         snapshots=False, motion=False)
@@ -189,14 +227,14 @@ def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, cam
     cascade = CascadeService(gb.service.endpoint, store, svc.registry, sup.live, OUR_ID, "127.0.0.1",
                              PortPool(33000, 33009), audit=lambda *a: audits.append(a), keepalive_s=1.0)
     ps = bytearray()
-    sink = threading.Thread(target=_rtp_sink, args=(rtp_port, 20, ps))
+    sink = threading.Thread(target=_rtp_sink_tcp if tcp else _rtp_sink, args=(rtp_port, 20, ps))
     try:
         deadline = time.monotonic() + 30
         while not ((hub := sup.live.get(CAMERA, "main")) is not None and hub.online):
             assert time.monotonic() < deadline, "the camera never went live"
             time.sleep(0.2)
-        sipp = run_sipp(["-m", "1", "-timeout", "40", f"127.0.0.1:{gb.port}"], scenario=platform_scenario(rtp_port),
-                        ooc=platform_ooc(PASSWORD), port=sip_port)
+        sipp = run_sipp(["-m", "1", "-timeout", "40", f"127.0.0.1:{gb.port}"],
+                        scenario=platform_scenario(rtp_port, tcp), ooc=platform_ooc(PASSWORD), port=sip_port)
         sink.start()
 
         async def start() -> None:

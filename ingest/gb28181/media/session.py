@@ -98,7 +98,12 @@ class GbLink:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def transport_for(self, device_id: str) -> MediaTransport:
-        return self.transports.get(device_id, self.default_transport)
+        """The device's own media transport (``gb device add --media-transport``), else the default."""
+        if device_id in self.transports:
+            return self.transports[device_id]
+        own = getattr(self.devices, "media_transport", None)
+        chosen = own(device_id) if own is not None else ""
+        return chosen if chosen in ("udp", "tcp-passive", "tcp-active") else self.default_transport  # type: ignore[return-value]
 
     def next_ssrc(self, history: bool = False) -> str:
         with self._lock:
@@ -352,6 +357,7 @@ def media_link(settings: Any, server: Any) -> GbLink:
 
     link = GbLink(loop=server.loop, endpoint=server.service.endpoint, devices=server.service, our_id=settings.gb_id,
                   domain=settings.gb_domain, media_host=media_address(settings),
-                  ports=PortPool(*settings.gb_rtp_port_range), bind_host=settings.gb_sip_bind.rpartition(":")[0])
+                  ports=PortPool(*settings.gb_rtp_port_range), bind_host=settings.gb_sip_bind.rpartition(":")[0],
+                  default_transport=settings.gb_media_transport)
     server.media_link = link
     return link
