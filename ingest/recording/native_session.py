@@ -26,7 +26,6 @@ from typing import Callable
 from config.cameras import Camera, StreamName
 from config.redact import redact_text
 from ingest.access_unit import AccessUnit
-from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
 from ingest.recording.loops import IngestLoop
 from ingest.recording.native_segment import AudioPacket, NativePacket, NativeVideoInput
 from ingest.recording.segmenter import Clock, Segmenter
@@ -135,16 +134,7 @@ class NativeCameraSession(CameraSession):
                 self.segmenter.end_run()
                 if self._stop.is_set():
                     break
-                if time.monotonic() - started > 60:
-                    attempt = 0
-                try:
-                    self._fail(failure)
-                except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
-                    log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
-                steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
-                delay = reconnect_delay(attempt, steps)
-                attempt += 1
-                self.status.reconnects += 1
+                attempt, delay = self._after_failure(failure, started, attempt)
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 except asyncio.TimeoutError:

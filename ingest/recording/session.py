@@ -181,18 +181,23 @@ class CameraSession:
             self.segmenter.end_run()
             if self._stop.is_set():
                 break
-            # A connection that recorded for a while earns a fresh schedule.
-            if time.monotonic() - started > 60:
-                attempt = 0
-            try:
-                self._fail(failure)
-            except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
-                log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
-            steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
-            delay = reconnect_delay(attempt, steps)
-            attempt += 1
-            self.status.reconnects += 1
+            attempt, delay = self._after_failure(failure, started, attempt)
             self._stop.wait(delay)
+
+    def _after_failure(self, failure: SessionFailure, started: float, attempt: int) -> tuple[int, float]:
+        """Record a failed connection; return the next attempt number and the delay before it.
+        (Both pullers' loops, so the gaps and the backoff read the same.)"""
+        # A connection that recorded for a while earns a fresh schedule.
+        if time.monotonic() - started > 60:
+            attempt = 0
+        try:
+            self._fail(failure)
+        except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
+            log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
+        steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
+        delay = reconnect_delay(attempt, steps)
+        self.status.reconnects += 1
+        return attempt + 1, delay
 
     def _pull(self) -> None:
         # The stall watchdog is FFmpeg's socket timeout, not PyAV's read timeout: PyAV's
