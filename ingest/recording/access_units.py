@@ -80,7 +80,7 @@ class AccessUnitJoiner:
     def _place_leading(self) -> Iterator[tuple[av.Packet, int]]:
         """The held leading IDR, one frame before the earliest pts after it, then the rest."""
         self._seen_pts = True
-        earliest = min(p.pts for p, _ in self._after_leading)
+        earliest = min(p.pts for p, _ in self._after_leading if p.pts is not None)
         lead = self._join(self._leading, earliest - self.frame_ticks)
         self._leading = []
         yield lead, self._leading_arrival_us
