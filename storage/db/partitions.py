@@ -62,10 +62,10 @@ def partitions(conn: Connection) -> list[Partition]:
     """The partitions of ``segments``, oldest first ([] where it is not partitioned)."""
     if not is_partitioned(conn):
         return []
-    names = conn.execute(text(
+    names: list[str] = list(conn.execute(text(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :t "
-        "AND p.relnamespace = current_schema()::regnamespace"), {"t": PARENT}).scalars()
+        "AND p.relnamespace = current_schema()::regnamespace"), {"t": PARENT}).scalars())
     out = []
     for name in names:
         m = _NAME.match(name)

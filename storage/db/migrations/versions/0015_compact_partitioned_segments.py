@@ -127,7 +127,7 @@ def upgrade() -> None:
 
 
 def _upgrade_postgresql(bind: sa.Connection) -> None:
-    seq = bind.execute(sa.text("SELECT pg_get_serial_sequence('segments', 'id')")).scalar_one()
+    seq: str = bind.execute(sa.text("SELECT pg_get_serial_sequence('segments', 'id')")).scalar_one()
     for (name,) in bind.execute(sa.text(
             "SELECT conname FROM pg_constraint WHERE conrelid = 'segments'::regclass AND contype = 'f'")).all():
         bind.execute(sa.text(f'ALTER TABLE segments DROP CONSTRAINT "{name}"'))
@@ -148,8 +148,8 @@ def _upgrade_postgresql(bind: sa.Connection) -> None:
     started, rows, slowest = time.monotonic(), 0, 0.0
     with op.get_context().autocommit_block():
         with bind.engine.connect() as conn:
-            for last, n, took in _batches(conn, "segments", "segments_new", _compact, "ON CONFLICT DO NOTHING"):
-                copied_to, rows, slowest = last, rows + n, max(slowest, took)
+            for last_id, n, took in _batches(conn, "segments", "segments_new", _compact, "ON CONFLICT DO NOTHING"):
+                copied_to, rows, slowest = last_id, rows + n, max(slowest, took)
     log.info("segments: %d rows copied in batches of %d in %.1f s (slowest batch %.2f s)", rows, BATCH,
              time.monotonic() - started, slowest)
     locked = time.monotonic()
@@ -211,7 +211,7 @@ def _upgrade_sqlite(bind: sa.Connection) -> None:
                     sa.Column("data", sa.LargeBinary(), nullable=False), sa.PrimaryKeyConstraint("sha256"))
     if inits:
         bind.execute(sa.text("INSERT INTO init_segments (sha256, data) VALUES (:s, :d)"),
-                     [{"s": bytes.fromhex(s), "d": d} for s, d in inits])
+                     [{"s": bytes.fromhex(str(s)), "d": d} for s, d in inits])
 
 
 def downgrade() -> None:
@@ -257,5 +257,5 @@ def downgrade() -> None:
                         sa.Column("data", sa.LargeBinary(), nullable=False), sa.PrimaryKeyConstraint("sha256"))
         if inits:
             bind.execute(sa.text("INSERT INTO init_segments (sha256, data) VALUES (:s, :d)"),
-                         [{"s": bytes(s).hex(), "d": d} for s, d in inits])
+                         [{"s": bytes(s).hex(), "d": d} for s, d in inits])  # type: ignore[call-overload]
     _btree_indexes()
