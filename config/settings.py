@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     objects_dir: Path | None = Field(None, description="Local object directory; default {data_dir}/objects.")
     segment_target_seconds: float = Field(60.0, ge=2.0, le=3600.0)
     spool_dir: Path | None = Field(None, description="Spool directory; default {data_dir}/spool.")
+    spool_shared_dir: Path | None = Field(
+        None, description="A spool volume every ingest worker mounts (NFS, CephFS, a shared PVC). Each worker "
+        "spools under {dir}/{worker_id}, and the worker that takes over a dead worker's camera adopts its spooled "
+        "segments there, so a worker that dies for good loses at most its last GOP in memory (docs/scale.md). "
+        "Overrides spool_dir.")
     spool_quota_bytes: int = Field(20 * 1024**3, ge=1024**2)
     spool_policy: SpoolPolicy = "drop-oldest-unuploaded"
     http_bind: str = Field("127.0.0.1:8080", description="host:port of the API and console.")

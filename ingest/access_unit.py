@@ -16,12 +16,20 @@ class AccessUnit:
     A keyframe access unit must be decodable on its own: it carries SPS and PPS in-band
     or the source's ``parameter_sets()`` describe it. ``wallclock`` is when the picture
     was captured (UNIX seconds) if the source knows; RTCP sender reports use it.
+    ``dts_90k`` is its decode time where it differs from ``pts_90k``: a camera that sends
+    B-frames sends pictures in decode order, and their pts go back and forth.
     """
 
     nals: tuple[bytes, ...]
     pts_90k: int
     keyframe: bool
     wallclock: float | None = None
+    dts_90k: int | None = None
+
+    @property
+    def decode_90k(self) -> int:
+        """The decode time: ``dts_90k``, or the pts for a stream without reordering."""
+        return self.pts_90k if self.dts_90k is None else self.dts_90k
 
     @classmethod
     def from_annexb(

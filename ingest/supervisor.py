@@ -64,7 +64,11 @@ class Supervisor:
         self.session_factory = session_factory
         self._detach: dict[SessionKey, Callable[[], None]] = {}
         assert settings.spool_dir is not None
-        self.spool = Spool(settings.spool_dir, settings.spool_quota_bytes)
+        # On a shared spool volume each worker has its own directory; a taker adopts
+        # a dead worker's files from its neighbour directories (``adopt``).
+        self.shared_spool = settings.spool_shared_dir
+        root = settings.spool_shared_dir / settings.worker_id if settings.spool_shared_dir else settings.spool_dir
+        self.spool = Spool(root, settings.spool_quota_bytes)
         self.uploader = Uploader(
             self.spool, store, index, on_dropped=self._record_dropped, quota_policy=settings.spool_policy,
             fence=fence,
@@ -240,6 +244,27 @@ class Supervisor:
             admit=self._admit,
             on_open=self._stamp_lease_epoch,
         )
+
+    def adopt(self, camera_ids: list[str]) -> int:
+        """Adopt what other workers left in the shared spool for ``camera_ids`` (just
+        taken over), before their sessions start here. Returns segments adopted."""
+        if self.shared_spool is None:
+            return 0
+        n = 0
+        for other in sorted(p for p in self.shared_spool.iterdir() if p.is_dir() and p != self.spool.root):
+            for cam in camera_ids:
+                try:
+                    got = self.spool.adopt(other, cam)
+                except OSError:
+                    log.exception("camera %s: could not adopt spooled segments from %s", cam, other)
+                    continue
+                if got:
+                    log.warning("camera %s: adopted %d spooled segment(s) [%d, %d) from worker %s", cam, len(got),
+                                got[0].start_us, max(e.end_us or 0 for e in got), other.name)
+                n += len(got)
+        if n:
+            self.uploader.notify()
+        return n
 
     def _stamp_lease_epoch(self, entry: SpoolEntry) -> None:
         """Record the epoch the camera is recorded under in the segment itself."""

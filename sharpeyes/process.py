@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 import uvicorn
 
 from config.settings import Settings
+from ingest.cluster.lease_keeper import exit_process
 from sharpeyes.services import Services
 from config.times import now_us
 from storage.archive.retention import RetentionCleaner, RetentionPolicy, disk_free
@@ -46,6 +47,8 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         pipelines = ctx.media = MediaPipelines(settings, ctx.media_index, clock=now_us)
         if settings.use_leases:
             keeper = svc.lease_keeper()
+            keeper.on_usurped = exit_process
+            keeper.register()  # refuses to start when another live process has this worker id
         factory = None
         if settings.gb_sip_bind:
             ctx.gb = start_gb_server(svc)
@@ -63,7 +66,7 @@ def run_process(svc: Services, *, http_bind: str | None, ingest: bool, serve: bo
         if keeper is not None:
             keeper.start()
             log.info("worker %s: sharing cameras by lease (TTL %.0f s)", settings.worker_id, settings.lease_ttl_seconds)
-        log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), settings.spool_dir)
+        log.info("recording %d camera stream(s); spool %s", len(supervisor.sessions), supervisor.spool.root)
         ctx.retention = RetentionCleaner(svc.index, svc.store, svc.registry.cameras, clock=now_us,
                                          policy=retention_policy(settings), region_of=svc.registry.region_subtree,
                                          free_bytes=store_free_bytes(settings),

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.cameras",
+    "tests.support.vlc_camera",
     "tests.support.s3server",
     "tests.support.databases",
     "tests.support.soak",

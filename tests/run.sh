@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ffmpeg gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  gstreamer1.0-libav gstreamer1.0-tools chromium sip-tester)
+  gstreamer1.0-libav gstreamer1.0-tools chromium sip-tester vlc-bin vlc-plugin-base)
 # Node and npm for the browser tests (tests/browser); a NodeSource nodejs already includes npm.
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 

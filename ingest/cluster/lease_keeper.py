@@ -26,7 +26,10 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Protocol
+import os
+import secrets
+import signal
+from typing import Any, Callable, Protocol
 
 from config.cameras import Camera
 from config.settings import Settings
@@ -35,7 +38,7 @@ from ingest.recording.spool import SpoolEntry
 from storage.index.camera_status import CameraStatusTable
 from storage.index.segments import Fence
 from config.times import now_us
-from storage.index.leases import LeaseTable
+from storage.index.leases import DuplicateWorker, LeaseTable
 from storage.index.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -50,9 +53,15 @@ class _Supervised(Protocol):
     """What the keeper needs from ``ingest.supervisor.Supervisor``."""
 
     def reconcile(self, force: bool = False) -> None: ...
+    def adopt(self, camera_ids: list[str]) -> int: ...
     def statuses(self) -> list[Any]: ...
     @property
     def spool(self) -> Any: ...
+
+
+def exit_process(_why: str) -> None:
+    """Ask this process to shut down (as SIGTERM does: open segments are closed and uploaded)."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class LeaseKeeper:
@@ -93,6 +102,13 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.rounds = 0
+        # This process's token in the workers row: a second live process with the
+        # same worker id is refused at start (``register``), and one that took the id
+        # over from a paused process makes the paused one stop (``heartbeat``).
+        self.instance = secrets.token_hex(8)
+        self.usurped = False
+        # What to do then (``sharpeyes ingest`` shuts the process down: ``exit_process``).
+        self.on_usurped: Callable[[str], None] = lambda why: None
 
     @classmethod
     def from_settings(cls, settings: Settings, leases: LeaseTable, registry: Registry,
@@ -122,13 +138,19 @@ class LeaseKeeper:
     def attach(self, supervisor: _Supervised) -> None:
         self.supervisor = supervisor
 
+    def register(self) -> None:
+        """Claim the worker id for this process; ``DuplicateWorker`` if another live
+        process has it. A process that crashed within the TTL is told apart from a
+        live one by waiting one heartbeat interval (so a restart may take that long)."""
+        self.leases.register(self.worker_id, self.instance, now_us=self.clock(), ttl_us=self.ttl_us,
+                             wait=lambda: time.sleep(self.interval + 1.0), clock=self.clock)
+
     def start(self) -> None:
         # Say we exist first, and take cameras only from the next round: workers
         # started together then see each other and split the cameras at once
         # instead of the first one taking everything and giving most of it back.
         now = self.clock()
-        self.leases.heartbeat(self.worker_id, now_us=now, capacity=self.max_cameras,
-                              advertise_url=self.advertise_url)
+        self._heartbeat(now)
         self._reclaim_own(now)
         self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
         self._thread.start()
@@ -142,8 +164,10 @@ class LeaseKeeper:
         """Release every lease and leave the fleet (others take the cameras at once)."""
         self._draining = True
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
+        if self.usurped:
+            return  # the leases and the worker row belong to the other process now
         try:
             with self._lock:
                 held = list(self._held)
@@ -194,8 +218,7 @@ class LeaseKeeper:
         """Heartbeat, renew, rebalance and publish once."""
         now = self.clock()
         self.rounds += 1
-        self.leases.heartbeat(self.worker_id, now_us=now, capacity=self.max_cameras, held=len(self._held),
-                              advertise_url=self.advertise_url)
+        self._heartbeat(now)
         changed = self._renew(now)
         self._refresh_cameras()
         workers = self.leases.live_workers(now, self.ttl_us)
@@ -227,6 +250,24 @@ class LeaseKeeper:
         if changed and self.supervisor is not None:
             self.supervisor.reconcile(force=True)
         self._publish(now)
+
+    def _heartbeat(self, now: int) -> None:
+        try:
+            self.leases.heartbeat(self.worker_id, now_us=now, capacity=self.max_cameras, held=len(self._held),
+                                  advertise_url=self.advertise_url, instance=self.instance)
+        except DuplicateWorker as exc:
+            # Another process runs under this id (it took it while this one was paused):
+            # both would renew the same leases. Stop recording now, release nothing
+            # (the leases are the other process's too) and leave.
+            log.critical("%s", exc)
+            self.usurped = True
+            self._stop.set()
+            with self._lock:
+                self._held.clear()
+            if self.supervisor is not None:
+                self.supervisor.reconcile(force=True)
+            self.on_usurped(str(exc))
+            raise
 
     def _renew(self, now: int) -> bool:
         with self._lock:
@@ -271,6 +312,10 @@ class LeaseKeeper:
             self._held.update(won)
             self._epochs.update(won)
         log.info("worker %s: took %d camera(s): %s", self.worker_id, len(won), ", ".join(sorted(won)))
+        if self.supervisor is not None:
+            # A shared spool: what the previous owner spooled becomes ours to upload,
+            # and is in our spool before the sessions start (their gaps begin after it).
+            self.supervisor.adopt(sorted(won))
         if reconcile and self.supervisor is not None:
             self.supervisor.reconcile(force=True)
         return True

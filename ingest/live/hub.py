@@ -32,7 +32,8 @@ import av
 
 from ingest.live.fanout import MAX_GOP_CACHE, AccessUnitFanout, AccessUnitSubscription
 from ingest.access_unit import AccessUnit
-from storage.mp4.nal import HEVC_PARAMETER_SETS, NAL_PPS, NAL_SPS, nal_type, parameter_set_nals, split_annexb
+from storage.mp4.nal import (HEVC_PARAMETER_SETS, NAL_PPS, NAL_SPS, nal_type, parameter_set_nals,
+                             parameter_sets_from_extradata, split_annexb)
 
 if TYPE_CHECKING:
     from ingest.recording.session import CameraSession
@@ -70,37 +71,6 @@ class StreamParams:
         return self.parameter_sets[-1] if self.parameter_sets else None
 
 
-def parameter_sets_from_extradata(codec: str, extradata: bytes | None) -> tuple[bytes, ...]:
-    """The parameter sets in a stream's extradata (Annex-B, avcC or hvcC), without start codes."""
-    if not extradata:
-        return ()
-    if extradata[:3] == b"\x00\x00\x01" or extradata[:4] == b"\x00\x00\x00\x01":
-        return parameter_set_nals(codec, split_annexb(extradata))
-    nals: list[bytes] = []
-    try:
-        if codec == "h264" and extradata[0] == 1:  # avcC (ISO 14496-15 §5.3.3.1)
-            pos = 6
-            for count_mask in (0x1F, 0xFF):
-                count = extradata[pos - 1] & count_mask
-                for _ in range(count):
-                    n = int.from_bytes(extradata[pos : pos + 2], "big")
-                    nals.append(extradata[pos + 2 : pos + 2 + n])
-                    pos += 2 + n
-                pos += 1
-        elif codec == "h265" and len(extradata) > 23:  # hvcC (§8.3.3.1)
-            pos, arrays = 23, extradata[22]
-            for _ in range(arrays):
-                count = int.from_bytes(extradata[pos + 1 : pos + 3], "big")
-                pos += 3
-                for _ in range(count):
-                    n = int.from_bytes(extradata[pos : pos + 2], "big")
-                    nals.append(extradata[pos + 2 : pos + 2 + n])
-                    pos += 2 + n
-    except IndexError:
-        return ()
-    return parameter_set_nals(codec, nals)
-
-
 def _is_param(codec: str, nal: bytes) -> bool:
     return nal_type(nal) in (NAL_SPS, NAL_PPS) if codec == "h264" else (nal[0] >> 1) & 0x3F in HEVC_PARAMETER_SETS
 
@@ -125,6 +95,10 @@ class LiveHub:
         self.last_au_monotonic: float | None = None
         self.access_units = 0
         self.viewers = 0
+        # The stream it serves has B-frames (pictures out of presentation order): browsers'
+        # WebRTC decoders cannot take it (RTP has no decode times). Per source (connection).
+        self.b_frames = False
+        self._last_tap_pts: int | None = None
         # Session-thread state: the stream being read and the pts rebasing.
         self._source_stream: object | None = None
         self._offset_90k = 0
@@ -152,10 +126,13 @@ class LiveHub:
         (a ``NativeVideoInput``: codec, size and parameter sets of the connection)."""
         if source is not self._source_stream:
             self._source_stream = source
+            self.b_frames = False
+            self._last_tap_pts = None
             previous = self.params
             generation = previous.generation + 1 if previous is not None else 1
             self._set_params(StreamParams(source.codec, source.width, source.height, tuple(source.parameter_sets),
                                           previous.fps if previous is not None else None, generation))
+        self._note_order(au.pts_90k, au.decode_90k)
         self.last_au_monotonic = time.monotonic()
         self.access_units += 1
         with self._lock:
@@ -185,6 +162,7 @@ class LiveHub:
             self._new_source(stream)
         if self.params is None:
             return
+        self._note_order(packet.pts, packet.pts if packet.dts is None else packet.dts)
         self.last_au_monotonic = time.monotonic()
         self.access_units += 1
         with self._lock:
@@ -202,24 +180,37 @@ class LiveHub:
                 return
             self._hubs.post(self.fanout.publish, self._to_au(packet, time.time()))
 
+    def _note_order(self, pts: int, dts: int) -> None:
+        """B-frames show as a pts below the previous one, or at once as a decode time below
+        the pts (the keyframe of a stream whose SPS announces reordering)."""
+        if not self.b_frames and ((self._last_tap_pts is not None and pts < self._last_tap_pts) or dts < pts):
+            self.b_frames = True
+            log.info("live hub %s/%s: the stream has B-frames; WebRTC viewers need its live-h264 profile",
+                     self.camera_id, self.stream)
+        self._last_tap_pts = pts
+
     def _to_au(self, packet: av.Packet | AccessUnit, wallclock: float) -> AccessUnit:
         """One packet (or a native access unit) as a viewer's access unit: 90 kHz pts on one
         continuous timeline, parameter sets in front of keyframes. Called with ``_lock`` held."""
         params = self.params
         assert params is not None
         if isinstance(packet, AccessUnit):
-            return self._place(packet.pts_90k, packet.nals, packet.keyframe, wallclock)
+            return self._place(packet.pts_90k, packet.decode_90k, packet.nals, packet.keyframe, wallclock)
         pts = int(packet.pts * packet.time_base / TIME_BASE_90K) if packet.time_base else packet.pts
-        return self._place(pts, tuple(split_annexb(bytes(packet))), bool(packet.is_keyframe), wallclock)
+        dts = pts
+        if packet.dts is not None:
+            dts = int(packet.dts * packet.time_base / TIME_BASE_90K) if packet.time_base else packet.dts
+        return self._place(pts, min(dts, pts), tuple(split_annexb(bytes(packet))), bool(packet.is_keyframe), wallclock)
 
-    def _place(self, pts: int, nals: tuple[bytes, ...], keyframe: bool, wallclock: float) -> AccessUnit:
+    def _place(self, pts: int, dts: int, nals: tuple[bytes, ...], keyframe: bool, wallclock: float) -> AccessUnit:
         params = self.params
         assert params is not None
-        out = pts + self._offset_90k
+        # Continuity is judged on decode time: a B-frame's pts steps back in a continuous stream.
+        out = dts + self._offset_90k
         if self._last_out is not None and not (0 < out - self._last_out <= MAX_PTS_STEP_90K):
             # A new timeline: continue one frame after the last access unit served.
-            self._offset_90k = self._last_out + self._frame_90k - pts
-            out = pts + self._offset_90k
+            self._offset_90k = self._last_out + self._frame_90k - dts
+            out = dts + self._offset_90k
         self._last_out = out
         if keyframe:
             inband = tuple(n for n in nals if _is_param(params.codec, n))
@@ -231,10 +222,13 @@ class LiveHub:
             if not inband:
                 # Every keyframe must decode on its own: WebRTC and fMP4 viewers join there.
                 nals = params.parameter_sets + nals
-        return AccessUnit(nals, out, keyframe, wallclock=wallclock)
+        return AccessUnit(nals, pts + self._offset_90k, keyframe, wallclock=wallclock,
+                          dts_90k=out if dts != pts else None)
 
     def _new_source(self, stream: av.video.stream.VideoStream) -> None:
         self._source_stream = stream
+        self.b_frames = False
+        self._last_tap_pts = None
         ctx = stream.codec_context
         # canonical_name: an encoder's stream (libx264, from a transcode profile) is "h264".
         name = ctx.codec.canonical_name if ctx.codec is not None else ctx.name

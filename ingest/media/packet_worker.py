@@ -125,7 +125,14 @@ class StreamDecoder:
             self._source = packet.stream
             self._decoder = _new_decoder(packet.stream, keyframes_only=self.keyframes_only, threads=self.threads)
         try:
-            return self._decoder.decode(packet)
+            frames = self._decoder.decode(packet)
+            if self.keyframes_only:
+                # Every keyframe is a picture of its own: drain it now. A decoder that knows
+                # the stream reorders (B-frames) would otherwise hold it back for as many
+                # pictures as it reorders, i.e. GOPs here, and show an old keyframe as new.
+                frames += self._decoder.decode(None)
+                self._decoder.flush_buffers()
+            return frames
         except av.error.FFmpegError as exc:
             self.unreadable += 1
             log.debug("%s: unreadable packet skipped: %s", self.name, exc)

@@ -76,7 +76,7 @@ class ProfileSpec:
     fps: float
     zerolatency: bool
     records: bool  # its output is recorded (sub, archive) rather than only viewed
-    passthrough_h264: bool = False  # H.264 input is handed on as is (live-h264)
+    passthrough_h264: bool = False  # H.264 input without B-frames is handed on as is (live-h264)
 
 
 def profile_spec(profile: str, settings: Settings) -> ProfileSpec | None:
@@ -188,6 +188,10 @@ class Transcoder:
         self._container: av.container.OutputContainer | None = None
         self._next_pts_s: float | None = None
         self._arrivals: dict[int, int] = {}
+        # The input has B-frames: browsers' WebRTC cannot take them, so even H.264 is
+        # re-encoded (the encoder makes none). Found at the first reordered packet.
+        self.input_b_frames = False
+        self._last_in_pts: int | None = None
         self._on_stop = on_stop
         self.tap = PacketWorker(f"transcode-{camera_id}-{spec.name}", self._handle, clock=clock,
                                 maxsize=maxsize, on_stop=self._finish)
@@ -198,7 +202,13 @@ class Transcoder:
     # -- worker thread ---------------------------------------------------------------
 
     def _handle(self, packet: av.Packet, arrival_us: int) -> None:
-        if self.spec.passthrough_h264 and packet.stream.codec_context.name == "h264":
+        if packet.pts is not None and not self.input_b_frames:
+            reordered = packet.dts is not None and packet.dts < packet.pts
+            if reordered or (self._last_in_pts is not None and packet.pts < self._last_in_pts):
+                self.input_b_frames = True
+                log.info("camera %s: the input has B-frames; %s re-encodes it", self.camera_id, self.spec.name)
+            self._last_in_pts = packet.pts
+        if self.spec.passthrough_h264 and packet.stream.codec_context.name == "h264" and not self.input_b_frames:
             # Already what browsers take: hand it on untouched, decode nothing.
             self.packets_out += 1
             packet.opaque = arrival_us
@@ -217,6 +227,8 @@ class Transcoder:
         # A reconnect: finish the old encode; the new stream may have another size or rate.
         self._flush_encoder()
         self._next_pts_s = None
+        self.input_b_frames = False
+        self._last_in_pts = None
 
     def _size(self, frame: av.VideoFrame) -> tuple[int, int]:
         w, h = self.spec.width, self.spec.height

@@ -31,13 +31,15 @@ AAC_FRAME = 1024
 
 
 class NativePacket:
-    """An access unit as ``Segmenter.push_video`` reads it (``pts``, ``is_keyframe``, ``bytes()``)."""
+    """An access unit as ``Segmenter.push_video`` reads it (``pts``, ``dts``, ``is_keyframe``,
+    ``bytes()``); ``dts`` derived per connection (``storage.mp4.decode_time``), None: = pts."""
 
-    __slots__ = ("au", "pts", "is_keyframe")
+    __slots__ = ("au", "pts", "dts", "is_keyframe")
 
-    def __init__(self, au: AccessUnit) -> None:
+    def __init__(self, au: AccessUnit, dts: int | None = None) -> None:
         self.au = au
         self.pts = au.pts_90k
+        self.dts = dts
         self.is_keyframe = au.keyframe
 
     def __bytes__(self) -> bytes:
@@ -81,11 +83,10 @@ class NativeOpenSegment:
         params = parameter_sets or source.parameter_sets
         track = VideoTrack(source.codec, params, entry.width, entry.height)
         self.audio = source.audio if entry.audio_codec else None
-        self.file.write(init_segment(track, self.audio, {
-            "title": f"{entry.camera_id}/{entry.stream}",
-            "comment": f"sharpeyes start_us={entry.start_us}",
-            "creation_time": iso_utc(entry.start_us, "microseconds"),
-        }))
+        self._track = track
+        # Written at the first frame, when its decode delay (the edit list's start) is known.
+        self._init_written = False
+        self._delay = 0  # 90 kHz: file decode time = connection dts - base_pts + delay
         self.base_pts = 0
         self.gop_pts: int | None = None
         self.last_video_dts = -1
@@ -97,9 +98,27 @@ class NativeOpenSegment:
         self._sequence = 0
         self._last_duration = FRAME_90K
 
-    def write_video(self, packet: NativePacket) -> None:
-        pts = packet.pts - self.base_pts
-        dts, pts = self._dts.push(pts)
+    def _write_init(self) -> None:
+        entry = self.entry
+        self.file.write(init_segment(self._track, self.audio, {
+            "title": f"{entry.camera_id}/{entry.stream}",
+            "comment": f"sharpeyes start_us={entry.start_us}",
+            "creation_time": iso_utc(entry.start_us, "microseconds"),
+        }, video_media_time=self._delay))
+        self._init_written = True
+
+    def write_video(self, packet: NativePacket, pts: int | None = None, dts: int | None = None) -> None:
+        """One access unit with the connection's ``pts``/``dts`` (the segmenter's, 90 kHz;
+        without them, decode times are derived here). The first keyframe's decode delay
+        becomes the edit list's start, so decode times in the file never go below 0."""
+        if pts is None or dts is None:
+            dts, pts = self._dts.push(packet.pts - self.base_pts)
+        else:
+            pts, dts = pts - self.base_pts, dts - self.base_pts
+        if not self._init_written:
+            self._delay = max(0, -dts)
+            self._write_init()
+        dts, pts = dts + self._delay, pts + self._delay
         if dts <= self.last_video_dts:
             return  # a duplicate the MP4 cannot hold
         if packet.is_keyframe and self._gop:
@@ -109,7 +128,7 @@ class NativeOpenSegment:
             self.entry.keyframes.append((self._us(self.gop_pts), offset))
             self.file.sync()
         if packet.is_keyframe:
-            self.gop_pts = pts
+            self.gop_pts = pts - self._delay  # presentation time, from the segment's start
         if self._gop or packet.is_keyframe:
             self._gop.append((packet.au, dts, pts))
         self.last_video_dts = dts
@@ -149,6 +168,8 @@ class NativeOpenSegment:
 
     def finish(self) -> None:
         """Write the last fragment and close the file (waits for the writer thread)."""
+        if not self._init_written:
+            self._write_init()
         if self._gop:
             offset = self.file.size
             self._flush(None)

@@ -20,12 +20,12 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Callable
 
 from config.cameras import Camera, StreamName
 from config.redact import redact_text
 from ingest.access_unit import AccessUnit
-from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
 from ingest.recording.loops import IngestLoop
 from ingest.recording.native_segment import AudioPacket, NativePacket, NativeVideoInput
 from ingest.recording.segmenter import Clock, Segmenter
@@ -34,6 +34,7 @@ from ingest.rtp.audio import AudioFrame
 from ingest.rtp.rtsp_client import RtspClient, RtspError
 from storage.index.segments import SegmentIndex
 from storage.mp4.fragments import AudioTrack
+from storage.mp4.decode_time import DecodeTimes, reorder_depth
 from storage.mp4.sps import SequenceInfo, parse_sps
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ class NativeCameraSession(CameraSession):
         self.status.puller = "native"
         self.client: RtspClient | None = None
         self.source: NativeVideoInput | None = None
+        self._decode_times = DecodeTimes(0)
+        self._last_pts: int | None = None
+        self._keyed = False
         self._future: Future[None] | None = None
         self._wake: asyncio.Event | None = None
         self._on_stopped = on_stopped
@@ -130,16 +134,7 @@ class NativeCameraSession(CameraSession):
                 self.segmenter.end_run()
                 if self._stop.is_set():
                     break
-                if time.monotonic() - started > 60:
-                    attempt = 0
-                try:
-                    self._fail(failure)
-                except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
-                    log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
-                steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
-                delay = reconnect_delay(attempt, steps)
-                attempt += 1
-                self.status.reconnects += 1
+                attempt, delay = self._after_failure(failure, started, attempt)
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 except asyncio.TimeoutError:
@@ -183,6 +178,10 @@ class NativeCameraSession(CameraSession):
         if client.audio is not None and client.audio_media is not None and client.audio.config:
             audio = AudioTrack(client.audio.config, client.audio.clock_rate, client.audio_media.channels)
         source = NativeVideoInput(codec, params, info.width, info.height, info, audio, self.ingest_loop.files)
+        # One decode timeline per connection: the segmenter judges continuity on it.
+        self._decode_times = DecodeTimes(reorder_depth(info), 3600)
+        self._last_pts = None
+        self._keyed = False
         self.segmenter.start_native_input(source)
         self.status.codec = codec
         self.status.width, self.status.height = info.width, info.height
@@ -199,9 +198,25 @@ class NativeCameraSession(CameraSession):
                 return
         self.status.last_packet_us = now
         self._last_video = (au.pts_90k, time.monotonic())
+        if not self._keyed:
+            if not au.keyframe:
+                return  # joined mid-GOP: decode times start at the first keyframe (docs/bframes.md)
+            self._keyed = True
         self._meter.add(now, sum(map(len, au.nals)), au.keyframe)
+        # RTP gives the pts only: the decode time by the one rule (storage.mp4.decode_time).
+        dts, pts = self._decode_times.push(au.pts_90k)
+        if self._last_pts is not None and au.pts_90k < self._last_pts and not self.status.b_frames:
+            self.status.b_frames = True
+            log.info("camera %s/%s sends B-frames (reorder depth %d): recording by decode time; "
+                     "WebRTC only through the live-h264 profile", self.camera.id, self.stream, self._decode_times.depth)
+        self._last_pts = au.pts_90k
+        self.status.reorder_depth = self._decode_times.depth
+        packet = NativePacket(au, dts)
+        packet.pts = pts
+        if dts != au.pts_90k:
+            au = replace(au, dts_90k=dts)  # live viewers (MSE, LL-HLS) keep the decode order too
         try:
-            self.segmenter.push_video(NativePacket(au), now)  # type: ignore[arg-type]
+            self.segmenter.push_video(packet, now)  # type: ignore[arg-type]
         except (ValueError, OSError) as exc:
             self.status.errors += 1
             self.status.last_error = redact_text(f"camera {self.camera.id}: writing the segment failed: {exc}")

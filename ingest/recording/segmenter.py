@@ -2,11 +2,23 @@
 
 Time model (docs/recording.md): a wall-clock anchor is taken at the first packet
 of a connection; every later time is the anchor plus media time from the
-camera's pts. A segment is cut at the first keyframe at or past the target
-duration, so segments of one run are contiguous to the tick. A pts jump
-(backwards, or forwards past ``max_jump_us``) or clock drift past
-``max_drift_us`` ends the run and takes a new anchor, never overlapping the
-segment before.
+camera's timestamps. A segment is cut at the first keyframe at or past the target
+duration, so segments of one run are contiguous to the tick. Continuity is judged
+on decode time (DTS, ``storage.mp4.decode_time.breaks_run``): a jump backwards, or
+forwards past ``max_jump_us``, or clock drift past ``max_drift_us`` ends the run and
+takes a new anchor, never overlapping the segment before. A camera that sends
+B-frames has presentation times (PTS) that go back and forth in decode order; that
+is not a jump. Segment start and end are presentation times of keyframes (closed
+GOPs: a keyframe is presented before every frame decoded after it).
+
+In the file, samples are in decode order: ``tfdt`` and durations from the DTS, the
+composition offsets (PTS - DTS) in each ``trun``, and an edit list (``delay_moov``
+lets the muxer write it) starts presentation at the first keyframe, hiding the
+decoder's start-up delay. So a segment's media time 0 is its start in presentation
+(``storage.mp4.read.presented_at``), and its decode time 0 is that delay earlier.
+Packets come with their DTS set (the session derives it from the PTS,
+``ingest.recording.access_units.DecodeTimestamper``); a packet without one is taken
+as not reordered. See docs/bframes.md.
 """
 
 from __future__ import annotations
@@ -22,7 +34,9 @@ from typing import Callable
 import av
 
 from config.times import iso_utc
+from storage.mp4.decode_time import breaks_run
 from storage.mp4.nal import parameter_set_nals, split_annexb
+from storage.mp4.read import init_segment_size
 from ingest.recording.native_segment import NativeOpenSegment, NativeVideoInput
 from ingest.recording.spool import Spool, SpoolEntry
 from storage.mp4.sps import parse_sps
@@ -38,14 +52,19 @@ MP4_AUDIO = {"aac"}  # G.711 and others are not recorded: see docs/recording.md
 class HashingFile:
     """A write-only file that hashes what passes through and fsyncs on demand."""
 
+    HEAD_BYTES = 65536
+
     def __init__(self, path: Path):
         self._f = open(path, "wb", buffering=0)
         self._sha = hashlib.sha256()
         self.size = 0
+        self.head = bytearray()  # the first bytes written: the init segment is in there
 
     def write(self, data: bytes) -> int:
         n = self._f.write(data)
         self._sha.update(memoryview(data)[:n])
+        if self.size < self.HEAD_BYTES:
+            self.head += memoryview(data)[:min(n, self.HEAD_BYTES - self.size)]
         self.size += n
         return n
 
@@ -88,7 +107,10 @@ class _OpenSegment:
         self.container = av.open(
             self.file, "w", format="mp4",
             options={
-                "movflags": "frag_keyframe+empty_moov+default_base_moof",
+                # delay_moov: the moov is written with the first fragment, once the muxer
+                # knows the first composition offset, so it writes the edit list that
+                # hides a B-frame stream's start-up delay.
+                "movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof",
                 # Packets arrive in order already. Without this a camera whose audio
                 # goes quiet would hold video in the muxer's interleaving queue for
                 # up to 10 s, past the one-GOP loss bound.
@@ -111,26 +133,43 @@ class _OpenSegment:
         self.audio = self.container.add_stream_from_template(audio) if audio is not None else None
         self.video_tb: Fraction = video.time_base
         self.audio_tb: Fraction | None = audio.time_base if audio is not None else None
-        self.base_pts = 0  # video pts of the first keyframe, in video_tb
-        self.gop_pts: int | None = None
-        self.last_video_dts = -1
+        self.base_pts = 0  # video pts of the first keyframe, in video_tb: the segment's start
+        self.gop_pts: int | None = None  # presentation time of the open GOP's keyframe, from base_pts
+        self.last_video_dts: int | None = None
         self.last_audio_dts = -1
 
-    def write_video(self, packet: av.Packet) -> None:
-        pts = packet.pts - self.base_pts
-        if pts <= self.last_video_dts:
-            return  # a duplicate or reordered frame the muxer would refuse
+    def write_video(self, packet: av.Packet, pts: int, dts: int) -> None:
+        """Mux one access unit with the camera's ``pts`` and ``dts`` (video time base).
+
+        Times are given relative to the keyframe's pts, so a B-frame stream's first dts
+        is negative: the muxer then moves every track by that delay and writes an edit
+        list that starts presentation at the keyframe (given a dts of 0 instead, it would
+        keep the delay as an empty edit)."""
+        rel_dts = dts - self.base_pts
+        rel_pts = pts - self.base_pts
+        if self.last_video_dts is not None and rel_dts <= self.last_video_dts:
+            return  # a duplicate the muxer would refuse
         if packet.is_keyframe and self.gop_pts is not None:
-            # Muxing this keyframe flushes the previous GOP as one fragment.
+            # Muxing this keyframe flushes the previous GOP as one fragment (the first
+            # one together with the init segment: delay_moov).
             offset = self.file.size
-            self._mux(packet, self.video, pts)
+            self._mux(packet, self.video, rel_pts, rel_dts)
             self.entry.keyframes.append((self._us(self.gop_pts), offset))
+            self._place_first_fragment()
             self.file.sync()
         else:
-            self._mux(packet, self.video, pts)
+            self._mux(packet, self.video, rel_pts, rel_dts)
         if packet.is_keyframe:
-            self.gop_pts = pts
-        self.last_video_dts = pts
+            self.gop_pts = pts - self.base_pts
+        self.last_video_dts = rel_dts
+
+    def _place_first_fragment(self) -> None:
+        """The first fragment starts after the init segment, which the muxer writes with it
+        (delay_moov), perhaps only at a later packet (it interleaves audio): until then its
+        table entry says 0."""
+        table = self.entry.keyframes
+        if table and table[0][1] == 0 and self.file.size:
+            table[0] = (table[0][0], init_segment_size(bytes(self.file.head)))
 
     def write_audio(self, packet: av.Packet) -> None:
         if self.audio is None or self.audio_tb is None or packet.pts is None:
@@ -139,15 +178,16 @@ class _OpenSegment:
         pts = int(packet.pts - start / self.audio_tb)
         if pts < 0 or pts <= self.last_audio_dts:
             return
-        self._mux(packet, self.audio, pts)
+        self._mux(packet, self.audio, pts, pts)
+        self._place_first_fragment()
         self.last_audio_dts = pts
 
-    def _mux(self, packet: av.Packet, stream: av.stream.Stream, pts: int) -> None:
+    def _mux(self, packet: av.Packet, stream: av.stream.Stream, pts: int, dts: int) -> None:
         # The same packet goes on to live viewers: mux it with segment-relative
         # times, then give it back exactly as it came (the muxer rescales in place).
         saved = packet.pts, packet.dts, packet.time_base, packet.stream
         packet.pts = pts
-        packet.dts = pts
+        packet.dts = dts
         packet.stream = stream
         try:
             self.container.mux(packet)
@@ -166,6 +206,7 @@ class _OpenSegment:
         self.container.close()
         if had_gop and self.file.size > offset:
             self.entry.keyframes.append((self._us(self.gop_pts or 0), offset))
+        self._place_first_fragment()
         self.file.close()
         self.entry.sha256 = self.file.sha256
 
@@ -232,7 +273,8 @@ class Segmenter:
         self._anchor_pts: int | None = None
         self._anchor_us = 0
         self._anchor_drift = 0
-        self._last_pts: int | None = None
+        self._last_dts: int | None = None  # decode time of the last frame: continuity
+        self._end_pts: int | None = None  # latest presentation time in the run: where it ends
         self._us_num, self._us_den = 1, 1
         self._frame_us = 40_000
         self._drift_us = 0
@@ -261,7 +303,8 @@ class Segmenter:
         self._extradata = None
         self._dimensions = None
         self._anchor_pts = None
-        self._last_pts = None
+        self._last_dts = None
+        self._end_pts = None
 
     def start_native_input(self, source: NativeVideoInput) -> None:
         """A new native connection (90 kHz access units, AAC frames on the same timeline)."""
@@ -274,7 +317,8 @@ class Segmenter:
         self._extradata = None
         self._dimensions = None
         self._anchor_pts = None
-        self._last_pts = None
+        self._last_dts = None
+        self._end_pts = None
 
     @property
     def _codec_name(self) -> str:
@@ -285,37 +329,40 @@ class Segmenter:
         return self._video.codec_context.name
 
     def end_run(self) -> None:
-        """The run of continuous media time ended (disconnect, pts jump, stop):
-        close the open segment after its last frame and forget the anchor."""
-        if self._seg is not None and self._last_pts is not None:
-            self._close(self._last_pts, self._frame_us)
+        """The run of continuous media time ended (disconnect, time jump, stop):
+        close the open segment after its last presented frame and forget the anchor."""
+        if self._seg is not None and self._end_pts is not None:
+            self._close(self._end_pts, self._frame_us)
         elif self._seg is not None:
             self._abort()
         self._anchor_pts = None
-        self._last_pts = None
+        self._last_dts = None
+        self._end_pts = None
         self._run_settled = False
         self._announce_start = True
 
     # -- packets ------------------------------------------------------------------
 
     def push_video(self, packet: av.Packet, arrival_us: int | None = None) -> None:
-        """One whole access unit (see ``AccessUnitJoiner``), with when it arrived
-        (default: now on the injected clock)."""
+        """One whole access unit (see ``AccessUnitJoiner``) in decode order, with its DTS
+        set (see ``DecodeTimestamper``; none: the PTS), and when it arrived (default: now
+        on the injected clock)."""
         assert self._video is not None or self._native is not None, "start_input first"
         pts = packet.pts
+        dts = pts if packet.dts is None else min(packet.dts, pts)
         now = self.clock() if arrival_us is None else arrival_us
         if self._anchor_pts is None:
             self._set_anchor(pts, now)
-        elif self._last_pts is not None:
-            step_us = (pts - self._last_pts) * self._us_num // self._us_den
-            if step_us <= 0 or step_us > self.max_jump_us:
-                log.warning("%s/%s: pts jumped by %d ms; closing the segment and taking a new anchor",
-                            self.camera_id, self.stream, step_us // 1000)
+        elif self._last_dts is not None:
+            step = dts - self._last_dts
+            if breaks_run(self._last_dts, dts, self.max_jump_us * self._us_den // self._us_num):
+                log.warning("%s/%s: decode time jumped by %d ms; closing the segment and taking a new anchor",
+                            self.camera_id, self.stream, step * self._us_num // self._us_den // 1000)
                 self.discontinuities += 1
                 self.end_run()
                 self._set_anchor(pts, now)
-            elif step_us < 1_000_000:
-                self._frame_us = step_us
+            elif step * self._us_num // self._us_den < 1_000_000:
+                self._frame_us = step * self._us_num // self._us_den
         if not self._run_settled:
             self._clamp_to_arrival(pts, now)
         if packet.is_keyframe:
@@ -324,8 +371,10 @@ class Segmenter:
                 self._reanchor = True
             self._on_keyframe(packet, pts, now)
         if self._seg is not None:
-            self._seg.write_video(packet)
-        self._last_pts = pts
+            self._seg.write_video(packet, pts, dts)
+        self._last_dts = dts
+        if self._end_pts is None or pts > self._end_pts:
+            self._end_pts = pts
 
     def push_audio(self, packet: av.Packet) -> None:
         if self._seg is not None and (self._audio is not None or self._native is not None):

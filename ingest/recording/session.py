@@ -18,7 +18,7 @@ import av
 
 from config.cameras import Camera, StreamName
 from config.redact import redact_text, redact_url
-from ingest.recording.access_units import AccessUnitJoiner, frame_ticks
+from ingest.recording.access_units import AccessUnitJoiner, DecodeTimestamper, frame_ticks
 from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
 from ingest.recording.segmenter import SUPPORTED_VIDEO, Clock, Segmenter
 from ingest.recording.status import CameraStatus, RateMeter
@@ -70,14 +70,22 @@ def classify(exc: BaseException, camera_id: str, stall_timeout: float) -> Sessio
     return SessionFailure("offline", "network", f"camera {camera_id}: {type(exc).__name__}: {text}")
 
 
+UDP_RECEIVE_BUFFER = 8 << 20
+
+
 def open_options(camera: Camera, io_timeout: float) -> dict[str, str]:
     """FFmpeg options for pulling ``camera``. ``io_timeout`` is FFmpeg's own socket timeout
     (connect and every read; for UDP, the wait for packets): the stall watchdog."""
-    return {
+    options = {
         "rtsp_transport": camera.rtsp_transport,
         "timeout": str(int(io_timeout * 1_000_000)),
         "allowed_media_types": "video+audio",
     }
+    if camera.rtsp_transport == "udp":
+        # A keyframe is a burst of RTP packets; the default socket buffer loses some of it
+        # on a busy host (docs/recording.md). The kernel caps it at net.core.rmem_max.
+        options["buffer_size"] = str(UDP_RECEIVE_BUFFER)
+    return options
 
 
 class CameraSession:
@@ -110,6 +118,7 @@ class CameraSession:
         self.status = CameraStatus(camera.id, stream, since_us=clock())
         self.taps: list[Tap] = []
         self._meter = RateMeter()
+        self._stamper: DecodeTimestamper | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._gap_id: int | None = None
@@ -172,18 +181,23 @@ class CameraSession:
             self.segmenter.end_run()
             if self._stop.is_set():
                 break
-            # A connection that recorded for a while earns a fresh schedule.
-            if time.monotonic() - started > 60:
-                attempt = 0
-            try:
-                self._fail(failure)
-            except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
-                log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
-            steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
-            delay = reconnect_delay(attempt, steps)
-            attempt += 1
-            self.status.reconnects += 1
+            attempt, delay = self._after_failure(failure, started, attempt)
             self._stop.wait(delay)
+
+    def _after_failure(self, failure: SessionFailure, started: float, attempt: int) -> tuple[int, float]:
+        """Record a failed connection; return the next attempt number and the delay before it.
+        (Both pullers' loops, so the gaps and the backoff read the same.)"""
+        # A connection that recorded for a while earns a fresh schedule.
+        if time.monotonic() - started > 60:
+            attempt = 0
+        try:
+            self._fail(failure)
+        except Exception:  # noqa: BLE001 - nothing may end the pull loop but stop()
+            log.exception("camera %s: recording the failure failed; reconnecting anyway", self.camera.id)
+        steps = UNAUTHORIZED_STEPS if failure.state == "unauthorized" else RECONNECT_STEPS
+        delay = reconnect_delay(attempt, steps)
+        self.status.reconnects += 1
+        return attempt + 1, delay
 
     def _pull(self) -> None:
         # The stall watchdog is FFmpeg's socket timeout, not PyAV's read timeout: PyAV's
@@ -223,6 +237,7 @@ class CameraSession:
     def _demux(self, container: av.container.InputContainer, streams: list, video: av.video.stream.VideoStream,
                audio: av.audio.stream.AudioStream | None) -> None:
         joiner = AccessUnitJoiner(frame_ticks(video))
+        self._stamper = DecodeTimestamper(video)  # a new connection: a new decode timeline
         for packet in container.demux(streams):
             if self._stop.is_set():
                 return
@@ -237,7 +252,13 @@ class CameraSession:
             self._on_access_unit(au, arrival)
 
     def _on_access_unit(self, au: av.Packet, arrival_us: int) -> None:
+        # Decode time first: the segmenter, the live hub and the decoders all need it.
+        stamper = self._stamper
+        if stamper is None:
+            stamper = self._stamper = DecodeTimestamper(au.stream)
         self.status.last_packet_us = arrival_us
+        if not stamper.stamp(au):
+            return  # before the first keyframe: nothing can decode it, nobody records it
         self._meter.add(arrival_us, au.size, au.is_keyframe)
         if au.is_corrupt:
             self.status.errors += 1
@@ -255,6 +276,11 @@ class CameraSession:
             # Once a GOP is often enough for a status, and keeps the per-frame path short.
             self.status.fps, self.status.bitrate_bps = self._meter.rates()
             self.status.keyframe_interval_s = self._meter.keyframe_interval_s
+            self.status.reorder_depth = stamper.depth
+            if stamper.b_frames and not self.status.b_frames:
+                self.status.b_frames = True
+                log.info("camera %s/%s sends B-frames (reorder depth %d): recording by decode time; "
+                         "WebRTC only through the live-h264 profile", self.camera.id, self.stream, stamper.depth)
             self.status.segments = self.segmenter.segments_closed
 
     def _tap(self, packet: av.Packet) -> None:

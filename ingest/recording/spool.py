@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from storage.index.keyframes import Keyframe
-from storage.mp4.read import init_segment_size, parse_init, scan_fragments
+from storage.mp4.read import init_segment_size, parse_init, presented_at, scan_fragments
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,63 @@ class Spool:
                      entry.camera_id, entry.stream, entry.start_us, len(closed.keyframes))
         return recovered
 
+    def adopt(self, other_root: Path, camera_id: str) -> list[SpoolEntry]:
+        """Take over ``camera_id``'s segments from another worker's spool (``other_root``,
+        on a shared volume) after taking the camera's lease from it; returns them,
+        closed, for the uploader. They keep their recorder's worker id and lease
+        epoch: the index accepts them for the time before the takeover.
+
+        Closed segments are moved (one rename each). A ``.part`` is *copied* up to
+        its last complete fragment and then removed: if its worker was only paused,
+        not dead, it may still append to its open file, and must not change ours."""
+        adopted = []
+        for meta in sorted(other_root.glob(f"{camera_id}/*/*.json")):
+            try:
+                entry = SpoolEntry(**json.loads(meta.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError) as exc:
+                log.error("spool: cannot adopt %s (%s); leaving it for an operator", meta, exc)
+                continue
+            src_mp4, src_part = meta.with_suffix(".mp4"), meta.with_suffix(".part")
+            dest = self._dir(entry.camera_id, entry.stream)
+            dest.mkdir(parents=True, exist_ok=True)
+            if src_mp4.exists():
+                try:
+                    os.replace(src_mp4, self.media_path(entry))
+                except FileNotFoundError:
+                    continue  # its own uploader finished it meanwhile
+                self._write_meta(entry)
+                meta.unlink(missing_ok=True)
+                adopted.append(entry)
+                continue
+            if not src_part.exists():
+                continue
+            try:
+                data = src_part.read_bytes()
+            except FileNotFoundError:
+                continue
+            part = self.part_path(entry)
+            with open(part, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._write_meta(entry)
+            try:
+                closed = _finalise_part(entry, part)
+            except (OSError, ValueError) as exc:
+                log.warning("spool: adopted %s/%s %s has no usable fragment (%s); nothing to upload",
+                            entry.camera_id, entry.stream, src_part.name, exc)
+                self.discard(entry)
+            else:
+                self.close(closed)
+                adopted.append(closed)
+            src_part.unlink(missing_ok=True)
+            meta.unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        if adopted:
+            with self._usage_lock:
+                self._usage = None
+        return adopted
+
     def drop_oldest(self, keep: tuple[str, str, int] | None = None) -> SpoolEntry | None:
         """Delete the oldest closed segment (the ``drop-oldest-unuploaded`` policy),
         except ``keep`` (camera, stream, start_us): the one being uploaded right now."""
@@ -228,8 +285,10 @@ def _finalise_part(entry: SpoolEntry, path: Path) -> SpoolEntry:
         run = frag.runs.get(video.track_id)
         if run is None or not run.samples:
             continue
-        keyframes.append((run.samples[0].decode_time * 1_000_000 // video.timescale, frag.moof_offset))
-        end_ticks = run.samples[-1].decode_time + run.samples[-1].duration
+        # Presentation times (a keyframe is shown first in its closed GOP; B-frames are
+        # shown in another order than stored, so the end is the latest shown frame's).
+        keyframes.append((presented_at(run.samples[0], video) * 1_000_000 // video.timescale, frag.moof_offset))
+        end_ticks = max(end_ticks, max(presented_at(smp, video) + smp.duration for smp in run.samples))
     entry.keyframes = keyframes
     entry.end_us = entry.start_us + end_ticks * 1_000_000 // video.timescale
     entry.sha256 = None  # the uploader hashes recovered files from disk

@@ -33,6 +33,10 @@ class CameraStatus:
     lost_packets: int = 0  # RTP packets that never came (native puller)
     dropped_frames: int = 0  # pictures dropped for loss, until the next keyframe (native puller)
     clock_offset_ms: float | None = None  # camera clock (RTCP SR) minus ours; recorded, never applied
+    # The camera sends B-frames (pictures out of presentation order): browsers' WebRTC
+    # cannot play it as it is, only through its live-h264 profile (docs/live.md).
+    b_frames: bool = False
+    reorder_depth: int = 0  # pictures a decoder holds before output (SPS, or as observed)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -12,24 +12,34 @@ import hashlib
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from prometheus_client import Counter
 
-from storage.index.segments import Fence, FencedOut, SegmentIndex, SegmentRecord
+from storage.index.segments import Claim, Fence, FencedOut, SegmentIndex, SegmentRecord
 from storage.index.keyframes import pack_keyframes
 from storage.mp4.read import init_segment_size
 from storage.objects.store import ObjectStore, ObjectStoreUnavailable
 from storage.objects.open import segment_key
+from ingest.recording.pieces import Piece, split_by_claims
 from ingest.recording.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
 
-SEGMENTS_FENCED = Counter(
-    "sharpeyes_segments_fenced_total",
-    "Segments refused by the index because this worker had lost the camera's lease (deleted, not indexed).",
+SEGMENTS_QUARANTINED = Counter(
+    "sharpeyes_segments_quarantined_total",
+    "Pieces of segments not indexed because their time was already claimed, kept under quarantine/.",
+    ["reason"],
 )
+QUARANTINED_SECONDS = Counter(
+    "sharpeyes_quarantined_seconds_total",
+    "Seconds of video kept under quarantine/ instead of indexed (time fencing).",
+    ["reason"],
+)
+# Where refused video goes: outside every camera's prefix, so retention rules leave it alone.
+QUARANTINE_PREFIX = "quarantine/"
 
 # Seconds to wait after a failed upload, growing while the store stays down.
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0)
@@ -69,7 +79,6 @@ class Uploader:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._chain: dict[tuple[str, str], str | None] = {}
         self.uploaded = 0
         self.failures = 0
         self.dropped = 0  # segments lost to the spool quota (each is a storage_unavailable gap)
@@ -161,6 +170,13 @@ class Uploader:
         return n
 
     def upload(self, entry: SpoolEntry) -> None:
+        """Store and index one closed segment, then remove it from the spool.
+
+        Fencing is by time (``SegmentIndex.add_segment``): a segment whose time is
+        partly claimed (another row has it, or a newer lease owner records it) is
+        cut at GOP boundaries; the free parts are indexed as segments of their own
+        and the claimed parts are stored under ``quarantine/`` with a row in the
+        ``quarantine`` table saying why. Nothing recorded is deleted."""
         path = self.spool.media_path(entry)
         started = time.monotonic()
         sha = entry.sha256 or file_sha256(path)
@@ -169,19 +185,26 @@ class Uploader:
         key = segment_key(entry.camera_id, entry.stream, entry.start_us, (entry.end_us - entry.start_us) // 1000)
         with open(path, "rb") as f:
             head = f.read(64 * 1024)
-        init_size = init_segment_size(head)
-        init = head[:init_size]
-        self.store.put_file(key, path, sha)
-        chain_key = (entry.camera_id, entry.stream)
-        if chain_key not in self._chain:
-            last = self.index.last_segment(entry.camera_id, entry.stream)
-            self._chain[chain_key] = last.sha256 if last is not None and last.start_us < entry.start_us else None
-        try:
-            self._index(entry, key, size, sha, init)
-        except FencedOut as exc:
-            self._drop_fenced(entry, key, exc)
-            return
-        self._chain[chain_key] = sha
+        init = head[:init_segment_size(head)]
+        fence = self._fence_for(entry)
+        stored_whole = False
+        if self.index.references(entry.camera_id, entry.stream, entry.start_us, key):
+            claims = []  # indexed already (a crash came between the row and the spool delete)
+        else:
+            claims = self.index.claims(entry.camera_id, entry.stream, entry.start_us, entry.end_us, fence)
+        if not claims:
+            self.store.put_file(key, path, sha)
+            stored_whole = True
+            try:
+                self.index.add_segment(self._record(entry, entry.start_us, entry.end_us, key, size, sha, init,
+                                                    pack_keyframes(entry.keyframe_table())), fence=fence)
+            except FencedOut as exc:  # claimed between the plan and the insert
+                claims = exc.claims
+        if claims:
+            self._upload_pieces(entry, path, init, fence, claims)
+            if stored_whole:
+                # Stored whole before the claim appeared: its bytes are in the pieces now.
+                self._delete_duplicate(entry, key)
         self.spool.discard(entry)
         self.uploaded += 1
         self.uploaded_bytes += size
@@ -189,60 +212,70 @@ class Uploader:
         self.latency_sum_s += self.last_latency_s
         self.on_stored(entry)
 
-    def _index(self, entry: SpoolEntry, key: str, size: int, sha: str, init: bytes) -> None:
-        chain_key = (entry.camera_id, entry.stream)
-        assert entry.end_us is not None
-        self.index.add_segment(
-            SegmentRecord(
-                camera_id=entry.camera_id,
-                stream=entry.stream,
-                start_us=entry.start_us,
-                end_us=entry.end_us,
-                object_key=key,
-                bytes=size,
-                codec=entry.codec,
-                width=entry.width,
-                height=entry.height,
-                audio_codec=entry.audio_codec,
-                sha256=sha,
-                prev_sha256=self._chain[chain_key],
-                init_sha256=hashlib.sha256(init).hexdigest(),
-                init_data=init,
-                keyframes=pack_keyframes(entry.keyframe_table()),
-                drift_us=entry.drift_us,
-                worker_id=entry.worker_id,
-                origin=entry.origin,
-            ),
-            fence=self._fence_for(entry),
+    def _record(self, entry: SpoolEntry, start_us: int, end_us: int, key: str, size: int, sha: str,
+                init: bytes, keyframes: bytes) -> SegmentRecord:
+        return SegmentRecord(
+            camera_id=entry.camera_id, stream=entry.stream, start_us=start_us, end_us=end_us, object_key=key,
+            bytes=size, codec=entry.codec, width=entry.width, height=entry.height, audio_codec=entry.audio_codec,
+            sha256=sha, init_sha256=hashlib.sha256(init).hexdigest(), init_data=init, keyframes=keyframes,
+            drift_us=entry.drift_us, worker_id=entry.worker_id, origin=entry.origin,
         )
 
+    def _upload_pieces(self, entry: SpoolEntry, path: Path, init: bytes, fence: Fence | None,
+                       claims: list[Claim]) -> None:
+        assert entry.end_us is not None
+        for piece in split_by_claims(path.read_bytes(), len(init), entry.start_us, entry.end_us, claims):
+            duration_ms = (piece.end_us - piece.start_us) // 1000
+            key = segment_key(entry.camera_id, entry.stream, piece.start_us, duration_ms)
+            sha = piece.sha256
+            if not piece.claimed:
+                self.store.put_bytes(key, piece.data, sha)
+                try:
+                    self.index.add_segment(self._record(entry, piece.start_us, piece.end_us, key, len(piece.data),
+                                                        sha, init, pack_keyframes(piece.keyframes)), fence=fence)
+                    log.warning("camera %s/%s: indexed the unclaimed part [%d, %d) of the segment at %d",
+                                entry.camera_id, entry.stream, piece.start_us, piece.end_us, entry.start_us)
+                    continue
+                except FencedOut as exc:
+                    piece = replace(piece, claimed=exc.claims)
+                self._delete_duplicate(entry, key)
+            self._quarantine(entry, piece, fence)
+
+    def _quarantine(self, entry: SpoolEntry, piece: Piece, fence: Fence | None) -> None:
+        """Keep a refused piece under ``quarantine/``, with a row, a metric and a log line that say why."""
+        key = QUARANTINE_PREFIX + segment_key(entry.camera_id, entry.stream, piece.start_us,
+                                              (piece.end_us - piece.start_us) // 1000)
+        sha = piece.sha256
+        self.store.put_bytes(key, piece.data, sha)
+        reason = "taken_over" if any(c.reason == "taken_over" for c in piece.claimed) else "indexed"
+        detail = "; ".join(f"[{c.start_us}, {c.end_us}) {c.detail}" for c in piece.claimed)
+        self.index.add_quarantine(entry.camera_id, entry.stream, piece.start_us, piece.end_us, object_key=key,
+                                  sha256=sha, size=len(piece.data), worker_id=entry.worker_id,
+                                  epoch=entry.lease_epoch, reason=reason, detail=detail)
+        self.fenced += 1
+        SEGMENTS_QUARANTINED.labels(reason).inc()
+        QUARANTINED_SECONDS.labels(reason).inc((piece.end_us - piece.start_us) / 1e6)
+        log.error("camera %s/%s: [%d, %d) of the segment at %d was already claimed (%s): not indexed, kept as %s",
+                  entry.camera_id, entry.stream, piece.start_us, piece.end_us, entry.start_us, detail, key)
+
+    def _delete_duplicate(self, entry: SpoolEntry, key: str) -> None:
+        """Remove an unindexed object whose bytes are held elsewhere (an indexed piece or quarantine)."""
+        try:
+            if not self.index.references(entry.camera_id, entry.stream, entry.start_us, key):
+                self.store.delete(key)
+        except Exception:  # noqa: BLE001 - an orphan object is harmless; retention lists it
+            log.exception("camera %s: could not delete the duplicate object %s", entry.camera_id, key)
+
     def _fence_for(self, entry: SpoolEntry) -> Fence | None:
-        """The epoch the segment was recorded under, if it says; else the current one.
-        A segment recovered after a crash is indexed if no other worker has taken the
-        camera since (same epoch), whether or not this worker holds it again yet."""
+        """The (worker, epoch) the segment was recorded under, if it says; else the
+        current one. That worker may since have lost the camera (or died, and this
+        worker adopted its spool): the index then indexes what precedes the takeover."""
         if self.fence is None:
             return None
         current = self.fence(entry)
         if entry.lease_epoch is None or current is None:
             return current
-        return (current[0], entry.lease_epoch)
-
-    def _drop_fenced(self, entry: SpoolEntry, key: str, exc: FencedOut) -> None:
-        """Another worker owns the camera now and records it: this segment would
-        overlap its recording, so it is thrown away rather than kept for a retry
-        that can never succeed. Its object goes too, unless a row points at it
-        (the same key indexed by someone else is not ours to delete)."""
-        try:
-            if not self.index.references(entry.camera_id, entry.stream, entry.start_us, key):
-                self.store.delete(key)
-        except Exception:  # noqa: BLE001 - an orphan object is harmless; retention lists it
-            log.exception("camera %s: could not delete the fenced object %s", entry.camera_id, key)
-        self.spool.discard(entry)
-        self._chain.pop((entry.camera_id, entry.stream), None)
-        self.fenced += 1
-        SEGMENTS_FENCED.inc()
-        log.error("%s: dropped the %s segment at %d-%d (spool file and object deleted)",
-                  exc, entry.stream, entry.start_us, entry.end_us or entry.start_us)
+        return (entry.worker_id or current[0], entry.lease_epoch)
 
     def enforce_quota(self) -> None:
         """Keep the spool under its quota with ``drop-oldest-unuploaded``: the oldest

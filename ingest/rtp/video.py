@@ -191,6 +191,17 @@ class VideoDepacketizer:
             self._add_nal(bytes(self._fu))
             self._fu = None
 
+    def _aggregated(self, payload: bytes, pos: int) -> None:
+        """An aggregation packet (H.264 STAP-A, H.265 AP): 16-bit size, NAL unit, repeated."""
+        n = len(payload)
+        while pos + 2 <= n:
+            size = (payload[pos] << 8) | payload[pos + 1]
+            pos += 2
+            if pos + size > n:
+                raise ValueError("an aggregated NAL unit runs past the packet")
+            self._add_nal(payload[pos:pos + size])
+            pos += size
+
     def load_parameter_sets(self, nals: list[bytes]) -> None:
         """Parameter sets from the SDP: known before the first packet."""
         for nal in nals:
@@ -219,14 +230,7 @@ class H264Depacketizer(VideoDepacketizer):
             self._fu_part(bool(fu & 0x80), bool(fu & 0x40), bytes(((payload[0] & 0xE0) | (fu & 0x1F),)),
                           payload[2:])
         elif t == H264_STAP_A:
-            pos, n = 1, len(payload)
-            while pos + 2 <= n:
-                size = (payload[pos] << 8) | payload[pos + 1]
-                pos += 2
-                if pos + size > n:
-                    raise ValueError("STAP-A unit runs past the packet")
-                self._add_nal(payload[pos:pos + size])
-                pos += size
+            self._aggregated(payload, 1)
         else:
             self.unsupported += 1
             self._broken = True
@@ -265,14 +269,7 @@ class H265Depacketizer(VideoDepacketizer):
             header = bytes(((payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]))
             self._fu_part(bool(fu & 0x80), bool(fu & 0x40), header, payload[3:])
         elif t == H265_AP:
-            pos, n = 2, len(payload)
-            while pos + 2 <= n:
-                size = (payload[pos] << 8) | payload[pos + 1]
-                pos += 2
-                if pos + size > n:
-                    raise ValueError("H.265 aggregation unit runs past the packet")
-                self._add_nal(payload[pos:pos + size])
-                pos += size
+            self._aggregated(payload, 2)
         else:
             self.unsupported += 1
             self._broken = True

@@ -56,7 +56,12 @@ def ingest_cmd(ctx: typer.Context,
     svc.settings.use_leases = leases
     if advertise_url:
         svc.settings.advertise_url = advertise_url
-    run_process(svc, http_bind=http_bind, ingest=True, serve=False)
+    from storage.index.leases import DuplicateWorker
+
+    try:
+        run_process(svc, http_bind=http_bind, ingest=True, serve=False)
+    except DuplicateWorker as exc:
+        fail(str(exc), code=3)
 
 
 @process_app.command("serve")

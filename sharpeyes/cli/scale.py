@@ -1,11 +1,11 @@
-"""CLI for running at scale: ``sharpeyes db upgrade`` and ``sharpeyes workers``. Wiring only."""
+"""CLI for running at scale: ``sharpeyes db upgrade``, ``db partitions`` and ``sharpeyes workers``. Wiring only."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from config.times import now_us
+from config.times import iso_utc, now_us
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 workers_app = typer.Typer(help="Ingest workers and the cameras they hold.", invoke_without_command=True)
@@ -15,9 +15,33 @@ workers_app = typer.Typer(help="Ingest workers and the cameras they hold.", invo
 def db_upgrade(ctx: typer.Context) -> None:
     """Bring the index schema to the newest migration (run once before starting workers and API nodes)."""
     from sharpeyes.cli.output import console, services
+    from storage.db.partitions import ensure_partitions
 
     engine = services(ctx).engine  # opening the engine runs the migrations
-    console.print(f"index at {engine.url.render_as_string(hide_password=True)} is up to date")
+    created = ensure_partitions(engine, now_us=now_us())
+    console.print(f"index at {engine.url.render_as_string(hide_password=True)} is up to date"
+                  + (f"; created partitions {', '.join(created)}" if created else ""))
+
+
+@db_app.command("partitions")
+def db_partitions(ctx: typer.Context,
+                  months_ahead: int = typer.Option(3, min=1, max=24, help="Create monthly partitions this far ahead."),
+                  ) -> None:
+    """PostgreSQL: create the monthly partitions of segments ahead and list them (run daily; retention does it too)."""
+    from sharpeyes.cli.output import console, services
+    from storage.db.partitions import ensure_partitions, partitions
+
+    engine = services(ctx).engine
+    created = ensure_partitions(engine, now_us=now_us(), months_ahead=months_ahead)
+    with engine.connect() as conn:
+        have = partitions(conn)
+    if not have:
+        console.print("segments is not partitioned here (SQLite): nothing to do")
+        return
+    out = Table("partition", "from (UTC)", "to (UTC)", "new")
+    for p in have:
+        out.add_row(p.name, iso_utc(p.start_us), iso_utc(p.end_us), "yes" if p.name in created else "")
+    console.print(out)
 
 
 @workers_app.callback()

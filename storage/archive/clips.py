@@ -59,7 +59,7 @@ from storage.mp4.edit import (
     patch_fragment,
     ticks,
 )
-from storage.mp4.read import parse_init
+from storage.mp4.read import TrackInfo, parse_init
 from storage.objects.store import ObjectNotFound, ObjectStore
 from storage.db.schema import SegmentRow
 
@@ -153,6 +153,9 @@ class ClipPlan:
     segments: list[SegmentRow]  # the source segments, in order
     timescales: dict[int, int] = field(default_factory=dict)  # track id -> media timescale
     first_frame_us: int = 0  # wall time of the frame on screen at first_us (its own start)
+    # Per track, how far the clip's media time leads its clock (ticks): the header's edit
+    # list starts presentation at ticks(first_us - zero_us) + lead.
+    leads: dict[int, int] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -255,20 +258,33 @@ class ClipPlan:
                 f"match the index ({seg.sha256}); the object was altered or damaged", seg)
 
     _inits: dict[str, bytes] = field(default_factory=dict)
+    _parsed: dict[str, dict[int, TrackInfo]] = field(default_factory=dict)
     _first_raw: bytes | None = None  # the first fragment as stored (fetched while planning)
     _first_out: bytes | None = None  # ... and as the clip has it (pre-roll folded)
 
     def _init_of(self, seg: SegmentRow) -> bytes:
         return self._inits[seg.init_sha256]
 
+    def _tracks_of(self, seg: SegmentRow) -> dict[int, TrackInfo]:
+        tracks = self._parsed.get(seg.init_sha256)
+        if tracks is None:
+            tracks = self._parsed[seg.init_sha256] = parse_init(self._inits[seg.init_sha256])
+        return tracks
+
     def _patched(self, frag: ClipFragment, data: bytearray) -> bytearray:
         seg = frag.segment
         _check_fragment(frag, data)
         # The fragment holding ``last_us`` keeps only the samples presented before it.
         end = frag.end_us > self.last_us
-        shifts = {tid: TrackShift(ticks(seg.start_us - self.zero_us, ts),
-                                  ceil_ticks(self.last_us - self.zero_us, ts) if end else None)
-                  for tid, ts in self.timescales.items()}
+        # A segment's own edit list says which of its media times is its start (a B-frame
+        # track presents its first keyframe a decoder delay after decode time 0).
+        own = self._tracks_of(seg)
+        shifts = {}
+        for tid, ts in self.timescales.items():
+            lead = self.leads.get(tid, 0)
+            own_start = own[tid].media_time if tid in own else 0
+            shifts[tid] = TrackShift(ticks(seg.start_us - self.zero_us, ts) + lead - own_start,
+                                     ceil_ticks(self.last_us - self.zero_us, ts) + lead if end else None)
         try:
             return patch_fragment(data, frag.sequence, frag.clip_offset - frag.byte_start, shifts)
         except TimeOverflow as exc:
@@ -367,7 +383,9 @@ def plan_clip(
     tracks = parse_init(init0)
     # Without a store: the clip starts at the keyframe, with only the edit list to hide
     # the pre-roll. With one: the first GOP is fetched now and its pre-roll folded.
-    media_times = {t.track_id: ticks(first - origin, t.timescale) for t in tracks.values()}
+    # A B-frame track's own edit list (its start-up delay) carries over; an audio track
+    # that starts late starts there in the clip too (an edit list cannot point before 0).
+    media_times = {t.track_id: max(0, ticks(first - origin, t.timescale) + t.media_time) for t in tracks.values()}
     first_raw = first_out = None
     first_frame_us = origin
     if store is not None:
@@ -390,6 +408,8 @@ def plan_clip(
                                  f"({exc}); the object does not match its index row", row) from exc
         first_frame_us = first + zero_frame
     header = build_header(init0, media_times, last - first)
+    zero = first if first_raw is not None else origin
+    leads = {tid: media_times.get(tid, 0) - ticks(first - zero, t.timescale) for tid, t in tracks.items()}
     fragments: list[ClipFragment] = []
     offset = len(header)
     for n, (row, b0, b1, t0, t1) in enumerate(spans, start=1):
@@ -403,6 +423,7 @@ def plan_clip(
         camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us, first_us=first, last_us=last,
         origin_us=origin, header=header, fragments=fragments, gaps=gaps,
         segments=[by_id[i] for i in used], timescales={t.track_id: t.timescale for t in tracks.values()},
+        leads=leads,
     )
     plan._inits = inits
     plan._first_raw, plan._first_out = first_raw, first_out

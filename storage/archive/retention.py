@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from config.cameras import Camera
 from storage.archive.holds import HoldStore
 from storage.index.segments import SegmentIndex
 from storage.objects.store import ObjectStore, ObjectStoreUnavailable
-from storage.db.schema import GapRow, RetentionDeleteRow, SegmentRow
+from storage.db.partitions import drop_partition, ensure_partitions, partitions
+from storage.db.schema import GapRow, HoldRow, RetentionDeleteRow, SegmentRow
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class RetentionCleaner:
         report.journal_finished = self._finish_journal()
         now = self.clock()
         cams = {c.id: c for c in self.cameras()}
+        # 0. PostgreSQL: partitions ahead, and whole months past every retention dropped.
+        self._maintain_partitions(now, cams, report)
         # 1. Age: every segment that ended before its camera's cutoff. Cameras no longer
         # registered keep the default floor (their recordings are evidence too).
         for cam_id, stream in self._streams():
@@ -149,6 +152,38 @@ class RetentionCleaner:
         self.runs += 1
         _add(self.total, report)
         return report
+
+    def _maintain_partitions(self, now: int, cams: dict[str, Camera], report: CleanupReport) -> None:
+        """Create the coming months' partitions; with ``index_only`` (the bucket's lifecycle
+        rules delete the objects) drop each month that ended a day before the longest
+        retention's cutoff and that no hold overlaps, after writing its retention gaps.
+        Without ``index_only`` every object must be deleted by key, so rows go one by one."""
+        engine = self.index.engine
+        ensure_partitions(engine, now_us=now)
+        if not self.policy.index_only:
+            return
+        longest = max((c.retention_days for c in cams.values()), default=30)
+        cutoff = now - longest * DAY_US - DAY_US
+        with engine.connect() as conn:
+            months = [p for p in partitions(conn) if p.end_us <= cutoff]
+        for p in months:
+            with self.index.session() as s, s.begin():
+                held = s.scalar(select(func.count()).select_from(HoldRow).where(
+                    HoldRow.released_us.is_(None), HoldRow.start_us < p.end_us, HoldRow.end_us > p.start_us))
+                if held:
+                    log.info("retention: partition %s kept: %d hold(s) overlap it", p.name, held)
+                    continue
+                rows = int(s.execute(text("SELECT reltuples FROM pg_class WHERE relname = :n"), {"n": p.name})
+                           .scalar() or 0)
+                for cam_id in cams:
+                    for stream in ("main", "sub"):
+                        if s.execute(text(f"SELECT 1 FROM {p.name} WHERE camera_id = :c AND stream = :s LIMIT 1"),
+                                     {"c": cam_id, "s": stream}).first():
+                            s.add(GapRow(camera_id=cam_id, stream=stream, start_us=p.start_us, end_us=p.end_us,
+                                         reason="retention", detail=f"partition {p.name} dropped by retention"))
+            drop_partition(engine, p)
+            report.by_rule["partition"] = report.by_rule.get("partition", 0) + max(rows, 0)
+            log.info("retention: dropped partition %s (~%d rows)", p.name, rows)
 
     def _guard_space(self, report: CleanupReport) -> None:
         held = 0  # held segments at the head of the list: stepped over, never deleted
@@ -225,7 +260,10 @@ class RetentionCleaner:
     def _remove_row(self, row: SegmentRow) -> int | None:
         """Step 1: row out, retention gap in (merged with a touching one), key journalled."""
         with self.index.session() as s, s.begin():
-            gone = s.execute(delete(SegmentRow).where(SegmentRow.id == row.id))
+            # By the natural key: it is the primary key on PostgreSQL (partition-pruned), where id has no index.
+            gone = s.execute(delete(SegmentRow).where(
+                SegmentRow.camera_id == row.camera_id, SegmentRow.stream == row.stream,
+                SegmentRow.start_us == row.start_us, SegmentRow.id == row.id))
             if gone.rowcount == 0:  # type: ignore[attr-defined]
                 return None
             # A retention gap that ends where this segment starts (or overlaps it) grows.

@@ -7,8 +7,10 @@ and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (BigInteger, Boolean, Dialect, Float, ForeignKey, Index, Integer, LargeBinary, SmallInteger,
+                        String, Text, TypeDecorator)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid; BigInteger on PostgreSQL.
@@ -17,6 +19,20 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     pass
+
+
+class HexDigest(TypeDecorator[str]):
+    """A SHA-256 digest stored as its 32 bytes, seen from Python as 64 hex characters
+    (half the row space of hex text; migration 0015)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else bytes.fromhex(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else bytes(value).hex()
 
 
 class RegionRow(Base):
@@ -71,17 +87,24 @@ class InitSegmentRow(Base):
 
     __tablename__ = "init_segments"
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(HexDigest, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class SegmentRow(Base):
+    """One stored segment. Kept small (migration 0015, docs/sizing.md "Index row"):
+    digests as bytes, the keyframe table delta-coded, the object key only when it is
+    not the one ``segment_key`` derives, narrow integers. On PostgreSQL the table is
+    partitioned by month of ``start_us`` and its primary key is ``(camera_id, stream,
+    start_us) INCLUDE (end_us)`` (idempotency and covering timeline index in one), with
+    a BRIN index on ``start_us`` for retention; ``id`` is unique by its sequence but not
+    indexed there (look rows up by camera, stream and start)."""
+
     __tablename__ = "segments"
     __table_args__ = (
         Index("ix_segments_camera_time", "camera_id", "stream", "start_us", unique=True),
         Index("ix_segments_start", "start_us"),
-        # Covers a timeline (start and end only) so it reads the index alone, not ~1,440
-        # heap pages scattered among every other camera's rows (migration 0007).
+        # Covers a timeline (start and end only) so it reads the index alone.
         Index("ix_segments_timeline", "camera_id", "stream", "start_us", "end_us"),
     )
 
@@ -90,23 +113,54 @@ class SegmentRow(Base):
     stream: Mapped[str] = mapped_column(String(8))
     start_us: Mapped[int] = mapped_column(BigInteger)
     end_us: Mapped[int] = mapped_column(BigInteger)
-    object_key: Mapped[str] = mapped_column(Text)
+    # NULL: the key is segment_key(camera_id, stream, start_us, duration ms), see ``object_key``.
+    stored_key: Mapped[str | None] = mapped_column("object_key", Text, nullable=True)
     bytes: Mapped[int] = mapped_column(BigInteger)
     codec: Mapped[str] = mapped_column(String(16))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(SmallInteger)
+    height: Mapped[int] = mapped_column(SmallInteger)
     audio_codec: Mapped[str | None] = mapped_column(String(16))
-    sha256: Mapped[str] = mapped_column(String(64))
-    prev_sha256: Mapped[str | None] = mapped_column(String(64))
-    init_sha256: Mapped[str] = mapped_column(ForeignKey("init_segments.sha256"))
+    sha256: Mapped[str] = mapped_column(HexDigest)
+    prev_sha256: Mapped[str | None] = mapped_column(HexDigest)
+    init_sha256: Mapped[str] = mapped_column(HexDigest)
     # Packed keyframe table, see storage.index.keyframes.
     keyframes: Mapped[builtins.bytes] = mapped_column(LargeBinary)
     # Wall clock minus media clock at the segment's end, in microseconds.
-    drift_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    drift_us: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str] = mapped_column(String(64), default="")
     # "live" (recorded as it happened) or "device" (backfilled from the device's own recording:
     # ``sharpeyes gb backfill``, migration 0010); exports name it per segment.
     origin: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+    @property
+    def object_key(self) -> str:
+        if self.stored_key is not None:
+            return self.stored_key
+        from storage.objects.open import segment_key  # storage.objects imports nothing of the index
+
+        return segment_key(self.camera_id, self.stream, self.start_us, (self.end_us - self.start_us) // 1000)
+
+
+class QuarantineRow(Base):
+    """Video refused by time fencing (its time was already claimed), kept in the object
+    store under ``quarantine/`` instead of deleted, with why (migration 0014)."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_camera_time", "camera_id", "stream", "start_us"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    stream: Mapped[str] = mapped_column(String(8))
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    worker_id: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))  # "indexed" or "taken_over" (see storage.index.segments.Claim)
+    detail: Mapped[str] = mapped_column(Text, default="")
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -385,6 +439,9 @@ class WorkerRow(Base):
     # Its HTTP base URL (live endpoints), for API nodes to redirect to.
     advertise_url: Mapped[str] = mapped_column(Text, default="")
     started_us: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A random token per running process (migration 0014): a second live process
+    # with the same worker id sees another token and refuses to start.
+    instance: Mapped[str] = mapped_column(String(32), default="")
 
 
 class CameraStatusRow(Base):
@@ -439,7 +496,7 @@ class GbDeviceRow(Base):
     catalog_json: Mapped[str] = mapped_column(Text, default="{}")
     # The media side's last INVITE: JSON {"time_us", "channel", "outcome", "reason"} (ingest/gb28181 media).
     last_invite_json: Mapped[str] = mapped_column(Text, default="{}")
-    # udp | tcp-passive | tcp-active; "" uses gb_media_transport (migration 0013).
+    # udp | tcp-passive | tcp-active; "" uses gb_media_transport (migration 0014).
     media_transport: Mapped[str] = mapped_column(String(16), default="", server_default="")
     # The process (worker id) whose SIP server the device registered with.
     worker_id: Mapped[str] = mapped_column(String(64), default="")

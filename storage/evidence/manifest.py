@@ -104,13 +104,24 @@ def chain_check(segments: Sequence[SourceSegment]) -> dict[str, Any]:
     link must hold: a mismatch means a segment between them was replaced,
     removed or re-indexed, and is reported as a break. Across a gap the link may
     legitimately be missing (a new recording run), so it is only counted.
+
+    An *inserted link* is a segment indexed late, between two already linked (a
+    recovered or adopted spool segment, see docs/scale.md): the index links it to
+    the segment before it in time, and the later segment keeps its link to that
+    same earlier one. So a link that skips over segments is valid when those
+    segments chain from the very segment it points to; it is counted as
+    ``linked_around_inserted``.
     """
     breaks: list[dict[str, Any]] = []
     linked = 0
+    around_inserted = 0
     unlinked_across_gaps = 0
-    for prev, cur in zip(segments, segments[1:]):
+    for i in range(1, len(segments)):
+        prev, cur = segments[i - 1], segments[i]
         if cur.prev_sha256 == prev.sha256:
             linked += 1
+        elif _links_around_inserted(segments, i):
+            around_inserted += 1
         elif prev.end_us == cur.start_us:
             breaks.append(
                 {
@@ -126,9 +137,22 @@ def chain_check(segments: Sequence[SourceSegment]) -> dict[str, Any]:
         "ok": not breaks,
         "pairs_checked": max(0, len(segments) - 1),
         "linked": linked,
+        "linked_around_inserted": around_inserted,
         "unlinked_across_gaps": unlinked_across_gaps,
         "breaks": breaks,
     }
+
+
+def _links_around_inserted(segments: Sequence[SourceSegment], i: int) -> bool:
+    """Does ``segments[i]`` link to an earlier segment ``j`` whose successor ``j+1``
+    (the first inserted one) links to ``j`` as well?"""
+    want = segments[i].prev_sha256
+    if want is None:
+        return False
+    for j in range(i - 2, -1, -1):
+        if segments[j].sha256 == want:
+            return segments[j + 1].prev_sha256 == want
+    return False
 
 
 def build_manifest(

@@ -26,25 +26,36 @@ class CameraStatusTable:
 
     def publish(self, worker_id: str, statuses: Iterable[dict[str, Any]], *, now_us: int) -> int:
         """Upsert ``statuses`` (``CameraStatus.as_dict()``s, errors already redacted)
-        as ``worker_id``'s; returns how many rows were written."""
-        n = 0
+        as ``worker_id``'s; returns how many rows were written.
+
+        One multi-row statement, rows in key order: a worker of a 5,000-camera county
+        publishes ~500 rows a round, and two workers upserting the same rows in another
+        order (a camera just moved) deadlocked (tests/bench/county_sim.py found both)."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for st in statuses:
+            rows[(st["camera_id"], st["stream"])] = {
+                "camera_id": st["camera_id"],
+                "stream": st["stream"],
+                "worker_id": worker_id,
+                "state": str(st.get("state", "")),
+                "fps": float(st.get("fps", 0.0)),
+                "bitrate_bps": float(st.get("bitrate_bps", 0.0)),
+                "last_error": str(st.get("last_error", "")),
+                "detail": json.dumps(st),
+                "updated_us": now_us,
+            }
+        if not rows:
+            return 0
+        ordered = [rows[k] for k in sorted(rows)]
         with self._sessions() as s, s.begin():
-            for st in statuses:
-                values = {
-                    "worker_id": worker_id,
-                    "state": str(st.get("state", "")),
-                    "fps": float(st.get("fps", 0.0)),
-                    "bitrate_bps": float(st.get("bitrate_bps", 0.0)),
-                    "last_error": str(st.get("last_error", "")),
-                    "detail": json.dumps(st),
-                    "updated_us": now_us,
-                }
-                stmt = self._insert(CameraStatusRow.__table__).values(
-                    camera_id=st["camera_id"], stream=st["stream"], **values
-                )
-                s.execute(stmt.on_conflict_do_update(index_elements=["camera_id", "stream"], set_=values))
-                n += 1
-        return n
+            for i in range(0, len(ordered), 1000):  # SQLite takes at most 32,766 bound values a statement
+                stmt = self._insert(CameraStatusRow.__table__).values(ordered[i:i + 1000])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["camera_id", "stream"],
+                    set_={c: stmt.excluded[c] for c in ("worker_id", "state", "fps", "bitrate_bps", "last_error",
+                                                        "detail", "updated_us")})
+                s.execute(stmt)
+        return len(rows)
 
     def statuses(self, *, now_us: int, stale_us: int) -> dict[tuple[str, str], dict[str, Any]]:
         """{(camera, stream): status dict + ``worker_id`` and ``updated_us``} of fresh rows."""
@@ -62,7 +73,7 @@ class CameraStatusTable:
     def withdraw(self, worker_id: str, keys: Iterable[tuple[str, str]]) -> None:
         """Delete ``worker_id``'s rows for streams it no longer records (a new owner's rows stay)."""
         with self._sessions() as s, s.begin():
-            for cam, stream in keys:
+            for cam, stream in sorted(keys):
                 s.execute(delete(CameraStatusRow).where(CameraStatusRow.camera_id == cam,
                                                         CameraStatusRow.stream == stream,
                                                         CameraStatusRow.worker_id == worker_id))

@@ -5,36 +5,65 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import Engine, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.times import now_us
-from storage.db.schema import GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, SegmentRow
+from storage.objects.open import segment_key
+from storage.db.schema import GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, QuarantineRow, SegmentRow
 
 # (worker_id, lease epoch) a segment's uploader claims to hold the camera under.
 Fence = tuple[str, int]
 
+# Segments are at most a few minutes long: an overlap search looks back this far
+# from the new segment's start, so it stays a short range scan of the unique index.
+MAX_SEGMENT_US = 3600 * 1_000_000
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A span of one camera stream that a new segment may not cover, and why."""
+
+    start_us: int
+    end_us: int
+    reason: str  # "indexed" (another row has it) or "taken_over" (a newer owner records from here)
+    detail: str
+
 
 class FencedOut(RuntimeError):
-    """A segment was refused because its worker no longer holds the camera's lease
-    (another worker took it: its epoch moved on). Nothing was written."""
+    """A segment was refused, in whole, because part of its time is already claimed:
+    recorded by another indexed row, or (for a worker that lost the camera's lease)
+    after the takeover, which the new owner records. Nothing was written.
 
-    def __init__(self, camera_id: str, fence: Fence, holder: tuple[str, int] | None):
+    ``claims`` lists what is in the way; ``Uploader`` indexes the parts outside them
+    and keeps the rest in quarantine."""
+
+    def __init__(self, camera_id: str, stream: str, span: tuple[int, int], fence: Fence | None,
+                 holder: tuple[str, int] | None, claims: Sequence[Claim]):
         self.camera_id = camera_id
+        self.stream = stream
+        self.span = span
         self.fence = fence
         self.holder = holder
-        now = f"worker {holder[0]!r} at epoch {holder[1]}" if holder else "nobody (no lease row)"
+        self.claims = list(claims)
+        why = "; ".join(f"[{c.start_us}, {c.end_us}) {c.detail}" for c in self.claims)
         super().__init__(
-            f"camera {camera_id}: worker {fence[0]!r} lost the lease (epoch {fence[1]}); it is held by {now}. "
-            "The segment is not indexed; the new owner records this camera"
+            f"camera {camera_id}/{stream}: segment [{span[0]}, {span[1]}) not indexed, part of it is claimed: {why}. "
+            "Only the overlapping part is refused: the uploader indexes the rest and keeps the refused part "
+            "under quarantine/"
         )
+
+    @property
+    def lost_lease(self) -> bool:
+        return any(c.reason == "taken_over" for c in self.claims)
 
 
 @dataclass(frozen=True)
 class SegmentRecord:
-    """What the uploader knows about a finished segment once its object is stored."""
+    """What the uploader knows about a finished segment once its object is stored.
+    (The hash-chain link, ``prev_sha256``, is chosen by the index at insert.)"""
 
     camera_id: str
     stream: str
@@ -47,7 +76,6 @@ class SegmentRecord:
     height: int
     audio_codec: str | None
     sha256: str
-    prev_sha256: str | None
     init_sha256: str
     init_data: bytes
     keyframes: bytes
@@ -76,82 +104,134 @@ class SegmentIndex:
         session.execute(ins(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict)))
 
     def add_segment(self, rec: SegmentRecord, fence: Fence | None = None) -> SegmentRow:
-        """Index a stored segment. Idempotent on (camera, stream, start): re-indexing after
-        a crash between the row and the spool delete returns the existing row, and so
-        does a second worker indexing the same segment concurrently (lease takeover).
+        """Index a stored segment unless part of its time is already claimed.
 
-        With ``fence=(worker_id, epoch)`` the row is written only if the camera's lease
-        is still held by that worker at that epoch, checked in the same transaction
-        (the lease row is locked until commit, so a takeover waits for it); else
-        ``FencedOut`` and nothing is written."""
+        Fencing is by time: the segment is refused (``FencedOut``, nothing written)
+        only if ``[start_us, end_us)`` overlaps another indexed row of the camera
+        stream, or, when ``fence=(worker_id, epoch)`` is no longer the lease's, the
+        time from the new owner's takeover (``acquired_us``) on. A segment of a
+        worker that lost the lease but covers only time before the takeover, which
+        nobody else recorded, is indexed: fencing stops two copies of the same
+        seconds, never the only copy.
+
+        Idempotent on (camera, stream, start) with the same object key: re-indexing
+        after a crash between the row and the spool delete returns the existing row.
+
+        The checks and the insert are one transaction, serialised per camera stream
+        (PostgreSQL: an advisory lock plus the lease row ``FOR SHARE``, so a takeover
+        waits for the commit; SQLite: the database write lock, taken first).
+
+        The hash-chain link ``prev_sha256`` is the sha256 of the row just before in
+        time. A segment indexed late, between rows already linked, becomes an
+        inserted link (see docs/scale.md, "Hash chain")."""
         with self.session() as s, s.begin():
-            if fence is not None:
-                self._check_fence(s, rec.camera_id, fence)
+            same = self._lock_and_find(s, rec)
+            if same is not None and same.object_key == rec.object_key:
+                return same
+            holder, claims = self._claims(s, rec.camera_id, rec.stream, rec.start_us, rec.end_us, fence)
+            if claims:
+                raise FencedOut(rec.camera_id, rec.stream, (rec.start_us, rec.end_us), fence, holder, claims)
             self._insert_ignore(
                 s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data}, ["sha256"]
             )
-            # Insert-or-nothing rather than select-then-insert: the latter raced into
-            # a unique violation when two workers indexed the same segment at once.
-            self._insert_ignore(
-                s,
-                SegmentRow.__table__,
-                {
-                    "camera_id": rec.camera_id,
-                    "stream": rec.stream,
-                    "start_us": rec.start_us,
-                    "end_us": rec.end_us,
-                    "object_key": rec.object_key,
-                    "bytes": rec.bytes,
-                    "codec": rec.codec,
-                    "width": rec.width,
-                    "height": rec.height,
-                    "audio_codec": rec.audio_codec,
-                    "sha256": rec.sha256,
-                    "prev_sha256": rec.prev_sha256,
-                    "init_sha256": rec.init_sha256,
-                    "keyframes": rec.keyframes,
-                    "drift_us": rec.drift_us,
-                    "worker_id": rec.worker_id,
-                    "origin": rec.origin,
-                    "created_us": now_us(),
-                },
-                ["camera_id", "stream", "start_us"],
+            prev = s.scalar(
+                select(SegmentRow.sha256)
+                .where(SegmentRow.camera_id == rec.camera_id, SegmentRow.stream == rec.stream,
+                       SegmentRow.start_us < rec.start_us)
+                .order_by(SegmentRow.start_us.desc()).limit(1)
             )
-            row = s.scalar(
-                select(SegmentRow).where(
-                    SegmentRow.camera_id == rec.camera_id,
-                    SegmentRow.stream == rec.stream,
-                    SegmentRow.start_us == rec.start_us,
-                )
+            row = SegmentRow(
+                camera_id=rec.camera_id, stream=rec.stream, start_us=rec.start_us, end_us=rec.end_us,
+                stored_key=_stored_key(rec), bytes=rec.bytes, codec=rec.codec, width=rec.width, height=rec.height,
+                audio_codec=rec.audio_codec, sha256=rec.sha256, prev_sha256=prev, init_sha256=rec.init_sha256,
+                keyframes=rec.keyframes, drift_us=rec.drift_us, worker_id=rec.worker_id, origin=rec.origin,
+                created_us=now_us(),
             )
-            assert row is not None  # inserted above or already there
+            s.add(row)
+            s.flush()
             return row
 
-    def _check_fence(self, s: Session, camera_id: str, fence: Fence) -> None:
-        match = (CameraLeaseRow.camera_id == camera_id, CameraLeaseRow.worker_id == fence[0],
-                 CameraLeaseRow.epoch == fence[1])
+    def _lock_and_find(self, s: Session, rec: SegmentRecord) -> SegmentRow | None:
+        """Serialise writers of one camera stream for this transaction; returns the
+        row already at (camera, stream, start), if any."""
         if self.engine.dialect.name == "postgresql":
-            # FOR SHARE: this worker's other uploads are not blocked; an acquirer's
-            # UPDATE waits until this transaction ends.
-            ok = s.scalar(select(CameraLeaseRow.epoch).where(*match).with_for_update(read=True)) is not None
+            s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                      {"k": f"segments/{rec.camera_id}/{rec.stream}"})
         else:
-            # SQLite: a no-op UPDATE as the first statement takes the database write
-            # lock, so no lease change can slip in before the insert commits.
-            done = s.execute(update(CameraLeaseRow).where(*match).values(heartbeat_us=CameraLeaseRow.heartbeat_us))
-            ok = done.rowcount == 1  # type: ignore[attr-defined]
-        if not ok:
-            holder = s.execute(select(CameraLeaseRow.worker_id, CameraLeaseRow.epoch)
-                               .where(CameraLeaseRow.camera_id == camera_id)).first()
-            raise FencedOut(camera_id, fence, (holder[0], holder[1]) if holder else None)
+            # A write as the first statement takes SQLite's database write lock, so
+            # nothing can slip in between the overlap check and the insert.
+            s.execute(update(CameraLeaseRow).where(CameraLeaseRow.camera_id == rec.camera_id)
+                      .values(heartbeat_us=CameraLeaseRow.heartbeat_us))
+        return s.scalar(select(SegmentRow).where(
+            SegmentRow.camera_id == rec.camera_id, SegmentRow.stream == rec.stream,
+            SegmentRow.start_us == rec.start_us))
+
+    def claims(self, camera_id: str, stream: str, start_us: int, end_us: int,
+               fence: Fence | None = None) -> list[Claim]:
+        """What of ``[start_us, end_us)`` a segment recorded under ``fence`` may not
+        cover (a read without locks: the uploader plans with it, ``add_segment``
+        checks again)."""
+        with self.session() as s:
+            return self._claims(s, camera_id, stream, start_us, end_us, fence)[1]
+
+    def _claims(self, s: Session, camera_id: str, stream: str, start_us: int, end_us: int,
+                fence: Fence | None) -> tuple[tuple[str, int] | None, list[Claim]]:
+        out: list[Claim] = []
+        holder: tuple[str, int] | None = None
+        if fence is not None:
+            q = select(CameraLeaseRow.worker_id, CameraLeaseRow.epoch, CameraLeaseRow.acquired_us).where(
+                CameraLeaseRow.camera_id == camera_id)
+            if self.engine.dialect.name == "postgresql":
+                # FOR SHARE: this worker's other uploads are not blocked; an acquirer's
+                # UPDATE waits until this transaction ends.
+                q = q.with_for_update(read=True)
+            lease = s.execute(q).first()
+            if lease is not None:
+                holder = (lease[0], lease[1])
+                if holder != fence and end_us > lease[2]:
+                    out.append(Claim(max(start_us, lease[2]), end_us, "taken_over",
+                                     f"recorded by worker {lease[0]!r} (epoch {lease[1]}) since its takeover; "
+                                     f"worker {fence[0]!r} had epoch {fence[1]}"))
+        rows = s.execute(
+            select(SegmentRow.start_us, SegmentRow.end_us, SegmentRow.worker_id).where(
+                SegmentRow.camera_id == camera_id, SegmentRow.stream == stream,
+                SegmentRow.start_us < end_us, SegmentRow.start_us > start_us - MAX_SEGMENT_US,
+                SegmentRow.end_us > start_us)
+            .order_by(SegmentRow.start_us)
+        ).all()
+        for a, b, worker in rows:
+            out.append(Claim(max(a, start_us), min(b, end_us), "indexed",
+                             f"already indexed [{a}, {b}) by worker {worker!r}"))
+        return holder, out
+
+    def add_quarantine(self, camera_id: str, stream: str, start_us: int, end_us: int, *, object_key: str,
+                       sha256: str, size: int, worker_id: str, epoch: int | None, reason: str,
+                       detail: str) -> int:
+        """Record video kept under ``quarantine/`` because its time was already claimed."""
+        with self.session() as s, s.begin():
+            row = QuarantineRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us,
+                                object_key=object_key, sha256=sha256, bytes=size, worker_id=worker_id, epoch=epoch,
+                                reason=reason, detail=detail, created_us=now_us())
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def quarantined(self, camera_id: str | None = None) -> list[QuarantineRow]:
+        """Quarantined pieces (of one camera, or all), oldest first."""
+        q = select(QuarantineRow)
+        if camera_id is not None:
+            q = q.where(QuarantineRow.camera_id == camera_id)
+        with self.session() as s:
+            return list(s.scalars(q.order_by(QuarantineRow.camera_id, QuarantineRow.stream, QuarantineRow.start_us)))
 
     def references(self, camera_id: str, stream: str, start_us: int, object_key: str) -> bool:
         """True if the row for (camera, stream, start) points at ``object_key`` (a key
         names its camera, stream and start, so only that row can; the lookup uses the
         unique index)."""
         with self.session() as s:
-            key = s.scalar(select(SegmentRow.object_key).where(
+            row = s.scalar(select(SegmentRow).where(
                 SegmentRow.camera_id == camera_id, SegmentRow.stream == stream, SegmentRow.start_us == start_us))
-        return key == object_key
+        return row is not None and row.object_key == object_key
 
     def last_segment(self, camera_id: str, stream: str) -> SegmentRow | None:
         with self.session() as s:
@@ -200,9 +280,12 @@ class SegmentIndex:
             raise KeyError(f"init segment {sha256} is not in the index")
         return data
 
-    def delete_segments(self, ids: Sequence[int]) -> None:
+    def delete_segments(self, rows: Sequence[SegmentRow]) -> None:
+        """Delete these rows (found by their natural key: on PostgreSQL ``id`` has no index)."""
         with self.session() as s, s.begin():
-            s.execute(delete(SegmentRow).where(SegmentRow.id.in_(list(ids))))
+            for r in rows:
+                s.execute(delete(SegmentRow).where(SegmentRow.camera_id == r.camera_id, SegmentRow.stream == r.stream,
+                                                   SegmentRow.start_us == r.start_us))
 
     def segment_count(self) -> int:
         with self.session() as s:
@@ -269,6 +352,13 @@ class SegmentIndex:
             q = q.where(or_(GapRow.end_us.is_(None), GapRow.end_us > start_us))
         with self.session() as s:
             return list(s.scalars(q.order_by(GapRow.start_us)))
+
+
+def _stored_key(rec: SegmentRecord) -> str | None:
+    """The key to keep in the row: None when ``segment_key`` derives it from the row (it
+    always does for what the uploader writes), saving ~60 bytes a row."""
+    derived = segment_key(rec.camera_id, rec.stream, rec.start_us, (rec.end_us - rec.start_us) // 1000)
+    return None if rec.object_key == derived else rec.object_key
 
 
 def _check_reason(reason: str) -> None:

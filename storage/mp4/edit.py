@@ -39,7 +39,7 @@ from storage.mp4.boxes import (
     tfhd_box,
     trun_box,
 )
-from storage.mp4.read import TrackInfo, parse_moof
+from storage.mp4.read import Sample, TrackInfo, parse_moof, presented_at
 
 __all__ = [
     "FragmentError",
@@ -158,16 +158,18 @@ class _Kept:
 
 def fold_preroll(data: bytearray, tracks: dict[int, TrackInfo], sequence: int, start_offset_us: int,
                  end_us: int) -> tuple[bytes, dict[int, int], int]:
-    """A fragment rebuilt so that clip media time 0 is ``start_offset_us`` after its segment's
-    start (its decode time 0), ending at clip time ``end_us``.
+    """A fragment rebuilt so that clip time 0 is ``start_offset_us`` after its segment's
+    start (in presentation: ``storage.mp4.read.presented_at``), ending at clip time ``end_us``.
 
     The GOP's frames before clip time 0 must stay (the frame on screen at 0 decodes from
-    the keyframe) but must not be shown: they are folded to one tick each at media time
-    0, 1, 2... and the edit list starts after them. Players that honor edit lists skip
-    them; those that do not in fragmented MP4 (FFmpeg, Chromium) show them for a tick
-    each, i.e. not at all. Other tracks (audio) lose their samples before 0. Samples at
-    or after ``end_us`` are dropped. The mdat is copied unchanged; only the moof is new
-    (its sample table explicit per sample).
+    the keyframe) but must not be shown: they are folded to one tick each, just before
+    the edit list's start. Players that honor edit lists skip them; those that do not in
+    fragmented MP4 (FFmpeg, Chromium) show them for a tick each, i.e. not at all. B-frames
+    keep their composition offsets, so every frame from 0 on is shown at its time. Other
+    tracks (audio) lose their samples before 0. Samples presented at or after ``end_us``
+    are dropped unless a frame presented before it comes later in decode order (it may
+    reference them; the edit list's duration ends the clip before them). The mdat is
+    copied unchanged; only the moof is new (its sample table explicit per sample).
 
     Returns the fragment's bytes, each track's edit-list media time, and the clip time
     (at most 0) of the video frame on screen at clip time 0.
@@ -187,24 +189,11 @@ def fold_preroll(data: bytearray, tracks: dict[int, TrackInfo], sequence: int, s
         kept: list[_Kept] = []
         media_times[track_id] = 0
         if info.handler == "vide":
-            prev = -1
-            dts = []
-            for smp in run.samples:
-                prev = max(smp.decode_time + shift, prev + 1, 0)
-                dts.append(prev)
-            for i, smp in enumerate(run.samples):
-                cto = smp.composition_offset
-                if smp.decode_time + shift + cto <= 0:
-                    media_times[track_id] = dts[i] + cto  # on screen at clip time 0
-                    zero_frame_us = (smp.decode_time + cto) * 1_000_000 // ts - start_offset_us
-                nxt = dts[i + 1] if i + 1 < len(dts) else max(dts[i] + 1, smp.decode_time + smp.duration + shift)
-                if dts[i] + cto >= max(end_ticks, media_times[track_id] + 1):
-                    break
-                kept.append(_Kept(dts[i], TrunSample(nxt - dts[i], smp.size, sample_flags(smp.keyframe), cto),
-                                  smp.data_offset))
+            kept, media_times[track_id], zero_at = _fold_video(run.samples, info, shift, end_ticks)
+            zero_frame_us = zero_at * 1_000_000 // ts - start_offset_us
         else:
             for smp in run.samples:
-                t = smp.decode_time + shift
+                t = presented_at(smp, info) + shift
                 if 0 <= t < end_ticks:
                     kept.append(_Kept(t, TrunSample(smp.duration, smp.size, sample_flags(smp.keyframe),
                                                     smp.composition_offset), smp.data_offset))
@@ -229,6 +218,41 @@ def fold_preroll(data: bytearray, tracks: dict[int, TrackInfo], sequence: int, s
     size = len(build(0))
     new_moof = build(size - moof.size)
     return new_moof + bytes(data[mdat.offset:]), media_times, zero_frame_us
+
+
+def _fold_video(samples: list[Sample], info: TrackInfo, shift: int, end_ticks: int) -> tuple[list[_Kept], int, int]:
+    """The first GOP's video samples on the clip's timeline: (samples kept, the edit list's
+    media time E, the source presentation time of the frame on screen at 0), in track ticks.
+
+    With ``p`` a sample's clip time (presentation, ``shift`` applied): the frame on screen
+    at 0 (largest ``p <= 0``) is presented at media time E; the ``h`` frames shown before
+    it are hidden at one tick each just below E, in presentation order; every later frame
+    at ``p + E``. Decode times count one tick per sample up to the last hidden one in
+    decode order (index ``L``), then follow the source's, so ``E = L + 1 + h`` leaves every
+    presentation at or after its decode time even when B-frames decode out of order.
+    """
+    clip = [presented_at(smp, info) + shift for smp in samples]
+    zero = max((i for i, p in enumerate(clip) if p <= 0), key=lambda i: clip[i], default=0)
+    hidden = sorted((i for i, p in enumerate(clip) if p < clip[zero]), key=lambda i: clip[i])
+    last_needed = max([zero, *hidden])
+    media_time = last_needed + 1 + len(hidden)
+    shown_at = {i: last_needed + 1 + rank for rank, i in enumerate(hidden)}
+    shown_at[zero] = media_time
+    # Decode order up to the last sample presented before the end: later ones are not needed.
+    keep = max((i for i, p in enumerate(clip) if p < end_ticks), default=zero)
+    keep = max(keep, zero)
+    decode: list[int] = []
+    for i, smp in enumerate(samples[:keep + 1]):
+        own = smp.decode_time - info.media_time + shift + media_time  # the source's, on the clip's timeline
+        decode.append(i if i <= last_needed else max(decode[-1] + 1, own))
+    kept: list[_Kept] = []
+    for i, smp in enumerate(samples[:keep + 1]):
+        nxt = decode[i + 1] if i + 1 < len(decode) else max(
+            decode[i] + 1, smp.decode_time + smp.duration - info.media_time + shift + media_time)
+        presented = shown_at.get(i, clip[i] + media_time)
+        kept.append(_Kept(decode[i], TrunSample(nxt - decode[i], smp.size, sample_flags(smp.keyframe),
+                                                presented - decode[i]), smp.data_offset))
+    return kept, media_time, presented_at(samples[zero], info)
 
 
 # -- the header -----------------------------------------------------------------------------

@@ -108,7 +108,8 @@ def _mp4a(audio: AudioTrack) -> bytes:
                struct.pack(">HHHHI", audio.channels, 16, 0, 0, rate << 16), esds)
 
 
-def _trak(track_id: int, handler: bytes, timescale: int, entry: bytes, width: int = 0, height: int = 0) -> bytes:
+def _trak(track_id: int, handler: bytes, timescale: int, entry: bytes, width: int = 0, height: int = 0,
+          media_time: int = 0) -> bytes:
     stbl = box(b"stbl", full_box(b"stsd", 0, 0, struct.pack(">I", 1), entry),
                full_box(b"stts", 0, 0, struct.pack(">I", 0)), full_box(b"stsc", 0, 0, struct.pack(">I", 0)),
                full_box(b"stsz", 0, 0, struct.pack(">II", 0, 0)), full_box(b"stco", 0, 0, struct.pack(">I", 0)))
@@ -121,6 +122,10 @@ def _trak(track_id: int, handler: bytes, timescale: int, entry: bytes, width: in
     volume = 0 if handler == b"vide" else 0x0100
     tkhd = full_box(b"tkhd", 0, 3, struct.pack(">IIIII", 0, 0, track_id, 0, 0), bytes(8),
                     struct.pack(">hhhH", 0, 0, 0, volume), _MATRIX, struct.pack(">II", width << 16, height << 16))
+    if media_time > 0:
+        # Presentation starts this late in media time: a B-frame track's decoder delay.
+        edts = box(b"edts", full_box(b"elst", 0, 0, struct.pack(">IIiHH", 1, 0, media_time, 1, 0)))
+        return box(b"trak", tkhd, edts, mdia)
     return box(b"trak", tkhd, mdia)
 
 
@@ -132,8 +137,11 @@ def _udta(metadata: dict[str, str]) -> bytes:
     return box(b"udta", full_box(b"meta", 0, 0, hdlr, box(b"ilst", *items)))
 
 
-def init_segment(video: VideoTrack, audio: AudioTrack | None = None, metadata: dict[str, str] | None = None) -> bytes:
-    """``ftyp`` + ``moov`` for the video track (1) and, if given, the AAC track (2)."""
+def init_segment(video: VideoTrack, audio: AudioTrack | None = None, metadata: dict[str, str] | None = None,
+                 video_media_time: int = 0) -> bytes:
+    """``ftyp`` + ``moov`` for the video track (1) and, if given, the AAC track (2).
+    ``video_media_time``: the video's edit list starts presentation there (90 kHz ticks:
+    the composition offset of a B-frame stream's first keyframe)."""
     if video.codec == "h264":
         sps, pps = video.parameter_sets
         entry = _visual_entry(b"avc1", video.width, video.height, avcc(sps, pps))
@@ -142,7 +150,7 @@ def init_segment(video: VideoTrack, audio: AudioTrack | None = None, metadata: d
         entry = _visual_entry(b"hvc1", video.width, video.height, hvcc(vps, sps, pps))
     else:
         raise ValueError(f"no MP4 sample entry for video codec {video.codec!r}")
-    traks = [_trak(VIDEO_TRACK, b"vide", VIDEO_TIMESCALE, entry, video.width, video.height)]
+    traks = [_trak(VIDEO_TRACK, b"vide", VIDEO_TIMESCALE, entry, video.width, video.height, video_media_time)]
     trexs = [full_box(b"trex", 0, 0, struct.pack(">IIIII", VIDEO_TRACK, 1, 0, 0, 0))]
     if audio is not None:
         traks.append(_trak(AUDIO_TRACK, b"soun", audio.sample_rate, _mp4a(audio)))

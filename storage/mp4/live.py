@@ -70,18 +70,21 @@ def init_segment(sps: bytes, pps: bytes, width: int, height: int) -> bytes:
 
 @dataclass(frozen=True)
 class Sample:
-    """One access unit for a fragment: its NAL units, decode time and duration (90 kHz)."""
+    """One access unit for a fragment: its NAL units, decode time and duration (90 kHz), and
+    its composition offset (pts - dts, never negative: B-frames as they came)."""
 
     nals: tuple[bytes, ...]
     decode_time: int
     duration: int
     keyframe: bool
+    composition_offset: int = 0
 
 
 def fragment(sequence: int, samples: list[Sample]) -> bytes:
     """moof + mdat for consecutive samples; the first one's decode time goes in tfdt."""
     datas = [b"".join(struct.pack(">I", len(n)) + n for n in s.nals if n and n[0] & 0x1F != NAL_AUD) for s in samples]
-    entries = [TrunSample(s.duration, len(d), sample_flags(s.keyframe)) for s, d in zip(samples, datas)]
+    entries = [TrunSample(s.duration, len(d), sample_flags(s.keyframe), s.composition_offset)
+               for s, d in zip(samples, datas)]
 
     def moof(data_offset: int) -> bytes:
         traf = box(b"traf", tfhd_box(1), tfdt_box(samples[0].decode_time), trun_box(entries, data_offset, version=0))

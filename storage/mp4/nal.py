@@ -53,3 +53,34 @@ def parameter_set_nals(codec: str, nals: list[bytes]) -> tuple[bytes, ...]:
         return (sps, pps) if sps and pps else ()
     found = {t: next((n for n in nals if (n[0] >> 1) & 0x3F == t), None) for t in HEVC_PARAMETER_SETS}
     return tuple(found[t] for t in HEVC_PARAMETER_SETS) if all(found.values()) else ()  # type: ignore[misc]
+
+
+def parameter_sets_from_extradata(codec: str, extradata: bytes | None) -> tuple[bytes, ...]:
+    """The parameter sets in a stream's extradata (Annex-B, avcC or hvcC), without start codes."""
+    if not extradata:
+        return ()
+    if extradata[:3] == b"\x00\x00\x01" or extradata[:4] == b"\x00\x00\x00\x01":
+        return parameter_set_nals(codec, split_annexb(extradata))
+    nals: list[bytes] = []
+    try:
+        if codec == "h264" and extradata[0] == 1:  # avcC (ISO 14496-15 §5.3.3.1)
+            pos = 6
+            for count_mask in (0x1F, 0xFF):
+                count = extradata[pos - 1] & count_mask
+                for _ in range(count):
+                    n = int.from_bytes(extradata[pos : pos + 2], "big")
+                    nals.append(extradata[pos + 2 : pos + 2 + n])
+                    pos += 2 + n
+                pos += 1
+        elif codec == "h265" and len(extradata) > 23:  # hvcC (§8.3.3.1)
+            pos, arrays = 23, extradata[22]
+            for _ in range(arrays):
+                count = int.from_bytes(extradata[pos + 1 : pos + 3], "big")
+                pos += 3
+                for _ in range(count):
+                    n = int.from_bytes(extradata[pos : pos + 2], "big")
+                    nals.append(extradata[pos + 2 : pos + 2 + n])
+                    pos += 2 + n
+    except IndexError:
+        return ()
+    return parameter_set_nals(codec, nals)

@@ -31,6 +31,39 @@ class TrackInfo:
     default_sample_duration: int = 0
     default_sample_size: int = 0
     default_sample_flags: int = 0
+    # The decode time shown at presentation time 0, in track ticks, from the edit list
+    # (0 without one): a track with B-frames shows its first keyframe this late in media
+    # time; a track that starts late (an empty edit) has it negative.
+    media_time: int = 0
+
+
+def _edit_media_time(init: bytes, trak: Box, timescale: int, movie_timescale: int) -> int:
+    """``TrackInfo.media_time`` of ``trak``: its first non-empty edit's media time, less
+    the empty edits before it (in the movie timescale)."""
+    elst = find_box(init, "edts/elst", trak.payload_offset, trak.end)
+    if elst is None or elst.payload_offset + 8 > elst.end:
+        return 0
+    p = elst.payload_offset
+    version = init[p]
+    count = struct.unpack_from(">I", init, p + 4)[0]
+    entry = 20 if version == 1 else 12
+    empty = 0
+    for i in range(count):
+        at = p + 8 + i * entry
+        if at + entry > elst.end:
+            break
+        duration, media_time = struct.unpack_from(">Qq" if version == 1 else ">Ii", init, at)
+        if media_time < 0:  # an empty edit: nothing shown for ``duration``
+            empty += duration
+            continue
+        return int(media_time) - empty * timescale // max(movie_timescale, 1)
+    return 0
+
+
+def presented_at(sample: Sample, track: TrackInfo) -> int:
+    """When ``sample`` is shown, in track ticks from the start of presentation: its decode
+    time plus composition offset, less the edit list's media time."""
+    return sample.decode_time + sample.composition_offset - track.media_time
 
 
 def parse_init(init: bytes) -> dict[int, TrackInfo]:
@@ -39,6 +72,11 @@ def parse_init(init: bytes) -> dict[int, TrackInfo]:
     if moov is None:
         raise ValueError("no moov box in init segment")
     tracks: dict[int, TrackInfo] = {}
+    mvhd = find_box(init, "mvhd", moov.payload_offset, moov.end)
+    movie_timescale = 1000
+    if mvhd is not None:
+        p = mvhd.payload_offset
+        movie_timescale = struct.unpack_from(">I", init, p + (20 if init[p] == 1 else 12))[0]
     for trak in find_boxes(init, "trak", moov.payload_offset, moov.end):
         tkhd = find_box(init, "tkhd", trak.payload_offset, trak.end)
         mdhd = find_box(init, "mdia/mdhd", trak.payload_offset, trak.end)
@@ -52,7 +90,8 @@ def parse_init(init: bytes) -> dict[int, TrackInfo]:
         version = init[p]
         timescale = struct.unpack_from(">I", init, p + (20 if version == 1 else 12))[0]
         handler = init[hdlr.payload_offset + 8 : hdlr.payload_offset + 12].decode("latin-1")
-        tracks[track_id] = TrackInfo(track_id, handler, timescale)
+        edit = _edit_media_time(init, trak, timescale, movie_timescale)
+        tracks[track_id] = TrackInfo(track_id, handler, timescale, media_time=edit)
     mvex = find_box(init, "mvex", moov.payload_offset, moov.end)
     if mvex is not None:
         for trex in find_boxes(init, "trex", mvex.payload_offset, mvex.end):

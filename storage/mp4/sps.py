@@ -274,3 +274,15 @@ def _parse_h265(nal: bytes) -> SequenceInfo:
         r.ue()  # sps_max_latency_increase_plus1
     # The highest sub-layer's values are the whole stream's (the last read).
     return SequenceInfo("h265", profile, level, width, height, reorder, max(buffering - 1, reorder), buffering)
+
+
+def sequence_info(codec: str, parameter_sets: tuple[bytes, ...]) -> SequenceInfo | None:
+    """The SPS among ``parameter_sets`` (as ``storage.mp4.nal.parameter_set_nals`` orders
+    them: H.264 SPS, PPS; H.265 VPS, SPS, PPS), parsed; None if missing or unreadable."""
+    h265 = codec in ("h265", "hevc")
+    if len(parameter_sets) < (3 if h265 else 2):
+        return None
+    try:
+        return parse_sps("h265" if h265 else "h264", parameter_sets[1 if h265 else 0])
+    except ValueError:
+        return None

@@ -61,6 +61,8 @@ def stream_index(
                 "online": bool(hub is not None and hub.online),
                 "last_error": status.last_error if status is not None else None,
                 "codec": params.codec if params is not None else None,
+                # B-frames: WHEP answers 409 unless the live-h264 profile feeds this hub.
+                "b_frames": bool(hub is not None and hub.b_frames),
                 "width": params.width if params is not None else None,
                 "height": params.height if params is not None else None,
                 "fps": round(status.fps, 2) if status is not None and status.fps else (params.fps if params else None),

@@ -74,7 +74,7 @@ class MseMuxer:
         self._mime = ""
         self._params: tuple[bytes, bytes] | None = None
         self._size = (0, 0)
-        self._last_pts: int | None = None
+        self._last_dts: int | None = None
         self._duration = 3600
         self._sequence = 0
         self.viewers = 0
@@ -101,12 +101,14 @@ class MseMuxer:
                 self._size = (width, height)
         if not self._init:
             return None  # no keyframe yet
-        if self._last_pts is not None and 0 < au.pts_90k - self._last_pts <= 90000:
-            self._duration = au.pts_90k - self._last_pts
-        self._last_pts = au.pts_90k
+        # Decode time and durations from the DTS; a B-frame keeps its pts as a composition offset.
+        dts = au.decode_90k
+        if self._last_dts is not None and 0 < dts - self._last_dts <= 90000:
+            self._duration = dts - self._last_dts
+        self._last_dts = dts
         self._sequence += 1
-        data = fragment(self._sequence, [Sample(au.nals, au.pts_90k, self._duration, au.keyframe)])
-        return Fragment(data, au.keyframe, self._init, self._mime, *self._size, au.pts_90k, self._duration)
+        data = fragment(self._sequence, [Sample(au.nals, dts, self._duration, au.keyframe, au.pts_90k - dts)])
+        return Fragment(data, au.keyframe, self._init, self._mime, *self._size, dts, self._duration)
 
     def join(self) -> AccessUnitSubscription[Fragment]:
         self.viewers += 1

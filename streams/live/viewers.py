@@ -27,8 +27,11 @@ def live_hubs(conn: HTTPConnection) -> LiveHubs | None:
     return getattr(supervisor, "live", None)
 
 
-def hub_for_viewer(conn: HTTPConnection, camera: Camera, stream: str, *, browser_codec: bool = True) -> LiveHub:
-    """The hub a new viewer joins, or the HTTPException that says why not (503, 404, 409, 429)."""
+def hub_for_viewer(conn: HTTPConnection, camera: Camera, stream: str, *, browser_codec: bool = True,
+                   webrtc: bool = False) -> LiveHub:
+    """The hub a new viewer joins, or the HTTPException that says why not (503, 404, 409, 429).
+
+    ``webrtc``: the viewer decodes RTP in a browser, which cannot take B-frames (409 then)."""
     ctx: AppContext = conn.app.state.ctx
     hubs = live_hubs(conn)
     if hubs is None:
@@ -53,6 +56,11 @@ def hub_for_viewer(conn: HTTPConnection, camera: Camera, stream: str, *, browser
             f"camera {camera.id} ({stream}) sends {hub.params.codec.upper()}, which browsers cannot play live; "
             "set the camera's transcode profile to live-h264 (or use stream=sub if it is H.264), "
             "or watch rtsp:// with a player that decodes H.265"))
+    if webrtc and hub.b_frames:
+        raise HTTPException(409, detail=(
+            f"camera {camera.id} ({stream}) sends B-frames, which browsers' WebRTC decoders cannot play "
+            "(RTP carries no decode times); set the camera's transcode profile to live-h264 (re-encoded "
+            "without B-frames), or watch it over MSE (live.mp4), LL-HLS (live.m3u8) or rtsp://"))
     limit = ctx.settings.live_max_viewers
     if hub.viewer_count >= limit:
         raise HTTPException(429, detail=f"camera {camera.id} ({stream}) already has {hub.viewer_count} live viewers, "

@@ -243,7 +243,7 @@ async def whep_offer(
         raise HTTPException(400, detail="malformed SDP offer: expected v=0 and a video m-line (recvonly)")
     if not _H264_RTPMAP.search(offer):
         raise HTTPException(400, detail="the offer has no H.264 codec; live video is H.264 only (enable H.264 in the client)")
-    hub = hub_for_viewer(request, principal.camera, stream)
+    hub = hub_for_viewer(request, principal.camera, stream, webrtc=True)
     holder: list[WhepSession] = []
 
     async def stop(reason: str) -> None:

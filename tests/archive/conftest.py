@@ -56,12 +56,13 @@ class Archive:
         return self.client.get(path, headers=headers, **kw)
 
 
-def build_archive(data_dir: Path, store: ObjectStore | None = None) -> Archive:
+def build_archive(data_dir: Path, store: ObjectStore | None = None, kind: str = "h264") -> Archive:
+    """``kind`` "h264_bframes": the camera sends B-frames (the same layout and frame codes)."""
     settings = Settings(data_dir=data_dir, segment_target_seconds=4)
     engine = open_engine(settings.database_url)
     index = SegmentIndex(engine)
     store = store or LocalObjectStore(data_dir / "objects")
-    record(index, store, data_dir / "spool", runs=[(0, 300), (400, 200)])
+    record(index, store, data_dir / "spool", runs=[(0, 300), (400, 200)], kind=kind)
     index.add_gap("cam-1", "main", GAP[0], GAP[1], "offline", "no answer on 10.0.0.5:554")
     cipher = load_cipher(data_dir)
     registry = Registry(engine, cipher)

@@ -57,6 +57,10 @@ def township(i: int) -> str:
 # -- data -------------------------------------------------------------------------
 
 
+def per_camera_hint(cameras: int) -> int:
+    return 1500  # segments a camera gets at most (partitions are created to cover them)
+
+
 def seed_registry(engine: Engine, cameras: int) -> None:
     with engine.begin() as c:
         c.execute(text("INSERT INTO regions (code, name, parent) VALUES ('county', 'County', NULL)"))
@@ -67,22 +71,27 @@ def seed_registry(engine: Engine, cameras: int) -> None:
                  "rtsp_transport, updated_us) VALUES (:id, :id, :r, 'rtsp://x/1', NULL, true, 30, 'none', 'tcp', 0)"),
             [{"id": camera_id(i), "r": township(i)} for i in range(cameras)],
         )
-        c.execute(text("INSERT INTO init_segments (sha256, data) VALUES (:s, :d)"), {"s": INIT_SHA, "d": b"x" * 800})
+        c.execute(text("INSERT INTO init_segments (sha256, data) VALUES (:s, :d)"),
+                  {"s": bytes.fromhex(INIT_SHA), "d": b"x" * 800})
+    from storage.db.partitions import ensure_partitions
+
+    ensure_partitions(engine, now_us=T0 + per_camera_hint(cameras) * SEG_US, since_us=T0)
 
 
 def rows(cameras: int, per_camera: int):  # type: ignore[no-untyped-def]
     """Time-major, as workers write them: each camera's rows are scattered over the
     table (one timeline reads ~1,440 different pages unless an index covers it)."""
     rnd = random.Random(1)
-    prev: dict[int, str | None] = {}
+    prev: dict[int, bytes | None] = {}
     for k in range(per_camera):
         for i in range(cameras):
             cam = camera_id(i)
             start = T0 + k * SEG_US + rnd.randrange(0, 40_000)
-            sha = hashlib.sha256(f"{cam}{k}".encode()).hexdigest()
-            yield (cam, "main", start, start + SEG_US - 40_000, f"{cam}/main/2026/09/21/00/{start}-60000.mp4",
-                   30_000_000, "h264", 1920, 1080, None, sha, prev.get(i), INIT_SHA, KEYFRAMES, 0, "w1",
-                   start + SEG_US)
+            sha = hashlib.sha256(f"{cam}{k}".encode()).digest()
+            # The row as SegmentIndex writes it (migration 0009): digests as bytes, no stored key.
+            yield (cam, "main", start, start + SEG_US - 40_000, None,
+                   30_000_000, "h264", 1920, 1080, None, sha, prev.get(i), bytes.fromhex(INIT_SHA), KEYFRAMES, 0,
+                   "w1", start + SEG_US)
             prev[i] = sha
 
 

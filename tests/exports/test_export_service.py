@@ -52,7 +52,8 @@ def test_export_round_trip_local(local_site: Site, tmp_path: Path) -> None:
     assert manifest["covered"] == manifest["requested"]
     assert [s["status"] for s in manifest["segments"]] == ["used"] * 4
     assert [s["sha256"] for s in manifest["segments"]] == [s.sha256 for s in local_site.segments]
-    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3, "unlinked_across_gaps": 0, "breaks": []}
+    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3,
+                                 "linked_around_inserted": 0, "unlinked_across_gaps": 0, "breaks": []}
     assert manifest["gaps"] == [] and manifest["exported_by"] == "zhang" and manifest["reason"] == "case 2026-17"
     assert manifest["signing_key_id"] == key_id(public_key(local_site))
     key_file = local_site.settings.data_dir / "export_signing_key.pem"
@@ -180,6 +181,17 @@ def test_chain_check_reports_breaks() -> None:
     ]
 
 
+def test_chain_check_accepts_inserted_links_only_from_the_same_predecessor() -> None:
+    a = SourceSegment("k/a", "aa", None, 0, 10, 1)
+    late = SourceSegment("k/l", "ll", "aa", 10, 20, 1)  # indexed after c: linked to a, as c is
+    c = SourceSegment("k/c", "cc", "aa", 20, 30, 1)
+    assert chain_check([a, late, c]) | {"breaks": []} == {"ok": True, "pairs_checked": 2, "linked": 1,
+                                                          "linked_around_inserted": 1, "unlinked_across_gaps": 0,
+                                                          "breaks": []}
+    forged = SourceSegment("k/f", "ff", "zz", 10, 20, 1)  # does not chain from a: c's skip is a break
+    assert chain_check([a, forged, c])["ok"] is False
+
+
 def test_progress_rises_to_one_and_is_kept_in_the_row(local_site: Site, tmp_path: Path) -> None:
     svc = service(local_site)
     job = svc.create(CAMERA, T0, T0 + 8_000_000, "case", "zhang")
@@ -211,7 +223,8 @@ def test_gaps_and_chain_breaks_are_in_the_manifest(local_site: Site, tmp_path: P
         ("offline", 4_000_000, 8_000_000)
     ]
     # The uploader links the first segment after the gap to the last before it.
-    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3, "unlinked_across_gaps": 0, "breaks": []}
+    assert manifest["chain"] == {"ok": True, "pairs_checked": 3, "linked": 3,
+                                 "linked_around_inserted": 0, "unlinked_across_gaps": 0, "breaks": []}
 
     rows = site.index.segments("cam-b", "main")
     with site.index.session() as s, s.begin():

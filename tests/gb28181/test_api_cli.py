@@ -34,9 +34,14 @@ def cli(gb: Gb, gb_settings: Any, monkeypatch: pytest.MonkeyPatch):  # type: ign
     monkeypatch.setenv("COLUMNS", "250")  # tables unwrapped
     monkeypatch.setenv("SHARPEYES_GB_SIP_BIND", "127.0.0.1:5060")  # as the server process would have it
     runner = CliRunner()
+    import logging
+    handlers = logging.root.handlers[:]
 
     def run(*args: str, ok: bool = True):  # type: ignore[no-untyped-def]
         result = runner.invoke(cli_app, list(args))
+        # The CLI points the root logger at CliRunner's stream, closed after the call; the
+        # in-process server's later log lines would fail on it.
+        logging.root.handlers[:] = handlers
         assert (result.exit_code == 0) == ok, result.output
         return result
     return run

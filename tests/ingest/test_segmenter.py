@@ -7,10 +7,11 @@ from pathlib import Path
 import av
 import pytest
 
-from ingest.recording.access_units import AccessUnitJoiner
+from ingest.recording.access_units import AccessUnitJoiner, DecodeTimestamper
 from ingest.recording.segmenter import Segmenter, parameter_sets
 from ingest.recording.spool import Spool, SpoolEntry
-from storage.mp4.read import init_segment_size, parse_init, scan_fragments
+from storage.index.keyframes import Keyframe
+from storage.mp4.read import init_segment_size, parse_init, presented_at, scan_fragments
 from tests.support.packets import clone, encode, split_nals
 
 T0 = 1_800_000_000_000_000  # a fixed wall clock start, in microseconds
@@ -57,7 +58,8 @@ def check_file(spool: Spool, entry: SpoolEntry) -> list[av.VideoFrame]:
     tracks = parse_init(data[:isz])
     vid = next(t for t in tracks.values() if t.handler == "vide")
     frags = scan_fragments(data, tracks, isz)
-    table = [(f.runs[vid.track_id].samples[0].decode_time * 1_000_000 // vid.timescale, f.moof_offset) for f in frags]
+    table = [(presented_at(f.runs[vid.track_id].samples[0], vid) * 1_000_000 // vid.timescale, f.moof_offset)
+             for f in frags]
     assert entry.keyframes == table, "keyframe table must match the fragments in the file"
     assert all(f.runs[vid.track_id].samples[0].keyframe for f in frags), "every fragment starts at a keyframe"
     frames = decode_all(path)
@@ -222,3 +224,64 @@ def test_a_resolution_change_mid_stream_starts_a_segment_with_the_new_size(tmp_p
     for e, size in zip(closed, [(320, 180), (640, 360)]):
         frames = check_file(spool, e)
         assert (frames[-1].width, frames[-1].height) == size and len(frames) == 50
+
+
+def _rtp_like(enc, packets=None):
+    """The encoder's packets as an RTSP session has them: presentation times only,
+    each access unit's decode time derived (what CameraSession does)."""
+    stamper = DecodeTimestamper(enc.video)
+    out = []
+    for p in packets if packets is not None else enc.video_packets:
+        q = clone(p)
+        q.dts = None
+        stamper.stamp(q)
+        out.append(q)
+    return out, stamper
+
+
+def test_b_frames_are_recorded_by_decode_time(tmp_path: Path) -> None:
+    """A B-frame stream (pts back and forth in decode order) is one run: segments cut at
+    keyframes, contiguous, each frame once and in presentation order, and presentation
+    starts at the keyframe (the edit list hides the decoder's delay)."""
+    enc = encode(seconds=8.0, gop=25, b_frames=3)
+    pkts = enc.video_packets
+    assert sum(1 for a, b in zip(pkts, pkts[1:]) if b.pts < a.pts) > 50, "the encode must reorder"
+    stamped, stamper = _rtp_like(enc)
+    assert stamper.depth == 2 and stamper.b_frames and stamper.times.late == 0
+    spool, closed = run(enc, packets=stamped, tmp=tmp_path, target_s=2.0)
+    assert len(closed) == 4
+    for a, b in zip(closed, closed[1:]):
+        assert a.end_us == b.start_us
+    first_pts = min(p.pts for p in pkts)
+    for k, e in enumerate(closed):
+        assert e.start_us == T0 + k * 2_000_000 and e.end_us - e.start_us == 2_000_000
+        frames = check_file(spool, e)
+        assert len(frames) == 50
+        times = [f.pts for f in frames]
+        assert times == sorted(times) and times[0] == 0, "presentation order, from 0 (edit list)"
+        assert all(b - a == 3600 for a, b in zip(times, times[1:]))
+        assert [t.offset_us for t in [Keyframe(*kf) for kf in e.keyframes]] == [0, 1_000_000]
+    # the frames decoded in segment k are exactly the frames the camera presented in that span
+    assert first_pts == pkts[0].pts
+
+
+def test_a_restart_in_a_b_frame_stream_is_still_a_jump(tmp_path: Path) -> None:
+    enc = encode(seconds=6.0, gop=25, b_frames=3)
+    pkts = enc.video_packets
+    cut = next(i for i, p in enumerate(pkts) if p.is_keyframe and i >= 75)
+    restarted = pkts[:cut] + [clone(p, pts=p.pts - pkts[cut].pts + 3600) for p in pkts[cut:]]
+    stamped, stamper = _rtp_like(enc, restarted)
+    assert stamper.times.restarts == 1
+    clock = FakeClock()
+    spool = Spool(tmp_path, 1 << 30)
+    closed: list[SpoolEntry] = []
+    seg = Segmenter("cam-1", "main", spool, target_us=2_000_000, clock=clock, on_closed=closed.append)
+    seg.start_input(enc.video, None)
+    for i, p in enumerate(stamped):
+        clock.now = T0 + i * 40_000
+        seg.push_video(p)
+    seg.end_run()
+    assert seg.discontinuities == 1
+    for a, b in zip(closed, closed[1:]):
+        assert b.start_us >= a.end_us
+    assert sum(len(check_file(spool, e)) for e in closed) == len(pkts)

@@ -43,6 +43,20 @@ class Worker:
             )
         return self
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until its HTTP port answers: from then on SIGTERM is a clean stop (before, the
+        process has not installed its signal handlers yet)."""
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.http_port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"worker {self.worker_id} never listened on {self.http_port}\n{self.log()[-3000:]}")
+
     def kill(self) -> None:
         """kill -9: no release, no upload of the open segments."""
         assert self.proc is not None
@@ -86,7 +100,7 @@ class Cluster:
 
     @classmethod
     def create(cls, database_url: str, root: Path, s3_server, bucket: str, *, ttl: float = 4.0,  # type: ignore[no-untyped-def]
-               segment_seconds: float = 4.0) -> "Cluster":
+               segment_seconds: float = 4.0, shared_spool: bool = False) -> "Cluster":
         key = Fernet.generate_key().decode()
         env = dict(
             os.environ,
@@ -104,6 +118,8 @@ class Cluster:
             SHARPEYES_CONNECT_TIMEOUT_SECONDS="5",
             SHARPEYES_STALL_TIMEOUT_SECONDS="5",
         )
+        if shared_spool:  # one volume all workers mount: here, one directory
+            env["SHARPEYES_SPOOL_SHARED_DIR"] = str(root / "shared-spool")
         cluster = cls(database_url, root, env)
         cluster.engine = open_engine(database_url)
         cluster.cipher = SecretCipher(key)
@@ -127,7 +143,13 @@ class Cluster:
         reg.add_cameras([Camera(id=cid, name=cid, region="county", main_url=url) for cid, url in urls.items()])
         return list(urls)
 
+    def spool_of(self, worker_id: str) -> Path:
+        shared = self.env.get("SHARPEYES_SPOOL_SHARED_DIR")
+        return Path(shared) / worker_id if shared else self.root / worker_id / "spool"
+
     def worker(self, worker_id: str) -> Worker:
+        if worker_id in self.workers:  # a restart: same data directory, port and id
+            return self.workers[worker_id].start()
         port = free_port()
         env = dict(self.env, SHARPEYES_DATA_DIR=str(self.root / worker_id),
                    SHARPEYES_ADVERTISE_URL=f"http://127.0.0.1:{port}")

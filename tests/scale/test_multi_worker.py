@@ -8,8 +8,6 @@ reconnect's gap; and across the run no camera's segments overlap.
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -22,15 +20,6 @@ SEGMENT = 4.0
 # One reconnect: the release is seen within a lease poll (0.5 s), then connect and
 # wait for the next keyframe (2 s GOP); plus the segment-end rounding of both sides.
 ONE_RECONNECT_S = 5.0
-
-
-@pytest.fixture
-def cluster(postgres_url: str, tmp_path: Path, s3_server, s3_bucket: str) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
-    c = Cluster.create(postgres_url, tmp_path, s3_server, s3_bucket, ttl=TTL, segment_seconds=SEGMENT)
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def start_cameras(camera_server, n: int) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -34,7 +34,6 @@ def record(start_s: int, end_s: int, camera: str = CAM, stream: str = "main", in
         height=1080,
         audio_codec=None,
         sha256=digest(f"{camera}{stream}{start_s}"),
-        prev_sha256=None,
         init_sha256=digest(init),
         init_data=init.encode(),
         keyframes=pack_keyframes([Keyframe(0, 0), Keyframe(2 * S, 500)]),
@@ -72,6 +71,15 @@ def test_migrations_match_models(engine: Engine) -> None:
 
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    if engine.dialect.name == "postgresql":
+        # segments is partitioned there, with its own keys (migration 0015, storage.db.partitions):
+        # the primary key (camera_id, stream, start_us) INCLUDE (end_us) and a BRIN on start_us
+        # stand for the model's btree indexes.
+        def partitioning(d: tuple) -> bool:  # type: ignore[type-arg]
+            table = d[1].table.name if d[0] in ("add_index", "remove_index") else getattr(d[1], "name", "")
+            return table == "segments" and d[0] in ("add_index", "remove_index") or table.startswith("segments_p") \
+                or table == "segments_default"
+        diff = [d for d in diff if not partitioning(d)]
     assert diff == []
 
 
@@ -145,7 +153,7 @@ def test_init_segments_shared(engine: Engine) -> None:
 def test_delete_segments(engine: Engine) -> None:
     idx = SegmentIndex(engine)
     rows = [idx.add_segment(record(s, s + 60)) for s in (0, 60, 120)]
-    idx.delete_segments([rows[0].id, rows[2].id])
+    idx.delete_segments([rows[0], rows[2]])
     assert [r.start_us for r in idx.all_segments()] == [60 * S]
 
 

@@ -97,22 +97,49 @@ def test_owner_url_follows_the_lease(leases: LeaseTable) -> None:
     assert leases.owner_url(CAMS[0], now_us=T0 + TTL + 1) is None  # expired: nobody to redirect to
 
 
-def test_fenced_add_segment(index_engine: Engine, leases: LeaseTable) -> None:
+def test_fencing_is_by_time(index_engine: Engine, leases: LeaseTable) -> None:
+    """A segment is refused only for the time someone else has: an indexed row, or
+    (for a worker that lost the lease) the time since the takeover."""
     index = SegmentIndex(index_engine)
     cam = CAMS[0]
+    t0 = T0 // S
     leases.acquire("a", [cam], 1, now_us=T0, ttl_us=TTL)
-    index.add_segment(record(0, 60, camera=cam), fence=("a", 1))
-    # b takes the camera over while a is paused; a's next segment must not be indexed.
+    index.add_segment(record(t0, t0 + 60, camera=cam), fence=("a", 1))
+    # b takes the camera over while a is paused, at t0 + 16 s.
     leases.acquire("b", [cam], 1, now_us=T0 + TTL + 1, ttl_us=TTL)
+    took = leases.lease(cam).acquired_us  # type: ignore[union-attr]
     with pytest.raises(FencedOut) as err:
-        index.add_segment(record(60, 120, camera=cam), fence=("a", 1))
-    assert cam in str(err.value) and "'b' at epoch 2" in str(err.value)
-    assert [r.start_us for r in index.segments(cam)] == [0]
-    index.add_segment(record(70, 130, camera=cam), fence=("b", 2))
-    with pytest.raises(FencedOut):
-        index.add_segment(record(0, 60, camera="no-lease-row"), fence=("a", 1))
-    assert index.references(cam, "main", 70 * S, f"{cam}/main/70.mp4")
-    assert not index.references(cam, "main", 60 * S, f"{cam}/main/60.mp4")
+        index.add_segment(record(t0 + 60, t0 + 120, camera=cam), fence=("a", 1))
+    assert err.value.lost_lease and cam in str(err.value) and "'b' (epoch 2)" in str(err.value)
+    assert [(c.start_us, c.end_us, c.reason) for c in err.value.claims] == [((t0 + 60) * S, (t0 + 120) * S,
+                                                                            "taken_over")]
+    assert took == T0 + TTL + 1
+    # What a recorded before the takeover, and nobody else has, is indexed although its epoch is stale.
+    index.add_segment(record(t0 - 30, t0, camera=cam), fence=("a", 1))
+    index.add_segment(record(t0 + 70, t0 + 130, camera=cam), fence=("b", 2))
+    # The owner too is refused where another row already has the time.
+    with pytest.raises(FencedOut) as err:
+        index.add_segment(record(t0 + 100, t0 + 160, camera=cam), fence=("b", 2))
+    assert [(c.start_us, c.end_us, c.reason) for c in err.value.claims] == [((t0 + 100) * S, (t0 + 130) * S,
+                                                                            "indexed")]
+    assert index.claims(cam, "main", (t0 + 50) * S, (t0 + 75) * S, ("b", 2)) == [
+        c for c in index.claims(cam, "main", (t0 + 50) * S, (t0 + 75) * S, ("b", 2)) if c.reason == "indexed"]
+    # No lease row: only overlaps count.
+    index.add_segment(record(0, 60, camera="no-lease-row"), fence=("a", 1))
+    # Re-indexing the same key is idempotent, not an overlap.
+    again = index.add_segment(record(t0 + 70, t0 + 130, camera=cam), fence=("b", 2))
+    assert again.start_us == (t0 + 70) * S
+    assert [r.start_us // S - t0 for r in index.segments(cam)] == [-30, 0, 70]
+    assert index.references(cam, "main", (t0 + 70) * S, f"{cam}/main/{t0 + 70}.mp4")
+    assert not index.references(cam, "main", (t0 + 60) * S, f"{cam}/main/{t0 + 60}.mp4")
+
+
+def test_hash_chain_links_to_the_row_before_in_time(index_engine: Engine) -> None:
+    index = SegmentIndex(index_engine)
+    a = index.add_segment(record(100, 160))
+    c = index.add_segment(record(170, 230))
+    b = index.add_segment(record(160, 170))  # late: an inserted link
+    assert a.prev_sha256 is None and c.prev_sha256 == a.sha256 and b.prev_sha256 == a.sha256
 
 
 def test_published_statuses(index_engine: Engine) -> None:
@@ -130,3 +157,23 @@ def test_published_statuses(index_engine: Engine) -> None:
     table.withdraw("a", [("c1", "main"), ("c1", "sub")])
     got = table.statuses(now_us=T0 + 8 * S, stale_us=30 * S)
     assert got[("c1", "main")]["worker_id"] == "b" and ("c1", "sub") not in got
+
+
+def test_a_worker_id_is_one_live_process(leases: LeaseTable) -> None:
+    from storage.index.leases import DuplicateWorker
+
+    clock = iter(range(T0, T0 + 1000 * S, S))
+    leases.register("w", "proc-x", now_us=T0, ttl_us=TTL, wait=lambda: None, clock=lambda: next(clock))
+    leases.heartbeat("w", now_us=T0 + S, instance="proc-x")
+    # A second process while x keeps heartbeating: refused, with what to do.
+    with pytest.raises(DuplicateWorker, match="in use by another live process.*another --worker-id"):
+        leases.register("w", "proc-y", now_us=T0 + 2 * S, ttl_us=TTL, clock=lambda: T0 + 9 * S,
+                        wait=lambda: leases.heartbeat("w", now_us=T0 + 8 * S, instance="proc-x"))
+    leases.heartbeat("w", now_us=T0 + 10 * S, instance="proc-x")  # x is unaffected
+    # x crashed (no heartbeat during the wait): a restart takes the id over at once...
+    leases.register("w", "proc-z", now_us=T0 + 11 * S, ttl_us=TTL, wait=lambda: None, clock=lambda: T0 + 12 * S)
+    leases.heartbeat("w", now_us=T0 + 13 * S, instance="proc-z")
+    # ...and x, had it only been paused, learns it at its next heartbeat.
+    with pytest.raises(DuplicateWorker, match="taken by another process"):
+        leases.heartbeat("w", now_us=T0 + 14 * S, instance="proc-x")
+    assert leases.worker("w").last_seen_us == T0 + 13 * S  # type: ignore[union-attr]

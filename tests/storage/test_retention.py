@@ -60,7 +60,7 @@ class World:
             self.store.put_bytes(key, data, sha)
             self.index.add_segment(SegmentRecord(
                 camera_id=cam, stream="main", start_us=s, end_us=s + seg_us, object_key=key, bytes=len(data),
-                codec="h264", width=640, height=360, audio_codec=None, sha256=sha, prev_sha256=None,
+                codec="h264", width=640, height=360, audio_codec=None, sha256=sha,
                 init_sha256="0" * 64, init_data=b"init", keyframes=b""))
 
     def cleaner(self, **policy) -> RetentionCleaner:  # type: ignore[no-untyped-def]
@@ -208,3 +208,29 @@ def test_lifecycle_rules_apply_to_a_real_s3_bucket(s3_server, s3_bucket: str) ->
     config = store._client.get_bucket_lifecycle(s3_bucket)
     assert [(r.rule_id, r.rule_filter.prefix, r.expiration.days) for r in config.rules] == [
         ("sharpeyes-retention-cam-a", "cam-a/", 46)]
+
+
+def test_whole_months_are_dropped_as_partitions_unless_held(index_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: with index_only (lifecycle rules delete the objects), a month past every
+    camera's retention is dropped as a partition, with its retention gap; a held month stays."""
+    if index_engine.dialect.name != "postgresql":
+        pytest.skip("segments is partitioned on PostgreSQL only")
+    from storage.db.partitions import ensure_partitions, month_start_us, partitions
+
+    world = World(index_engine, tmp_path)
+    world.registry.add_camera(_camera("cam-a", days=30))
+    jan, feb, mar = month_start_us(2026, 1), month_start_us(2026, 2), month_start_us(2026, 3)
+    ensure_partitions(index_engine, now_us=month_start_us(2026, 6), since_us=jan)
+    for start in (jan, feb, mar):
+        world.record_hours("cam-a", start + DAY_US, 6, per_segment=6)
+    world.holds.place("cam-a", feb + DAY_US, feb + DAY_US + HOUR_US, "case 2026-31", "investigator")
+    world.clock.now = month_start_us(2026, 4) + 5 * DAY_US  # March ended 5 days ago: its month stays
+    world.cleaner(index_only=True).run_once()
+    with index_engine.connect() as conn:
+        names = [p.name for p in partitions(conn)]
+    assert "segments_p202601" not in names and {"segments_p202602", "segments_p202603"} <= set(names)
+    # February is held; March's rows went one by one (age), its partition stays.
+    assert [s.start_us for s in world.index.segments("cam-a")] == [feb + DAY_US]
+    gaps = [(g.start_us, g.end_us) for g in world.index.gaps("cam-a") if g.reason == "retention"]
+    assert gaps == [(jan, feb), (mar + DAY_US, mar + DAY_US + 6 * HOUR_US)]
+    assert "segments_p202607" in names  # created ahead of the (injected) clock

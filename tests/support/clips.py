@@ -23,7 +23,9 @@ Usage::
         idx = read_frame_code(frame.to_ndarray(format="gray"))
 
 Kinds: ``h264`` (libx264, no B-frames, closed fixed GOP), ``h265`` (libx265, same),
-``h264_slices`` (4 slices per frame), ``h264_aac`` (H.264 + 1 kHz sine AAC), ``mjpeg``.
+``h264_slices`` (4 slices per frame), ``h264_aac`` (H.264 + 1 kHz sine AAC), ``mjpeg``,
+``h264_bframes`` (libx264 High, 3 B-frames in a pyramid, closed fixed GOP; in MP4, because
+a B-frame stream needs its timestamps from a container: ``clip.video`` is an ``.mp4``).
 
 Clips are cached under ``tests/.cache/clips/`` keyed by every parameter (and a generator
 version), written atomically, so parallel test processes can share the cache.
@@ -44,7 +46,7 @@ import numpy as np
 
 GENERATOR_VERSION = 2
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "clips"
-KINDS = ("h264", "h265", "h264_slices", "h264_aac", "mjpeg")
+KINDS = ("h264", "h265", "h264_slices", "h264_aac", "mjpeg", "h264_bframes")
 
 CODE_BITS = 24  # 20 bits of value + 4 check bits
 VALUE_BITS = 20
@@ -200,6 +202,14 @@ def _video_args(kind: str, width: int, height: int, fps: int, gop: int, bitrate:
             "log-level=error:pools=2:frame-threads=1",
             *br, "-f", "hevc",
         ], "h265", ".h265")
+    if kind == "h264_bframes":
+        # ultrafast keeps b-adapt off, so every GOP is the same I/P + 3 B pattern (b-pyramid:
+        # reorder depth 2), like a camera set to "H.264 High".
+        return ([
+            "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-bf", "3",
+            "-x264-params", "repeat-headers=1:open-gop=0", *br, "-f", "mp4",
+        ], "h264", ".mp4")
     if kind == "mjpeg":
         return (["-c:v", "mjpeg", "-pix_fmt", "yuvj420p", "-q:v", "6", "-f", "mjpeg"], "mjpeg", ".mjpeg")
     raise ValueError(f"unknown clip kind {kind!r}; one of {KINDS}")

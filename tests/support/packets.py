@@ -31,11 +31,14 @@ class Encoded:
 
 
 def encode(codec: str = "h264", seconds: float = 6.0, fps: int = 25, gop: int = 50,
-           size: tuple[int, int] = (320, 180), slices: int = 1, audio: bool = False) -> Encoded:
+           size: tuple[int, int] = (320, 180), slices: int = 1, audio: bool = False,
+           b_frames: int = 0) -> Encoded:
     """Encode a moving test pattern into MP4 in memory and demux it again.
 
     Video comes back with 90 kHz pts and AAC as raw frames with its config in
-    extradata: what FFmpeg's RTSP demuxer gives.
+    extradata: what FFmpeg's RTSP demuxer gives. With ``b_frames`` the encoder sends
+    that many B-frames between references (a b-pyramid from 2 on); packets keep the
+    encoder's dts (an RTSP camera's have none: set them to None to test that).
     """
     buf = io.BytesIO()
     out = av.open(buf, "w", format="mp4", options={"video_track_timescale": "90000"})
@@ -44,16 +47,16 @@ def encode(codec: str = "h264", seconds: float = 6.0, fps: int = 25, gop: int = 
     vs.width, vs.height = size
     vs.pix_fmt = "yuv420p"
     vs.gop_size = gop
-    vs.max_b_frames = 0
+    vs.max_b_frames = b_frames
     if codec == "h264":
         vs.options = {
             "preset": "ultrafast",
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:slices={slices}:bframes=0",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:slices={slices}:bframes={b_frames}:open-gop=0",
         }
     else:
         vs.options = {
             "preset": "ultrafast",
-            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:log-level=error",
+            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={b_frames}:open-gop=0:log-level=error",
         }
     as_ = None
     if audio:

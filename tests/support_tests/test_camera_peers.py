@@ -154,3 +154,22 @@ def test_stop_start_pause(camera_server):
 def test_garbage_server(garbage_rtsp_server):
     with pytest.raises(av.error.FFmpegError):
         av.open(garbage_rtsp_server.url, options={"rtsp_transport": "tcp"}, timeout=3)
+
+
+def test_vlc_camera_sends_b_frames_with_continuous_frame_codes(bframes_camera):
+    """VLC keeps the reordered frames: in decode order the pts go back and forth, and the
+    decoded pictures run on frame by frame, across the loop seam, over UDP (its only transport)."""
+    clip = bframes_camera.clip
+    ptss, codes = [], []
+    with av.open(bframes_camera.url, options={"rtsp_transport": "udp"}, timeout=5) as c:
+        stream = c.streams.video[0]
+        for pkt in c.demux(stream):
+            if pkt.pts is not None:
+                ptss.append(pkt.pts)
+            for f in pkt.decode():
+                codes.append(read_frame_code(f.to_ndarray(format="gray")))
+            if len(codes) >= clip.frames + 50:
+                break
+    assert sum(1 for a, b in zip(ptss, ptss[1:]) if b < a) > len(ptss) // 3  # B-frames
+    assert all((b - a) % clip.frames == 1 for a, b in zip(codes, codes[1:])), codes
+    assert any(b < a for a, b in zip(codes, codes[1:]))  # it did loop
