@@ -61,7 +61,9 @@ def gb_refresh(device_id: str, request: Request,
     """Ask the device for its Catalog, DeviceInfo and DeviceStatus now (on the SIP server's node)."""
     ctx: AppContext = request.app.state.ctx
     if ctx.gb is None:
-        raise HTTPException(503, detail="this node runs no GB/T 28181 SIP server (GB_SIP_BIND is empty here)")
+        # 421 Misdirected Request: the node that runs the SIP server can answer; this one cannot.
+        raise HTTPException(421, detail="this node runs no GB/T 28181 SIP server (GB_SIP_BIND is empty here); "
+                                 "send this to the node started with GB_SIP_BIND")
     if device_id not in {d.device_id for d in _visible(principal, ctx, _store(ctx).all())}:
         raise HTTPException(404, detail=f"device {device_id} is not known; see GET /api/gb/devices")
     if device_id not in ctx.gb.service.sessions:

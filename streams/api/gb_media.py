@@ -28,7 +28,7 @@ def _gb_channel(request: Request, camera_id: str) -> tuple[AppContext, Any, Came
     ctx: AppContext = request.app.state.ctx
     server = getattr(ctx, "gb", None)
     if server is None:
-        raise HTTPException(503, "this node does not run the GB/T 28181 SIP server; ask the one started with "
+        raise HTTPException(421, "this node does not run the GB/T 28181 SIP server; ask the one started with "
                                  "GB_SIP_BIND (sharpeyes run)")
     camera = ctx.registry.camera(camera_id)
     if camera is None:
@@ -72,7 +72,7 @@ def backfill(id: str, request: Request, start: str, end: str,
     s, e = time_range(start, end, MAX_BACKFILL_SECONDS, too_long="ask for at most 6 hours at a time")
     sup = ctx.supervisor
     if sup is None:
-        raise HTTPException(503, "this node does not record (no ingest): backfill runs where the SIP server records")
+        raise HTTPException(421, "this node does not record (no ingest): backfill runs where the SIP server records")
     job = DeviceBackfill(media_link(ctx.settings, server), camera, camera.gb_device_id or "", ctx.index, sup.spool,
                          on_closed=sup.uploader.notify, target_us=int(ctx.settings.segment_target_seconds * 1e6),
                          media_timeout=ctx.settings.stall_timeout_seconds,

@@ -109,7 +109,7 @@ def test_gb_cli_and_api(gb: Gb, gb_settings: Any, cli: Any) -> None:
     client, headers = _client(gb, gb_settings, with_server=False)
     with client:
         r = client.post(f"/api/gb/devices/{DEVICE}/refresh", headers=headers["op"])
-        assert r.status_code == 503 and "GB_SIP_BIND" in r.json()["detail"]
+        assert r.status_code == 421 and "GB_SIP_BIND" in r.json()["detail"]
 
     cli("gb", "device", "remove", DEVICE)
     cli("gb", "device", "remove", DEVICE, ok=False)
