@@ -277,3 +277,35 @@ def test_incoming_invite_from_sipp_uac_becomes_a_dialog_ended_by_its_bye() -> No
             sipp.stop()
             await ep.close()
     asyncio.run(main())
+
+
+def test_port_zero_picks_again_when_the_tcp_twin_is_taken() -> None:
+    """Port 0: the free UDP port's TCP twin may be held by another socket; start picks again."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+
+    async def main() -> int:
+        ep = _endpoint()
+        assert ep._udp is not None
+        real_start = ep._udp.start
+        calls: list[int] = []
+
+        async def first_on_the_taken_port(host: str, port: int) -> tuple[str, int]:
+            calls.append(port)
+            return await real_start(host, taken if len(calls) == 1 else port)
+
+        ep._udp.start = first_on_the_taken_port  # type: ignore[method-assign]
+        await ep.start()
+        try:
+            assert len(calls) == 2 and calls == [0, 0]
+            return ep.port
+        finally:
+            await ep.close()
+
+    try:
+        port = asyncio.run(main())
+    finally:
+        holder.close()
+    assert port != taken

@@ -39,6 +39,7 @@ address. Messages that fail to parse go to ``on_reject(peer, reason)``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -144,15 +145,22 @@ class SipEndpoint:
 
     async def start(self) -> None:
         """Bind UDP and TCP on host:port (port 0: one free port, the same for both)."""
-        if self._udp is not None:
-            self.host, self.port = await self._udp.start(self.host, self.port)
-        if self._tcp is not None:
+        requested = self.port
+        # With port 0 the UDP port is free, but the same TCP port may not be: another socket can
+        # hold it. Pick again rather than fail (a fixed port that is taken still fails).
+        for attempt in range(1, 21):
+            if self._udp is not None:
+                self.host, self.port = await self._udp.start(self.host, requested)
+            if self._tcp is None:
+                break
             try:
                 _, self.port = await self._tcp.start(self.host, self.port)
-            except OSError:
+                break
+            except OSError as exc:
                 if self._udp is not None:
                     self._udp.close()
-                raise
+                if requested != 0 or self._udp is None or exc.errno != errno.EADDRINUSE or attempt == 20:
+                    raise
         if self.advertise_host is None:
             self.advertise_host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         log.info("SIP endpoint %s on %s:%d (udp=%s tcp=%s)", self.user, self.host, self.port,
