@@ -14,8 +14,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from config.times import TimeError, parse_time
-from sharpeyes.cli.output import cli_actor, console, err, fail
+from sharpeyes.cli.output import console, err, fail
 from sharpeyes.services import from_context
+from streams.access.changes import Actor
 from streams.access.audit import AuditLog
 from storage.archive.clips import ClipError, NoRecordings
 from storage.archive.clips import clip_file_name
@@ -44,7 +45,7 @@ def export(
         fail(str(exc), 2)
     service = ExportService(svc.engine, svc.index, svc.registry, svc.store, svc.settings.data_dir,
                             max_seconds=svc.settings.export_max_seconds)
-    actor = cli_actor()
+    actor = Actor.os_user().name
     try:
         job = service.create(camera, s, e, reason, actor, stream=stream, allow_gaps=allow_gaps)
     except NoRecordings as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import logging
 
 import typer
@@ -49,10 +48,3 @@ def clean_error(exc: Exception) -> str:
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
     return str(exc)
 
-
-def cli_actor() -> str:
-    """Who a CLI command acts as in the audit trail: the operating-system user, as ``cli:NAME``."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:?"

@@ -51,15 +51,25 @@ class Actor:
 
     @property
     def sees_all(self) -> bool:
-        return self.role == "admin" or ALL_REGIONS in self.scope
+        return sees_all(self.role, self.scope)
 
     def region_codes(self, registry: Registry) -> set[str] | None:
-        if self.sees_all:
-            return None
-        codes: set[str] = set()
-        for code in self.scope:
-            codes |= registry.region_subtree(code)
-        return codes
+        return regions_in_scope(self.role, self.scope, registry)
+
+
+def sees_all(role: str, scope: tuple[str, ...]) -> bool:
+    """Whether a caller with ``role`` and ``scope`` sees every region."""
+    return role == "admin" or ALL_REGIONS in scope
+
+
+def regions_in_scope(role: str, scope: tuple[str, ...], registry: Registry) -> set[str] | None:
+    """Every region code in ``scope`` (sub-regions included); None means all."""
+    if sees_all(role, scope):
+        return None
+    codes: set[str] = set()
+    for code in scope:
+        codes |= registry.region_subtree(code)
+    return codes
 
 
 class RegistryChanges:

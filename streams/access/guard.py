@@ -52,7 +52,7 @@ from starlette.requests import HTTPConnection
 
 from config.cameras import Camera, Region
 from streams.access.audit import AuditEntry, AuditLog
-from streams.access.changes import Actor, RegistryChanges
+from streams.access.changes import Actor, RegistryChanges, regions_in_scope, sees_all
 from storage.index.registry import Registry
 from storage.index.credentials import load_cipher
 from streams.access.users import (
@@ -123,16 +123,11 @@ class Principal:
 
     @property
     def sees_all(self) -> bool:
-        return self.role == "admin" or ALL_REGIONS in self.scope
+        return sees_all(self.role, self.scope)
 
     def region_codes(self, registry: Registry) -> set[str] | None:
         """Every region code in scope (sub-regions included); None means all."""
-        if self.sees_all:
-            return None
-        codes: set[str] = set()
-        for code in self.scope:
-            codes |= registry.region_subtree(code)
-        return codes
+        return regions_in_scope(self.role, self.scope, registry)
 
     def can_see(self, camera: Camera, registry: Registry) -> bool:
         codes = self.region_codes(registry)
