@@ -106,12 +106,7 @@ class NativeCameraSession(CameraSession):
                 self._future.result(timeout)
             except Exception:  # noqa: BLE001 - a failed pull has recorded its failure already
                 pass
-        if not self.alive:
-            self.segmenter.end_run()
-        if gap_reason is not None and self._gap_id is None:
-            start = self.segmenter.last_end_us
-            self._open_gap(start if start is not None else self.clock(), gap_reason, "")
-        self._set_state("disabled" if gap_reason == "disabled" else "stopped")
+        self._finish_stop(gap_reason)
 
     @property
     def alive(self) -> bool:

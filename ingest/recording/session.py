@@ -154,8 +154,12 @@ class CameraSession:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._finish_stop(gap_reason)
+
+    def _finish_stop(self, gap_reason: str | None) -> None:
+        """After the pull has ended (or was given up on): close the run, say why it stops."""
         if not self.alive:
-            # Only once the pull thread is gone may this thread touch the segmenter.
+            # Only once the pull is gone may this thread touch the segmenter.
             self.segmenter.end_run()
         if gap_reason is not None and self._gap_id is None:
             start = self.segmenter.last_end_us
