@@ -3,6 +3,7 @@
 #   ./tests/run.sh -q                 # whole suite
 #   SHARPEYES_TEST_CAMERA_SIZE=640x360 ./tests/run.sh tests/support_tests
 #   SHARPEYES_SKIP_LINT=1 ./tests/run.sh tests/archive   # without ruff and mypy
+#   SHARPEYES_TEST_WORKERS=0 ./tests/run.sh -x tests/ingest  # in one process (default: 4 xdist workers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,8 +47,17 @@ if [ "${SHARPEYES_SKIP_LINT:-0}" != "1" ]; then
   .venv/bin/mypy
 fi
 
+# Most tests wait on real time (cameras at 25 fps, SIP timers, leases), not on the CPU, so the
+# suite runs on several pytest-xdist workers, a test file to a worker (module fixtures stay
+# shared). SHARPEYES_TEST_WORKERS=0 runs it in one process; `-n N` on the command line wins.
+parallel=()
+workers="${SHARPEYES_TEST_WORKERS:-4}"
+if [ "$workers" != "0" ] && [[ " $* " != *" -n "* ]] && [[ " $* " != *" -p no:xdist "* ]]; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
+
 rc=0
-.venv/bin/python -m pytest "$@" || rc=$?
+.venv/bin/python -m pytest "${parallel[@]}" "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "run.sh: no tests were collected" >&2
 fi

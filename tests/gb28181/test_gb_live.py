@@ -79,8 +79,10 @@ def _record(tmp_path: Path, codec: str, transport: str, seconds: int) -> None:
             session = rec.session(CHANNEL)
             invite = session.last_invite
             rstats = dict(session.receiver_stats)
-            left = rec.close()
+            # The window ends when we ask to stop: the time close() takes to flush and upload is
+            # not recording time, and on a loaded machine it can be a few percent of a short run.
             stopped = now_us()
+            left = rec.close()
             assert left == 0
             assert invite is not None and invite.status == 200 and invite.transport == transport
             assert rstats["lost"] == 0 and rstats["packets"] > 0
