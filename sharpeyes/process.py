@@ -141,7 +141,8 @@ def start_cascade(svc: Services, server: GbServer, supervisor: object):  # type:
     link = media_link(settings, server)
     cascade = CascadeService(server.service.endpoint, UpstreamStore(svc.engine, svc.cipher), svc.registry,
                              supervisor.live, settings.gb_id, link.media_host, link.ports,  # type: ignore[attr-defined]
-                             audit=audit, bind_host=link.bind_host, index=svc.index, objects=svc.store)
+                             audit=audit, bind_host=link.bind_host, index=svc.index, objects=svc.store,
+                             timezone=settings.display_timezone)
 
     async def start() -> None:
         cascade.start(server.service.message_routes)

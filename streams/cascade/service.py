@@ -5,6 +5,8 @@ On the GB/T 28181 SIP server's loop, for every row of ``UpstreamStore``:
   refreshed at half-time; a refusal is retried with backoff (never a 401 loop: the endpoint
   answers one challenge per request), and the state and reason are written to its row.
 - **Keepalive** MESSAGEs (``Notify/Keepalive``) every ``keepalive_s``.
+- Its **DeviceInfo** and **DeviceStatus** queries (of our GB_ID or of one of its cameras) are
+  answered 200, then with a ``Response`` MESSAGE (``device_response``).
 - Its **Catalog** query (a MESSAGE from its id) is answered 200, then with ``Response/Catalog``
   MESSAGEs listing the cameras of its regions (and their sub-regions) that have 20-digit ids,
   ``SumNum`` in each, up to ``CATALOG_BATCH`` items a MESSAGE, in the encoding it asked in
@@ -24,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from importlib import metadata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lxml import etree
 
 from config.cameras import Camera
-from ingest.gb28181.manscdp import MANSCDP_TYPE, ManscdpError, read_body
+from ingest.gb28181.manscdp import MANSCDP_TYPE, Manscdp, ManscdpError, build, read_body
 from ingest.gb28181.media.receiver import PortPool
 from ingest.gb28181.sip import Credentials, Dialog, Incoming, Peer, SipEndpoint, SipResponse
 from ingest.live.hub import LiveHubs
@@ -39,7 +42,8 @@ from storage.archive.clips import ClipError, EncodingChanged, NoRecordings, plan
 from storage.index.registry import Registry
 from storage.index.segments import SegmentIndex
 from storage.objects.store import ObjectStore
-from config.times import iso_utc
+from config.times import gb_local_time, iso_utc
+from storage.index.segments import now_us
 from streams.cascade.archive import ArchiveSource
 from streams.cascade.sender import PsRtpSender
 
@@ -88,6 +92,37 @@ def catalog_bodies(our_id: str, sn: str, cameras: list[Camera], encoding: str) -
         text = etree.tostring(root, pretty_print=True, encoding="unicode")
         out.append(f'<?xml version="1.0" encoding="{declared}"?>\r\n{text}'.encode(codec))
     return out
+
+
+def _version() -> str:
+    try:
+        return metadata.version("sharpeyes")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def device_response(cmd_type: str, sn: str, device_id: str, our_id: str, cameras: list[Camera], hubs: LiveHubs,
+                    zone: str, encoding: str) -> bytes:
+    """The body answering an upper platform's ``Query/DeviceInfo`` or ``Query/DeviceStatus`` for
+    ``device_id``: this platform (``our_id``) or one of ``cameras`` (the ones it may see)."""
+    cam = next((c for c in cameras if c.id == device_id), None)
+    if device_id != our_id and cam is None:
+        return build("Response", cmd_type, int(sn) if sn.isdigit() else 0, device_id,
+                     {"Result": "ERROR", "Reason": "no such device or channel in this platform's regions"},
+                     encoding=encoding)
+    fields: dict[str, str] = {"Result": "OK"}
+    if cmd_type == "DeviceInfo":
+        fields.update(DeviceName=cam.name if cam is not None else "sharpeyes county platform",
+                      Manufacturer="sharpeyes", Model="county platform" if cam is None else "channel",
+                      Firmware=_version(), Channel=str(len(cameras) if cam is None else 1))
+    else:
+        hub = hubs.get(cam.id, "main") if cam is not None else None
+        online = cam is None or (hub is not None and hub.online)
+        recording = cam.enabled if cam is not None else any(c.enabled for c in cameras)
+        fields.update(Online="ONLINE" if online else "OFFLINE", Status="OK" if online else "ERROR",
+                      Encode="ON" if online else "OFF", Record="ON" if recording else "OFF",
+                      DeviceTime=gb_local_time(now_us(), zone)[:19])
+    return build("Response", cmd_type, int(sn) if sn.isdigit() else 0, device_id, fields, encoding=encoding)
 
 
 def _sdp_fields(body: bytes) -> dict[str, Any]:
@@ -183,6 +218,7 @@ class CascadeService:
     objects: ObjectStore | None = None
     # After the end of a playback range (MediaStatus 121 sent), how long the platform has to BYE.
     bye_grace_s: float = 5.0
+    timezone: str = "Asia/Shanghai"  # DeviceTime in DeviceStatus: GB/T 28181 local time (DISPLAY_TIMEZONE)
     links: dict[str, _Link] = field(default_factory=dict)
     sessions: list[CascadeSession] = field(default_factory=list)
     _sn: Any = field(default_factory=lambda: itertools.count(1))
@@ -274,16 +310,32 @@ class CascadeService:
             return inc.response(400, f"Bad Request ({str(exc)[:80]})")
         if doc.kind == "Query" and doc.cmd_type == "Catalog":
             asyncio.get_running_loop().create_task(self._answer_catalog(link, str(doc.sn or 0), doc.encoding))
+        elif doc.kind == "Query" and doc.cmd_type in ("DeviceInfo", "DeviceStatus"):
+            asyncio.get_running_loop().create_task(self._answer_device(link, doc))
         return inc.response(200)
+
+    async def _send(self, link: _Link, body: bytes, what: str) -> bool:
+        up = link.upstream
+        resp = await self.endpoint.request("MESSAGE", link.peer, f"sip:{up.platform_id}@{up.domain}", body=body,
+                                           content_type=MANSCDP_TYPE)
+        if resp.status >= 300:
+            log.warning("cascade to %s: %s MESSAGE answered %d", up.platform_id, what, resp.status)
+        return resp.status < 300
+
+    async def _answer_device(self, link: _Link, doc: Manscdp) -> None:
+        """``Response/DeviceInfo`` or ``Response/DeviceStatus`` of this platform (its DeviceID is
+        our GB_ID) or of one of the platform's cameras (a channel id); any other id gets
+        ``Result`` ERROR with the reason."""
+        cameras = await asyncio.to_thread(cascade_cameras, self.registry, link.upstream)
+        body = device_response(doc.cmd_type, str(doc.sn or 0), doc.device_id or self.our_id, self.our_id, cameras,
+                               self.hubs, self.timezone, "UTF-8" if doc.encoding == "utf-8" else "GB2312")
+        await self._send(link, body, doc.cmd_type)
 
     async def _answer_catalog(self, link: _Link, sn: str, encoding: str) -> None:
         up = link.upstream
         cameras = await asyncio.to_thread(cascade_cameras, self.registry, up)
         for body in catalog_bodies(self.our_id, sn, cameras, encoding):
-            resp = await self.endpoint.request("MESSAGE", link.peer, f"sip:{up.platform_id}@{up.domain}", body=body,
-                                               content_type=MANSCDP_TYPE)
-            if resp.status >= 300:
-                log.warning("cascade to %s: Catalog MESSAGE answered %d", up.platform_id, resp.status)
+            if not await self._send(link, body, "Catalog"):
                 return
         log.info("cascade to %s: Catalog of %d camera(s) sent", up.platform_id, len(cameras))
 

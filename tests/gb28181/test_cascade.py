@@ -39,9 +39,10 @@ OTHER = "34019900001320000002"  # in a region the city was not given
 PASSWORD = "City-link-pass-1"
 
 
-def _catalog_query() -> str:
-    msg = (f'<?xml version="1.0" encoding="GB2312"?>\n<Query>\n<CmdType>Catalog</CmdType>\n<SN>77</SN>\n'
-           f"<DeviceID>{OUR_ID}</DeviceID>\n</Query>")
+def _catalog_query(cmd: str = "Catalog", device_id: str = OUR_ID, sn: int = 77) -> str:
+    """The platform's ``Query`` of ``cmd`` for ``device_id`` (a MESSAGE; we answer 200 to it)."""
+    msg = (f'<?xml version="1.0" encoding="GB2312"?>\n<Query>\n<CmdType>{cmd}</CmdType>\n<SN>{sn}</SN>\n'
+           f"<DeviceID>{device_id}</DeviceID>\n</Query>")
     return f"""  <send retrans="500">
     <![CDATA[
       MESSAGE sip:{OUR_ID}@3402000000 SIP/2.0
@@ -49,7 +50,7 @@ def _catalog_query() -> str:
       From: <sip:{UP_ID}@{UP_DOMAIN}>;tag=q[call_number]
       To: <sip:{OUR_ID}@3402000000>
       Call-ID: [call_id]
-      CSeq: 20 MESSAGE
+      CSeq: {sn} MESSAGE
       Content-Type: Application/MANSCDP+xml
       Max-Forwards: 70
       Content-Length: [len]
@@ -427,3 +428,34 @@ def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tm
     trace = (sipp.workdir / "sipp_messages.log").read_text(errors="replace")
     assert "SIP/2.0 404 Not Found (camera 34010200001320000001 has no recordings between 2017-07-14" in trace
     assert [a[1] for a in p.audits if a[2] == CAMERA] == ["denied"]
+
+
+def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server, index_engine) -> None:
+    """DeviceInfo of the platform (our GB_ID), DeviceStatus of a live camera of its region, and a
+    DeviceStatus of a camera it may not see: each answered 200, then by a Response MESSAGE."""
+    p = _platform(tmp_path, camera_server)
+    try:
+        deadline = time.monotonic() + 30
+        while not ((hub := p.sup.live.get(CAMERA, "main")) is not None and hub.online):
+            assert time.monotonic() < deadline, "the camera never went live"
+            time.sleep(0.2)
+        queries = (_catalog_query("DeviceInfo", OUR_ID, 81) + _catalog_query("DeviceStatus", CAMERA, 82)
+                   + _catalog_query("DeviceStatus", "34019900001320000002", 83) + '  <pause milliseconds="1500"/>\n')
+        sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
+                        scenario=_scenario("upper platform: device queries", queries, lead_ms=500),
+                        ooc=platform_ooc(PASSWORD), port=p.sip_port)
+        p.start_cascade()
+        assert sipp.wait(30) == 0, sipp.log
+    finally:
+        p.close()
+    trace = (sipp.workdir / "sipp_messages.log").read_text(errors="replace")
+    answers = {m.split("<SN>")[1].split("<")[0]: m for m in trace.split("MESSAGE sip:")
+               if "<Response>" in m and "<SN>" in m}
+    info, status, other = answers["81"], answers["82"], answers["83"]
+    for tag in (f"<DeviceID>{OUR_ID}</DeviceID>", "<Result>OK</Result>", "<Manufacturer>sharpeyes</Manufacturer>",
+                "<Model>county platform</Model>", "<Firmware>0.1.0</Firmware>", "<Channel>1</Channel>"):
+        assert tag in info, info
+    for tag in (f"<DeviceID>{CAMERA}</DeviceID>", "<Online>ONLINE</Online>", "<Status>OK</Status>",
+                "<Encode>ON</Encode>", "<Record>ON</Record>", "<DeviceTime>20"):
+        assert tag in status, status
+    assert "<Result>ERROR</Result>" in other and "<CmdType>DeviceStatus</CmdType>" in other
