@@ -27,7 +27,7 @@ from storage.index.gb_upstreams import UpstreamStore
 from streams.cascade.service import CascadeService
 from tests.gb28181.conftest import start_gb
 from tests.support.cameras import Mount
-from tests.support.sipp import free_udp_tcp_port, needs_sipp, run_sipp
+from tests.support.sipp import answer, free_udp_tcp_port, needs_sipp, run_sipp
 
 pytestmark = needs_sipp
 
@@ -129,24 +129,13 @@ def platform_scenario(rtp_port: int, tcp: bool = False) -> str:
 def platform_ooc(password: str) -> str:
     """What we send it: REGISTER (challenged, the digest checked by SIPp's verifyauth: 200 or 403),
     keepalive and Catalog MESSAGEs (200)."""
-    ok = """  <send>
-    <![CDATA[
-      SIP/2.0 {status}
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=up[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      {extra}Content-Length: 0
-
-    ]]>
-  </send>
-"""
+    def ok(status: str, extra: str) -> str:
+        return answer(status, to_tag=";tag=up[call_number]", extra=extra)
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="upper platform: what we send it">
   <recv request="MESSAGE" optional="true" next="message"/>
   <recv request="REGISTER"/>
-{ok.format(status="401 Unauthorized", extra=f'WWW-Authenticate: Digest realm="{UP_DOMAIN}", nonce="a1b2c3d4e5", '
+{ok("401 Unauthorized", f'WWW-Authenticate: Digest realm="{UP_DOMAIN}", nonce="a1b2c3d4e5", '
            'algorithm=MD5' + chr(10) + "      ")}
   <recv request="REGISTER" crlf="true">
     <action>
@@ -154,13 +143,13 @@ def platform_ooc(password: str) -> str:
     </action>
   </recv>
   <nop hide="true" test="authvalid" next="good"/>
-{ok.format(status="403 Forbidden", extra="")}
+{ok("403 Forbidden", "")}
   <nop next="end"/>
   <label id="good"/>
-{ok.format(status="200 OK", extra="Expires: 3600" + chr(10) + "      ")}
+{ok("200 OK", "Expires: 3600" + chr(10) + "      ")}
   <nop next="end"/>
   <label id="message"/>
-{ok.format(status="200 OK", extra="")}
+{ok("200 OK", "")}
   <label id="end"/>
 </scenario>
 """
@@ -305,20 +294,7 @@ def test_wrong_password_is_refused_by_the_platform_and_shown(tmp_path: Path, ind
     assert registers == 2  # one challenge answered once, then the 403 is final: no loop
 
 
-_ANSWER_MESSAGE = """  <recv request="MESSAGE" timeout="30000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-"""
+_ANSWER_MESSAGE = '  <recv request="MESSAGE" timeout="30000"/>\n' + answer()
 
 
 @dataclass
