@@ -179,6 +179,11 @@ def media_status_body(device_id: str, sn: int) -> bytes:
             "</Notify>\r\n").encode("ascii")
 
 
+def _contact(up: Upstream) -> tuple[str, str, int, str]:
+    """What a registration depends on (a change means registering anew)."""
+    return up.domain, up.host, up.port, up.transport
+
+
 @dataclass
 class CascadeSession:
     upstream: str
@@ -219,23 +224,81 @@ class CascadeService:
     # After the end of a playback range (MediaStatus 121 sent), how long the platform has to BYE.
     bye_grace_s: float = 5.0
     timezone: str = "Asia/Shanghai"  # DeviceTime in DeviceStatus: GB/T 28181 local time (DISPLAY_TIMEZONE)
+    poll_s: float = 2.0  # how often gb_upstreams is read again (``gb upstream add/remove``)
     links: dict[str, _Link] = field(default_factory=dict)
     sessions: list[CascadeSession] = field(default_factory=list)
     _sn: Any = field(default_factory=lambda: itertools.count(1))
+    _routes: dict[str, Callable[[Incoming], Any]] = field(default_factory=dict)
+    _poll_task: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
     def start(self, message_routes: dict[str, Callable[[Incoming], Any]]) -> None:
         """Start on the SIP loop: one task per upper platform; ``message_routes`` is the device
-        service's table of MESSAGE handlers by sender id (upper platforms are no devices)."""
+        service's table of MESSAGE handlers by sender id (upper platforms are no devices).
+        The table ``gb_upstreams`` is read again every ``poll_s``: ``gb upstream add`` and
+        ``remove`` take effect in a running process (see ``_apply``)."""
         self.endpoint.on("INVITE", self._on_invite)
-        for up in self.store.all():
+        self._routes = message_routes
+        self._apply([(up, self.store.password(up.platform_id)) for up in self.store.all()])
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        def read() -> list[tuple[Upstream, str]]:
+            return [(up, self.store.password(up.platform_id)) for up in self.store.all()]
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                rows = await asyncio.to_thread(read)
+            except Exception:  # noqa: BLE001 - an index hiccup must not end the cascade
+                log.exception("cascade: reading gb_upstreams failed; trying again in %.0f s", self.poll_s)
+                continue
+            self._apply(rows)
+
+    def _apply(self, rows: list[tuple[Upstream, str]]) -> None:
+        """Make the links match the table: a new row gets a link (REGISTER at once), a removed
+        one is unregistered (Expires: 0) and its sessions ended, a row whose address, transport,
+        domain or password changed registers anew; changed regions apply to its next query."""
+        wanted = {up.platform_id: (up, password) for up, password in rows}
+        loop = asyncio.get_running_loop()
+        for pid, link in list(self.links.items()):
+            if pid not in wanted:
+                log.info("cascade: upstream %s removed; unregistering", pid)
+                self._drop(link)
+                loop.create_task(self._unregister(link))
+        for pid, (up, password) in wanted.items():
+            old = self.links.get(pid)
+            if old is not None and _contact(old.upstream) == _contact(up) and old.password == password:
+                old.upstream = up
+                continue
+            if old is not None:
+                log.info("cascade: upstream %s changed; registering again", pid)
+                self._drop(old)
             peer = Peer("TCP" if up.transport == "tcp" else "UDP", up.host, up.port)
-            link = self.links[up.platform_id] = _Link(up, self.store.password(up.platform_id), peer)
-            message_routes[up.platform_id] = self._on_message
-            link.task = asyncio.get_running_loop().create_task(self._keep_registered(link))
+            link = self.links[pid] = _Link(up, password, peer)
+            self._routes[pid] = self._on_message
+            link.task = loop.create_task(self._keep_registered(link))
+
+    def _drop(self, link: _Link) -> None:
+        pid = link.upstream.platform_id
+        self.links.pop(pid, None)
+        self._routes.pop(pid, None)
+        if link.task is not None:
+            link.task.cancel()
+        for session in [s for s in self.sessions if s.upstream == pid]:
+            asyncio.get_running_loop().create_task(session.dialog.bye("upstream removed or changed"))
+
+    async def _unregister(self, link: _Link) -> None:
+        if not link.registered:
+            return
+        try:
+            await asyncio.wait_for(self._register(link, 0), 10)
+        except (asyncio.TimeoutError, OSError) as exc:
+            log.info("cascade: unregistering from %s: %s", link.upstream.platform_id, exc)
 
     async def close(self) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
         for s in self.sessions:
             s.sender.stop(s.loop or self.hubs.loop or asyncio.get_running_loop())
             if not s.dialog.ended.is_set():

@@ -459,3 +459,65 @@ def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_
                 "<Encode>ON</Encode>", "<Record>ON</Record>", "<DeviceTime>20"):
         assert tag in status, status
     assert "<Result>ERROR</Result>" in other and "<CmdType>DeviceStatus</CmdType>" in other
+
+
+def _options(pause_ms: int) -> str:
+    """SIPp runs as a client only with a first request: an OPTIONS (any endpoint answers 200), then
+    ``pause_ms`` of its out-of-call scenario answering what we send it."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="upper platform, idle">
+  <send retrans="500">
+    <![CDATA[
+      OPTIONS sip:{OUR_ID}@3402000000 SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{UP_ID}@{UP_DOMAIN}>;tag=o[call_number]
+      To: <sip:{OUR_ID}@3402000000>
+      Call-ID: [call_id]
+      CSeq: 1 OPTIONS
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <pause milliseconds="{pause_ms}"/>
+</scenario>
+"""
+
+
+def test_upstream_added_and_removed_while_running(tmp_path: Path, index_engine) -> None:
+    """``gb upstream add`` (a row in gb_upstreams) while the cascade runs: it registers without a
+    restart; ``remove``: it unregisters (Expires: 0) and the platform's MESSAGEs are no longer ours."""
+    settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1")
+    svc = Services(settings)
+    gb = start_gb(settings, svc.engine)
+    store = UpstreamStore(svc.engine, svc.cipher)
+    cascade = CascadeService(gb.service.endpoint, store, svc.registry, LiveHubs(), OUR_ID, "127.0.0.1",
+                             PortPool(33030, 33039), keepalive_s=1.0, poll_s=0.3)
+    sip_port = free_udp_tcp_port()
+    sipp = run_sipp(["-m", "1", "-timeout", "30", f"127.0.0.1:{gb.port}"], scenario=_options(7000),
+                    ooc=platform_ooc(PASSWORD), port=sip_port)
+    try:
+        async def start() -> None:
+            cascade.start(gb.service.message_routes)
+        gb.call(start())
+        assert UP_ID not in cascade.links
+        store.add(UP_ID, domain=UP_DOMAIN, host="127.0.0.1", port=sip_port, password=PASSWORD, regions=[])
+        deadline = time.monotonic() + 10
+        while (up := store.get(UP_ID)) is None or up.state != "registered":
+            assert time.monotonic() < deadline, f"not registered after the add: {up}"
+            time.sleep(0.1)
+        assert UP_ID in gb.service.message_routes
+        store.remove(UP_ID)
+        deadline = time.monotonic() + 10
+        while UP_ID in cascade.links or UP_ID in gb.service.message_routes:
+            assert time.monotonic() < deadline, "still linked after the remove"
+            time.sleep(0.1)
+        assert sipp.wait(30) == 0, sipp.log
+    finally:
+        sipp.stop()
+        gb.call(cascade.close())
+        gb.server.close()
+    registers = [m for m in (sipp.workdir / "sipp_messages.log").read_text(errors="replace").split("REGISTER sip:")[1:]
+                 if "Authorization:" in m]
+    assert [("Expires: 0" in m) for m in registers] == [False, True], registers
