@@ -216,7 +216,8 @@ def measure_queries(engine: Engine, cameras: int, per_camera: int, n: int = 200)
                 end = rnd.randrange(T0 + 24 * 3600 * S, span_end) if per_camera * 60 > 24 * 3600 else span_end
                 plan = c.execute(text(
                     "EXPLAIN (ANALYZE, FORMAT JSON) SELECT start_us, end_us FROM segments WHERE camera_seq = "
-                    "(SELECT seq FROM segment_cameras WHERE camera_id = :c) AND stream = 0 AND start_us < :e AND end_us > :s ORDER BY start_us"),
+                    "(SELECT seq FROM segment_cameras WHERE camera_id = :c) AND stream = 0 AND start_us < :e "
+                    "AND end_us > :s ORDER BY start_us"),
                     {"c": cam, "e": end, "s": end - 24 * 3600 * S}).scalar_one()
                 plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
                 out.append(plan[0]["Execution Time"] / 1000)
@@ -248,7 +249,7 @@ def measure_inserts(engine: Engine, writers: int = 64, per_writer: int = 20) -> 
                 start = T0 + k * SEG_US
                 index.add_segment(SegmentRecord(
                     cam, "main", start, start + SEG_US, f"{cam}/main/{start}.mp4", 30_000_000, "h264", 1920, 1080,
-                    None, hashlib.sha256(f"{cam}{k}".encode()).hexdigest(), None, INIT_SHA, b"x" * 800, KEYFRAMES,
+                    None, hashlib.sha256(f"{cam}{k}".encode()).hexdigest(), INIT_SHA, b"x" * 800, KEYFRAMES,
                 ), fence=(f"w{w}", 1))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
