@@ -208,8 +208,7 @@ def _rtp_sink_tcp(port: int, seconds: float, out: bytearray) -> None:
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp-we-connect"])
-def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, camera_server, index_engine,
-                                                             tcp: bool) -> None:
+def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, camera_server, tcp: bool) -> None:
     cams = camera_server({"/casc": Mount("h264", size=(640, 360), label="casc")})
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1",
                         snapshots=False, motion=False)
@@ -268,7 +267,7 @@ def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, cam
     assert [a[1] for a in audits if a[2] == CAMERA][:1] == ["ok"] and any("live ended" in a[3] for a in audits)
 
 
-def test_wrong_password_is_refused_by_the_platform_and_shown(tmp_path: Path, index_engine) -> None:
+def test_wrong_password_is_refused_by_the_platform_and_shown(tmp_path: Path) -> None:
     """The platform's verifyauth fails on our digest with a wrong password: 403, no 401 loop, and the
     upstream's state says why."""
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1")
@@ -386,7 +385,7 @@ def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = 
     return (sipp.workdir / "sipp_messages.log").read_bytes(), _ffprobe(path), p.audits
 
 
-def test_playback_from_our_archive(tmp_path: Path, camera_server, index_engine) -> None:
+def test_playback_from_our_archive(tmp_path: Path, camera_server) -> None:
     """The platform INVITEs s=Playback for 4 s we recorded (t= in Unix seconds, u=CAMERA:0): the PS it
     gets decodes to about 4 s of 25 fps (plus at most the first GOP's pre-roll), then we send
     MediaStatus 121 in the dialog and it hangs up."""
@@ -400,7 +399,7 @@ def test_playback_from_our_archive(tmp_path: Path, camera_server, index_engine) 
     assert ("ok", "playback") in outcomes and any("playback ended" in a[3] for a in audits), audits
 
 
-def test_playback_pause_and_play_by_mansrtsp_info(tmp_path: Path, camera_server, index_engine) -> None:
+def test_playback_pause_and_play_by_mansrtsp_info(tmp_path: Path, camera_server) -> None:
     """INFO PAUSE right after the ACK holds a 2 s range for 5 s: the range does not end meanwhile
     (our MediaStatus 121 would be an unexpected message, and SIPp fails the call); INFO PLAY with
     Scale 2.0 resumes it to the end, every frame of it sent."""
@@ -413,8 +412,7 @@ def test_playback_pause_and_play_by_mansrtsp_info(tmp_path: Path, camera_server,
     assert 45 <= int(stream["nb_read_frames"]) <= 50 + 50 + 2, stream
 
 
-def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tmp_path: Path, camera_server,
-                                                                              index_engine) -> None:
+def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tmp_path: Path, camera_server) -> None:
     p = _platform(tmp_path, camera_server)
     try:
         sdp = _offer(free_udp_tcp_port(), False, "Playback", "1500000000 1500000060")  # 2017: nothing
@@ -430,7 +428,7 @@ def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tm
     assert [a[1] for a in p.audits if a[2] == CAMERA] == ["denied"]
 
 
-def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server, index_engine) -> None:
+def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server) -> None:
     """DeviceInfo of the platform (our GB_ID), DeviceStatus of a live camera of its region, and a
     DeviceStatus of a camera it may not see: each answered 200, then by a Response MESSAGE."""
     p = _platform(tmp_path, camera_server)
@@ -485,7 +483,7 @@ def _options(pause_ms: int) -> str:
 """
 
 
-def test_upstream_added_and_removed_while_running(tmp_path: Path, index_engine) -> None:
+def test_upstream_added_and_removed_while_running(tmp_path: Path) -> None:
     """``gb upstream add`` (a row in gb_upstreams) while the cascade runs: it registers without a
     restart; ``remove``: it unregisters (Expires: 0) and the platform's MESSAGEs are no longer ours."""
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1")
