@@ -19,6 +19,7 @@ import pytest
 
 from config.cameras import Camera, Region
 from config.settings import Settings
+from config.times import gb_local_time
 from ingest.gb28181.media.receiver import PortPool
 from ingest.live.hub import LiveHubs
 from ingest.supervisor import Supervisor
@@ -39,10 +40,11 @@ OTHER = "34019900001320000002"  # in a region the city was not given
 PASSWORD = "City-link-pass-1"
 
 
-def _catalog_query(cmd: str = "Catalog", device_id: str = OUR_ID, sn: int = 77) -> str:
-    """The platform's ``Query`` of ``cmd`` for ``device_id`` (a MESSAGE; we answer 200 to it)."""
+def _catalog_query(cmd: str = "Catalog", device_id: str = OUR_ID, sn: int = 77, fields: str = "") -> str:
+    """The platform's ``Query`` of ``cmd`` for ``device_id`` (a MESSAGE; we answer 200 to it);
+    ``fields``: more XML elements of the query."""
     msg = (f'<?xml version="1.0" encoding="GB2312"?>\n<Query>\n<CmdType>{cmd}</CmdType>\n<SN>{sn}</SN>\n'
-           f"<DeviceID>{device_id}</DeviceID>\n</Query>")
+           f"<DeviceID>{device_id}</DeviceID>\n{fields}</Query>")
     return f"""  <send retrans="500">
     <![CDATA[
       MESSAGE sip:{OUR_ID}@3402000000 SIP/2.0
@@ -350,6 +352,17 @@ def _ffprobe(path: Path) -> dict[str, Any]:
     return {**out["streams"][0], "duration": float(out["format"].get("duration", 0))}
 
 
+def _recorded(p: _Platform) -> list[Any]:
+    """Wait until 8 s of the camera are recorded and indexed; its segment rows."""
+    deadline = time.monotonic() + 40
+    while True:
+        rows = p.svc.index.segments(CAMERA, "main")
+        if rows and rows[-1].end_us - rows[0].start_us >= 8_000_000:
+            return rows
+        assert time.monotonic() < deadline, f"not recorded in time: {rows}"
+        time.sleep(0.5)
+
+
 def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = "") -> tuple[bytes, dict[str, Any],
                                                                                           list[Any]]:
     """Record the camera (2 s segments) until 8 s are indexed, then have the platform INVITE
@@ -360,13 +373,7 @@ def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = 
     rtp_port = free_udp_tcp_port()
     ps = bytearray()
     try:
-        deadline = time.monotonic() + 40
-        while True:
-            rows = p.svc.index.segments(CAMERA, "main")
-            if rows and rows[-1].end_us - rows[0].start_us >= 8_000_000:
-                break
-            assert time.monotonic() < deadline, f"not recorded in time: {rows}"
-            time.sleep(0.5)
+        rows = _recorded(p)
         start_s = rows[0].start_us // 1_000_000 + 2
         sdp = _offer(rtp_port, False, "Playback", f"{start_s} {start_s + seconds}")
         scenario = _scenario("upper platform: playback",
@@ -438,7 +445,7 @@ def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_
             assert time.monotonic() < deadline, "the camera never went live"
             time.sleep(0.2)
         queries = (_catalog_query("DeviceInfo", OUR_ID, 81) + _catalog_query("DeviceStatus", CAMERA, 82)
-                   + _catalog_query("DeviceStatus", "34019900001320000002", 83) + '  <pause milliseconds="1500"/>\n')
+                   + _catalog_query("DeviceStatus", OTHER, 83) + '  <pause milliseconds="1500"/>\n')
         sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
                         scenario=_scenario("upper platform: device queries", queries, lead_ms=500),
                         ooc=platform_ooc(PASSWORD), port=p.sip_port)
@@ -519,3 +526,31 @@ def test_upstream_added_and_removed_while_running(tmp_path: Path) -> None:
     registers = [m for m in (sipp.workdir / "sipp_messages.log").read_text(errors="replace").split("REGISTER sip:")[1:]
                  if "Authorization:" in m]
     assert [("Expires: 0" in m) for m in registers] == [False, True], registers
+
+
+def test_record_info_query_lists_our_recorded_runs(tmp_path: Path, camera_server) -> None:
+    """The platform's RecordInfo for our camera (times in local time, as GB/T 28181 has them) is
+    answered with the run we recorded; for a camera it may not see, an empty list."""
+    p = _platform(tmp_path, camera_server, segment_target_seconds=2.0)
+    try:
+        rows = _recorded(p)
+        start, end = (gb_local_time(t, "Asia/Shanghai")[:19] for t in (rows[0].start_us - 60_000_000,
+                                                                        rows[-1].end_us + 60_000_000))
+        times = f"<StartTime>{start}</StartTime>\n<EndTime>{end}</EndTime>\n<Type>all</Type>\n"
+        queries = (_catalog_query("RecordInfo", CAMERA, 91, times) + _catalog_query("RecordInfo", OTHER, 92, times)
+                   + '  <pause milliseconds="1500"/>\n')
+        sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
+                        scenario=_scenario("upper platform: RecordInfo", queries, lead_ms=500),
+                        ooc=platform_ooc(PASSWORD), port=p.sip_port)
+        p.start_cascade()
+        assert sipp.wait(30) == 0, sipp.log
+    finally:
+        p.close()
+    trace = (sipp.workdir / "sipp_messages.log").read_bytes().decode("gb18030", "replace")
+    answers = {m.split("<SN>")[1].split("<")[0]: m for m in trace.split("MESSAGE sip:")
+               if "<Response>" in m and "<SN>" in m}
+    ours, other = answers["91"], answers["92"]
+    first = gb_local_time(rows[0].start_us, "Asia/Shanghai")[:19]
+    assert "<SumNum>1</SumNum>" in ours and f"<StartTime>{first}</StartTime>" in ours, ours
+    assert "<Name>东门一号</Name>" in ours and "<Type>time</Type>" in ours
+    assert "<SumNum>0</SumNum>" in other, other
