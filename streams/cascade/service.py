@@ -7,6 +7,7 @@ On the GB/T 28181 SIP server's loop, for every row of ``UpstreamStore``:
 - **Keepalive** MESSAGEs (``Notify/Keepalive``) every ``keepalive_s``.
 - Its **DeviceInfo** and **DeviceStatus** queries (of our GB_ID or of one of its cameras) are
   answered 200, then with a ``Response`` MESSAGE (``device_response``).
+- Its **RecordInfo** query for one of its cameras: our recorded runs in its time range.
 - Its **Catalog** query (a MESSAGE from its id) is answered 200, then with ``Response/Catalog``
   MESSAGEs listing the cameras of its regions (and their sub-regions) that have 20-digit ids,
   ``SumNum`` in each, up to ``CATALOG_BATCH`` items a MESSAGE, in the encoding it asked in
@@ -42,7 +43,8 @@ from storage.archive.clips import ClipError, EncodingChanged, NoRecordings, plan
 from storage.index.registry import Registry
 from storage.index.segments import SegmentIndex
 from storage.objects.store import ObjectStore
-from config.times import gb_local_time, iso_utc
+from config.times import gb_local_time, iso_utc, parse_gb_local_time
+from storage.archive.timeline import Run, runs_of
 from storage.index.segments import now_us
 from streams.cascade.archive import ArchiveSource
 from streams.cascade.sender import PsRtpSender
@@ -72,26 +74,46 @@ def cascade_cameras(registry: Registry, upstream: Upstream) -> list[Camera]:
     return [c for c in registry.cameras() if c.region in regions and len(c.id) == 20 and c.id.isdigit()]
 
 
-def catalog_bodies(our_id: str, sn: str, cameras: list[Camera], encoding: str) -> list[bytes]:
-    """``Response/Catalog`` bodies, ``CATALOG_BATCH`` items each, every one with the full SumNum."""
+def list_bodies(cmd_type: str, sn: str, device_id: str, head: list[tuple[str, str]], list_tag: str,
+                items: list[list[tuple[str, str]]], encoding: str) -> list[bytes]:
+    """``Response`` bodies of a list (``DeviceList``, ``RecordList``), ``CATALOG_BATCH`` items each,
+    every one with the full ``SumNum``, in ``encoding`` ("utf-8", else GB2312 written as GB18030)."""
     declared, codec = ("UTF-8", "utf-8") if encoding == "utf-8" else ("GB2312", "gb18030")
-    batches = [cameras[i : i + CATALOG_BATCH] for i in range(0, len(cameras), CATALOG_BATCH)] or [[]]
+    batches = [items[i : i + CATALOG_BATCH] for i in range(0, len(items), CATALOG_BATCH)] or [[]]
     out = []
     for batch in batches:
         root = etree.Element("Response")
-        for tag, value in (("CmdType", "Catalog"), ("SN", sn), ("DeviceID", our_id), ("SumNum", str(len(cameras)))):
+        for tag, value in (("CmdType", cmd_type), ("SN", sn), ("DeviceID", device_id), *head,
+                           ("SumNum", str(len(items)))):
             etree.SubElement(root, tag).text = value
-        items = etree.SubElement(root, "DeviceList", Num=str(len(batch)))
-        for cam in batch:
-            item = etree.SubElement(items, "Item")
-            for tag, value in (("DeviceID", cam.id), ("Name", cam.name), ("Manufacturer", "sharpeyes"),
-                               ("Model", "county platform"), ("Owner", "sharpeyes"), ("CivilCode", cam.region),
-                               ("Address", ""), ("Parental", "0"), ("ParentID", our_id), ("SafetyWay", "0"),
-                               ("RegisterWay", "1"), ("Secrecy", "0"), ("Status", "ON" if cam.enabled else "OFF")):
+        listed = etree.SubElement(root, list_tag, Num=str(len(batch)))
+        for fields in batch:
+            item = etree.SubElement(listed, "Item")
+            for tag, value in fields:
                 etree.SubElement(item, tag).text = value
         text = etree.tostring(root, pretty_print=True, encoding="unicode")
         out.append(f'<?xml version="1.0" encoding="{declared}"?>\r\n{text}'.encode(codec))
     return out
+
+
+def catalog_bodies(our_id: str, sn: str, cameras: list[Camera], encoding: str) -> list[bytes]:
+    """``Response/Catalog`` bodies: ``list_bodies`` of the cameras."""
+    items = [[("DeviceID", cam.id), ("Name", cam.name), ("Manufacturer", "sharpeyes"), ("Model", "county platform"),
+              ("Owner", "sharpeyes"), ("CivilCode", cam.region), ("Address", ""), ("Parental", "0"),
+              ("ParentID", our_id), ("SafetyWay", "0"), ("RegisterWay", "1"), ("Secrecy", "0"),
+              ("Status", "ON" if cam.enabled else "OFF")] for cam in cameras]
+    return list_bodies("Catalog", sn, our_id, [], "DeviceList", items, encoding)
+
+
+def record_info_bodies(sn: str, channel_id: str, name: str, runs: list[Run], zone: str, encoding: str) -> list[bytes]:
+    """``Response/RecordInfo`` bodies: one item per recorded run of the channel's main stream,
+    times in GB/T 28181 local time (``zone``)."""
+    def t(us: int) -> str:
+        return gb_local_time(us, zone)[:19]
+    items = [[("DeviceID", channel_id), ("Name", name), ("FilePath", f"{channel_id}/{t(r.start_us)}"),
+              ("Address", "sharpeyes"), ("StartTime", t(r.start_us)), ("EndTime", t(r.end_us)), ("Secrecy", "0"),
+              ("Type", "time")] for r in runs]
+    return list_bodies("RecordInfo", sn, channel_id, [("Name", name)], "RecordList", items, encoding)
 
 
 def _version() -> str:
@@ -375,6 +397,8 @@ class CascadeService:
             asyncio.get_running_loop().create_task(self._answer_catalog(link, str(doc.sn or 0), doc.encoding))
         elif doc.kind == "Query" and doc.cmd_type in ("DeviceInfo", "DeviceStatus"):
             asyncio.get_running_loop().create_task(self._answer_device(link, doc))
+        elif doc.kind == "Query" and doc.cmd_type == "RecordInfo":
+            asyncio.get_running_loop().create_task(self._answer_records(link, doc))
         return inc.response(200)
 
     async def _send(self, link: _Link, body: bytes, what: str) -> bool:
@@ -393,6 +417,28 @@ class CascadeService:
         body = device_response(doc.cmd_type, str(doc.sn or 0), doc.device_id or self.our_id, self.our_id, cameras,
                                self.hubs, self.timezone, "UTF-8" if doc.encoding == "utf-8" else "GB2312")
         await self._send(link, body, doc.cmd_type)
+
+    async def _answer_records(self, link: _Link, doc: Manscdp) -> None:
+        """``Response/RecordInfo``: the recorded runs of one of its cameras between its StartTime
+        and EndTime (local time); an unknown camera, a bad time or no archive: an empty list."""
+        cameras = await asyncio.to_thread(cascade_cameras, self.registry, link.upstream)
+        cam = next((c for c in cameras if c.id == doc.device_id), None)
+        runs: list[Run] = []
+        index = self.index
+        if cam is not None and index is not None:
+            try:
+                start = parse_gb_local_time(doc.text("StartTime"), self.timezone)
+                end = parse_gb_local_time(doc.text("EndTime"), self.timezone)
+            except ValueError as exc:
+                log.info("cascade to %s: RecordInfo with bad times (%s); answering an empty list",
+                         link.upstream.platform_id, exc)
+            else:
+                runs = await asyncio.to_thread(lambda: runs_of(index.segments(cam.id, "main", start, end), start, end))
+        encoding = "utf-8" if doc.encoding == "utf-8" else "gb18030"
+        for body in record_info_bodies(str(doc.sn or 0), doc.device_id, cam.name if cam else "", runs,
+                                       self.timezone, encoding):
+            if not await self._send(link, body, "RecordInfo"):
+                return
 
     async def _answer_catalog(self, link: _Link, sn: str, encoding: str) -> None:
         up = link.upstream

@@ -19,6 +19,7 @@ import pytest
 
 from config.cameras import Camera, Region
 from config.settings import Settings
+from config.times import gb_local_time
 from ingest.gb28181.media.receiver import PortPool
 from ingest.live.hub import LiveHubs
 from ingest.supervisor import Supervisor
@@ -39,10 +40,11 @@ OTHER = "34019900001320000002"  # in a region the city was not given
 PASSWORD = "City-link-pass-1"
 
 
-def _catalog_query(cmd: str = "Catalog", device_id: str = OUR_ID, sn: int = 77) -> str:
-    """The platform's ``Query`` of ``cmd`` for ``device_id`` (a MESSAGE; we answer 200 to it)."""
+def _catalog_query(cmd: str = "Catalog", device_id: str = OUR_ID, sn: int = 77, fields: str = "") -> str:
+    """The platform's ``Query`` of ``cmd`` for ``device_id`` (a MESSAGE; we answer 200 to it);
+    ``fields``: more XML elements of the query."""
     msg = (f'<?xml version="1.0" encoding="GB2312"?>\n<Query>\n<CmdType>{cmd}</CmdType>\n<SN>{sn}</SN>\n'
-           f"<DeviceID>{device_id}</DeviceID>\n</Query>")
+           f"<DeviceID>{device_id}</DeviceID>\n{fields}</Query>")
     return f"""  <send retrans="500">
     <![CDATA[
       MESSAGE sip:{OUR_ID}@3402000000 SIP/2.0
@@ -62,9 +64,11 @@ def _catalog_query(cmd: str = "Catalog", device_id: str = OUR_ID, sn: int = 77) 
 """
 
 
-def _in_dialog(method: str, cseq: int) -> str:
-    """A request of the platform's inside the INVITE dialog (ACK, BYE), its response awaited but for ACK."""
+def _in_dialog(method: str, cseq: int, body: str = "", content_type: str = "") -> str:
+    """A request of the platform's inside the INVITE dialog (ACK, BYE, INFO with a ``body``), its
+    response awaited but for ACK."""
     retrans, answer = ("", "") if method == "ACK" else (' retrans="500"', '  <recv response="200"/>\n')
+    ctype = f"Content-Type: {content_type}\n      " if content_type else ""
     return f"""  <send{retrans}>
     <![CDATA[
       {method} sip:{CAMERA}@3402000000 SIP/2.0
@@ -74,8 +78,9 @@ def _in_dialog(method: str, cseq: int) -> str:
       Call-ID: [call_id]
       CSeq: {cseq} {method}
       Max-Forwards: 70
-      Content-Length: 0
+      {ctype}Content-Length: [len]
 
+      {body}
     ]]>
   </send>
 {answer}"""
@@ -205,8 +210,7 @@ def _rtp_sink_tcp(port: int, seconds: float, out: bytearray) -> None:
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp-we-connect"])
-def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, camera_server, index_engine,
-                                                             tcp: bool) -> None:
+def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, camera_server, tcp: bool) -> None:
     cams = camera_server({"/casc": Mount("h264", size=(640, 360), label="casc")})
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1",
                         snapshots=False, motion=False)
@@ -265,7 +269,7 @@ def test_upper_platform_registers_us_gets_catalog_and_our_ps(tmp_path: Path, cam
     assert [a[1] for a in audits if a[2] == CAMERA][:1] == ["ok"] and any("live ended" in a[3] for a in audits)
 
 
-def test_wrong_password_is_refused_by_the_platform_and_shown(tmp_path: Path, index_engine) -> None:
+def test_wrong_password_is_refused_by_the_platform_and_shown(tmp_path: Path) -> None:
     """The platform's verifyauth fails on our digest with a wrong password: 403, no 401 loop, and the
     upstream's state says why."""
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1")
@@ -348,49 +352,74 @@ def _ffprobe(path: Path) -> dict[str, Any]:
     return {**out["streams"][0], "duration": float(out["format"].get("duration", 0))}
 
 
-def test_playback_from_our_archive(tmp_path: Path, camera_server, index_engine) -> None:
-    """The platform INVITEs s=Playback for 4 s we recorded (t= in Unix seconds, u=CAMERA:0): the PS it
-    gets decodes to about 4 s of 25 fps (plus at most the first GOP's pre-roll), then we send
-    MediaStatus 121 in the dialog and it hangs up."""
+def _recorded(p: _Platform) -> list[Any]:
+    """Wait until 8 s of the camera are recorded and indexed; its segment rows."""
+    deadline = time.monotonic() + 40
+    while True:
+        rows = p.svc.index.segments(CAMERA, "main")
+        if rows and rows[-1].end_us - rows[0].start_us >= 8_000_000:
+            return rows
+        assert time.monotonic() < deadline, f"not recorded in time: {rows}"
+        time.sleep(0.5)
+
+
+def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = "") -> tuple[bytes, dict[str, Any],
+                                                                                          list[Any]]:
+    """Record the camera (2 s segments) until 8 s are indexed, then have the platform INVITE
+    s=Playback of ``seconds`` from 2 s in; ``between`` is its part of the scenario after the ACK
+    (before our MediaStatus 121, its 200 and its BYE). Returns the SIPp trace, ffprobe of the PS
+    it got, and the audit rows."""
     p = _platform(tmp_path, camera_server, segment_target_seconds=2.0)
     rtp_port = free_udp_tcp_port()
     ps = bytearray()
     try:
-        deadline = time.monotonic() + 40
-        while True:  # 8 s recorded and indexed
-            rows = p.svc.index.segments(CAMERA, "main")
-            if rows and rows[-1].end_us - rows[0].start_us >= 8_000_000:
-                break
-            assert time.monotonic() < deadline, f"not recorded in time: {rows}"
-            time.sleep(0.5)
+        rows = _recorded(p)
         start_s = rows[0].start_us // 1_000_000 + 2
-        sdp = _offer(rtp_port, False, "Playback", f"{start_s} {start_s + 4}")
-        scenario = _scenario("upper platform: playback", _invite(sdp) + _ANSWER_MESSAGE + _in_dialog("BYE", 31),
-                             lead_ms=1000)
+        sdp = _offer(rtp_port, False, "Playback", f"{start_s} {start_s + seconds}")
+        scenario = _scenario("upper platform: playback",
+                             _invite(sdp) + between + _ANSWER_MESSAGE + _in_dialog("BYE", 39), lead_ms=1000)
         sipp = run_sipp(["-m", "1", "-timeout", "40", f"127.0.0.1:{p.gb.port}"], scenario=scenario,
                         ooc=platform_ooc(PASSWORD), port=p.sip_port)
-        sink = threading.Thread(target=_rtp_sink, args=(rtp_port, 12, ps))
+        sink = threading.Thread(target=_rtp_sink, args=(rtp_port, seconds + 8, ps))
         sink.start()
         p.start_cascade()
         assert sipp.wait(45) == 0, sipp.log
         sink.join()
     finally:
         p.close()
-    trace = (sipp.workdir / "sipp_messages.log").read_bytes()
-    assert b"<NotifyType>121</NotifyType>" in trace and b"s=Playback" in trace
     path = tmp_path / "playback.ps"
     path.write_bytes(bytes(ps))
-    stream = _ffprobe(path)
+    return (sipp.workdir / "sipp_messages.log").read_bytes(), _ffprobe(path), p.audits
+
+
+def test_playback_from_our_archive(tmp_path: Path, camera_server) -> None:
+    """The platform INVITEs s=Playback for 4 s we recorded (t= in Unix seconds, u=CAMERA:0): the PS it
+    gets decodes to about 4 s of 25 fps (plus at most the first GOP's pre-roll), then we send
+    MediaStatus 121 in the dialog and it hangs up."""
+    trace, stream, audits = _play_back(tmp_path, camera_server, 4)
+    assert b"<NotifyType>121</NotifyType>" in trace and b"s=Playback" in trace
     assert stream["codec_name"] == "h264" and (stream["width"], stream["height"]) == (640, 360)
     # 4 s at 25 fps, and before it up to one 2 s GOP of pre-roll the decoder needs.
     assert 90 <= int(stream["nb_read_frames"]) <= 100 + 50 + 2, stream
     assert 3.5 <= stream["duration"] <= 6.5, stream
-    outcomes = [(a[1], a[3].split()[0]) for a in p.audits if a[2] == CAMERA]
-    assert ("ok", "playback") in outcomes and any("playback ended" in a[3] for a in p.audits), p.audits
+    outcomes = [(a[1], a[3].split()[0]) for a in audits if a[2] == CAMERA]
+    assert ("ok", "playback") in outcomes and any("playback ended" in a[3] for a in audits), audits
 
 
-def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tmp_path: Path, camera_server,
-                                                                              index_engine) -> None:
+def test_playback_pause_and_play_by_mansrtsp_info(tmp_path: Path, camera_server) -> None:
+    """INFO PAUSE right after the ACK holds a 2 s range for 5 s: the range does not end meanwhile
+    (our MediaStatus 121 would be an unexpected message, and SIPp fails the call); INFO PLAY with
+    Scale 2.0 resumes it to the end, every frame of it sent."""
+    pause = _in_dialog("INFO", 31, "PAUSE MANSRTSP/1.0\n      CSeq: 1\n      PauseTime: now",
+                       "Application/MANSRTSP")
+    play = _in_dialog("INFO", 32, "PLAY MANSRTSP/1.0\n      CSeq: 2\n      Scale: 2.0\n      Range: npt=now-",
+                      "Application/MANSRTSP")
+    trace, stream, _ = _play_back(tmp_path, camera_server, 2, pause + '  <pause milliseconds="5000"/>\n' + play)
+    assert b"<NotifyType>121</NotifyType>" in trace
+    assert 45 <= int(stream["nb_read_frames"]) <= 50 + 50 + 2, stream
+
+
+def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tmp_path: Path, camera_server) -> None:
     p = _platform(tmp_path, camera_server)
     try:
         sdp = _offer(free_udp_tcp_port(), False, "Playback", "1500000000 1500000060")  # 2017: nothing
@@ -406,7 +435,7 @@ def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tm
     assert [a[1] for a in p.audits if a[2] == CAMERA] == ["denied"]
 
 
-def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server, index_engine) -> None:
+def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server) -> None:
     """DeviceInfo of the platform (our GB_ID), DeviceStatus of a live camera of its region, and a
     DeviceStatus of a camera it may not see: each answered 200, then by a Response MESSAGE."""
     p = _platform(tmp_path, camera_server)
@@ -416,7 +445,7 @@ def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_
             assert time.monotonic() < deadline, "the camera never went live"
             time.sleep(0.2)
         queries = (_catalog_query("DeviceInfo", OUR_ID, 81) + _catalog_query("DeviceStatus", CAMERA, 82)
-                   + _catalog_query("DeviceStatus", "34019900001320000002", 83) + '  <pause milliseconds="1500"/>\n')
+                   + _catalog_query("DeviceStatus", OTHER, 83) + '  <pause milliseconds="1500"/>\n')
         sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
                         scenario=_scenario("upper platform: device queries", queries, lead_ms=500),
                         ooc=platform_ooc(PASSWORD), port=p.sip_port)
@@ -461,7 +490,7 @@ def _options(pause_ms: int) -> str:
 """
 
 
-def test_upstream_added_and_removed_while_running(tmp_path: Path, index_engine) -> None:
+def test_upstream_added_and_removed_while_running(tmp_path: Path) -> None:
     """``gb upstream add`` (a row in gb_upstreams) while the cascade runs: it registers without a
     restart; ``remove``: it unregisters (Expires: 0) and the platform's MESSAGEs are no longer ours."""
     settings = Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1")
@@ -497,3 +526,31 @@ def test_upstream_added_and_removed_while_running(tmp_path: Path, index_engine) 
     registers = [m for m in (sipp.workdir / "sipp_messages.log").read_text(errors="replace").split("REGISTER sip:")[1:]
                  if "Authorization:" in m]
     assert [("Expires: 0" in m) for m in registers] == [False, True], registers
+
+
+def test_record_info_query_lists_our_recorded_runs(tmp_path: Path, camera_server) -> None:
+    """The platform's RecordInfo for our camera (times in local time, as GB/T 28181 has them) is
+    answered with the run we recorded; for a camera it may not see, an empty list."""
+    p = _platform(tmp_path, camera_server, segment_target_seconds=2.0)
+    try:
+        rows = _recorded(p)
+        start, end = (gb_local_time(t, "Asia/Shanghai")[:19] for t in (rows[0].start_us - 60_000_000,
+                                                                        rows[-1].end_us + 60_000_000))
+        times = f"<StartTime>{start}</StartTime>\n<EndTime>{end}</EndTime>\n<Type>all</Type>\n"
+        queries = (_catalog_query("RecordInfo", CAMERA, 91, times) + _catalog_query("RecordInfo", OTHER, 92, times)
+                   + '  <pause milliseconds="1500"/>\n')
+        sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
+                        scenario=_scenario("upper platform: RecordInfo", queries, lead_ms=500),
+                        ooc=platform_ooc(PASSWORD), port=p.sip_port)
+        p.start_cascade()
+        assert sipp.wait(30) == 0, sipp.log
+    finally:
+        p.close()
+    trace = (sipp.workdir / "sipp_messages.log").read_bytes().decode("gb18030", "replace")
+    answers = {m.split("<SN>")[1].split("<")[0]: m for m in trace.split("MESSAGE sip:")
+               if "<Response>" in m and "<SN>" in m}
+    ours, other = answers["91"], answers["92"]
+    first = gb_local_time(rows[0].start_us, "Asia/Shanghai")[:19]
+    assert "<SumNum>1</SumNum>" in ours and f"<StartTime>{first}</StartTime>" in ours, ours
+    assert "<Name>东门一号</Name>" in ours and "<Type>time</Type>" in ours
+    assert "<SumNum>0</SumNum>" in other, other
