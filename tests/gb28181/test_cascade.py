@@ -324,8 +324,8 @@ class _Platform:
         self.gb.server.close()
 
 
-def _platform(tmp_path: Path, camera_server: Any, **settings: Any) -> _Platform:
-    cams = camera_server({"/casc": Mount("h264", size=(640, 360), label="casc")})
+def _platform(tmp_path: Path, camera_server: Any, codec: str = "h264", **settings: Any) -> _Platform:
+    cams = camera_server({"/casc": Mount(codec, size=(640, 360), label="casc")})
     svc = Services(Settings(data_dir=tmp_path, gb_sip_bind="127.0.0.1:0", gb_id=OUR_ID, worker_id="w1",
                             snapshots=False, motion=False, **settings))
     svc.registry.add_region(Region(code="340102", name="蜀山区"))
@@ -363,13 +363,13 @@ def _recorded(p: _Platform) -> list[Any]:
         time.sleep(0.5)
 
 
-def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = "") -> tuple[bytes, dict[str, Any],
-                                                                                          list[Any]]:
+def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = "",
+               codec: str = "h264") -> tuple[bytes, dict[str, Any], list[Any]]:
     """Record the camera (2 s segments) until 8 s are indexed, then have the platform INVITE
     s=Playback of ``seconds`` from 2 s in; ``between`` is its part of the scenario after the ACK
     (before our MediaStatus 121, its 200 and its BYE). Returns the SIPp trace, ffprobe of the PS
     it got, and the audit rows."""
-    p = _platform(tmp_path, camera_server, segment_target_seconds=2.0)
+    p = _platform(tmp_path, camera_server, codec, segment_target_seconds=2.0)
     rtp_port = free_udp_tcp_port()
     ps = bytearray()
     try:
@@ -392,13 +392,15 @@ def _play_back(tmp_path: Path, camera_server: Any, seconds: int, between: str = 
     return (sipp.workdir / "sipp_messages.log").read_bytes(), _ffprobe(path), p.audits
 
 
-def test_playback_from_our_archive(tmp_path: Path, camera_server) -> None:
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_playback_from_our_archive(tmp_path: Path, camera_server, codec: str) -> None:
     """The platform INVITEs s=Playback for 4 s we recorded (t= in Unix seconds, u=CAMERA:0): the PS it
     gets decodes to about 4 s of 25 fps (plus at most the first GOP's pre-roll), then we send
-    MediaStatus 121 in the dialog and it hangs up."""
-    trace, stream, audits = _play_back(tmp_path, camera_server, 4)
+    MediaStatus 121 in the dialog and it hangs up. H.264, and H.265 (hvcC parameter sets, PSM 0x24)."""
+    trace, stream, audits = _play_back(tmp_path, camera_server, 4, codec=codec)
     assert b"<NotifyType>121</NotifyType>" in trace and b"s=Playback" in trace
-    assert stream["codec_name"] == "h264" and (stream["width"], stream["height"]) == (640, 360)
+    assert stream["codec_name"] == {"h264": "h264", "h265": "hevc"}[codec]
+    assert (stream["width"], stream["height"]) == (640, 360)
     # 4 s at 25 fps, and before it up to one 2 s GOP of pre-roll the decoder needs.
     assert 90 <= int(stream["nb_read_frames"]) <= 100 + 50 + 2, stream
     assert 3.5 <= stream["duration"] <= 6.5, stream
