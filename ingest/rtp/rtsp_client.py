@@ -144,7 +144,7 @@ class _Connection(asyncio.Protocol):
             self._close(RtspError("protocol", f"the camera's RTSP stream cannot be framed: {exc}"))
             return
         if items:
-            self.client._on_interleaved(buf, items)
+            self.client._on_interleaved(buf, items, self)
 
     def _message(self, msg: RtspText) -> None:
         if msg.head.startswith(b"RTSP/"):
@@ -450,7 +450,7 @@ class RtspClient:
         except RtspError as exc:
             log.warning("camera %s: keep-alive failed: %s", self.camera_id, exc)
 
-    def _on_interleaved(self, buf: bytes, items: list[int | RtspText]) -> None:
+    def _on_interleaved(self, buf: bytes, items: list[int | RtspText], conn: _Connection) -> None:
         """One TCP read, framed (``InterleavedDecoder.feed_spans``): video RTP goes straight to the
         depacketiser from the read buffer; the counters are updated once a read, not once a packet."""
         video_ch = self._video_channel
@@ -462,8 +462,7 @@ class RtspClient:
         while i < n:
             ch = items[i]
             if type(ch) is not int:
-                if self._conn is not None:
-                    self._conn._message(ch)  # type: ignore[arg-type]
+                conn._message(ch)  # type: ignore[arg-type]
                 i += 1
                 continue
             start, end = items[i + 1], items[i + 2]
