@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -437,27 +437,35 @@ def test_playback_of_a_range_with_nothing_recorded_is_refused_with_the_reason(tm
     assert [a[1] for a in p.audits if a[2] == CAMERA] == ["denied"]
 
 
-def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server) -> None:
-    """DeviceInfo of the platform (our GB_ID), DeviceStatus of a live camera of its region, and a
-    DeviceStatus of a camera it may not see: each answered 200, then by a Response MESSAGE."""
-    p = _platform(tmp_path, camera_server)
+def _ask(p: _Platform, queries: Callable[[], str]) -> dict[str, str]:
+    """Run the platform's ``queries()`` (``_catalog_query`` blocks; made once the test's setup is
+    done) against the cascade, then close it; the Response MESSAGEs it got, by SN."""
     try:
-        deadline = time.monotonic() + 30
-        while not ((hub := p.sup.live.get(CAMERA, "main")) is not None and hub.online):
-            assert time.monotonic() < deadline, "the camera never went live"
-            time.sleep(0.2)
-        queries = (_catalog_query("DeviceInfo", OUR_ID, 81) + _catalog_query("DeviceStatus", CAMERA, 82)
-                   + _catalog_query("DeviceStatus", OTHER, 83) + '  <pause milliseconds="1500"/>\n')
-        sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
-                        scenario=_scenario("upper platform: device queries", queries, lead_ms=500),
+        scenario = _scenario("upper platform: queries", queries() + '  <pause milliseconds="1500"/>\n', lead_ms=500)
+        sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"], scenario=scenario,
                         ooc=platform_ooc(PASSWORD), port=p.sip_port)
         p.start_cascade()
         assert sipp.wait(30) == 0, sipp.log
     finally:
         p.close()
-    trace = (sipp.workdir / "sipp_messages.log").read_text(errors="replace")
-    answers = {m.split("<SN>")[1].split("<")[0]: m for m in trace.split("MESSAGE sip:")
-               if "<Response>" in m and "<SN>" in m}
+    trace = (sipp.workdir / "sipp_messages.log").read_bytes().decode("gb18030", "replace")
+    return {m.split("<SN>")[1].split("<")[0]: m for m in trace.split("MESSAGE sip:")
+            if "<Response>" in m and "<SN>" in m}
+
+
+def test_device_info_and_status_queries_get_real_answers(tmp_path: Path, camera_server) -> None:
+    """DeviceInfo of the platform (our GB_ID), DeviceStatus of a live camera of its region, and a
+    DeviceStatus of a camera it may not see: each answered 200, then by a Response MESSAGE."""
+    p = _platform(tmp_path, camera_server)
+
+    def queries() -> str:
+        deadline = time.monotonic() + 30
+        while not ((hub := p.sup.live.get(CAMERA, "main")) is not None and hub.online):
+            assert time.monotonic() < deadline, "the camera never went live"
+            time.sleep(0.2)
+        return (_catalog_query("DeviceInfo", OUR_ID, 81) + _catalog_query("DeviceStatus", CAMERA, 82)
+                + _catalog_query("DeviceStatus", OTHER, 83))
+    answers = _ask(p, queries)
     info, status, other = answers["81"], answers["82"], answers["83"]
     for tag in (f"<DeviceID>{OUR_ID}</DeviceID>", "<Result>OK</Result>", "<Manufacturer>sharpeyes</Manufacturer>",
                 "<Model>county platform</Model>", "<Firmware>0.1.0</Firmware>", "<Channel>1</Channel>"):
@@ -534,23 +542,15 @@ def test_record_info_query_lists_our_recorded_runs(tmp_path: Path, camera_server
     """The platform's RecordInfo for our camera (times in local time, as GB/T 28181 has them) is
     answered with the run we recorded; for a camera it may not see, an empty list."""
     p = _platform(tmp_path, camera_server, segment_target_seconds=2.0)
-    try:
-        rows = _recorded(p)
+    rows: list[Any] = []
+
+    def queries() -> str:
+        rows.extend(_recorded(p))
         start, end = (gb_local_time(t, "Asia/Shanghai")[:19] for t in (rows[0].start_us - 60_000_000,
                                                                         rows[-1].end_us + 60_000_000))
         times = f"<StartTime>{start}</StartTime>\n<EndTime>{end}</EndTime>\n<Type>all</Type>\n"
-        queries = (_catalog_query("RecordInfo", CAMERA, 91, times) + _catalog_query("RecordInfo", OTHER, 92, times)
-                   + '  <pause milliseconds="1500"/>\n')
-        sipp = run_sipp(["-m", "1", "-timeout", "20", f"127.0.0.1:{p.gb.port}"],
-                        scenario=_scenario("upper platform: RecordInfo", queries, lead_ms=500),
-                        ooc=platform_ooc(PASSWORD), port=p.sip_port)
-        p.start_cascade()
-        assert sipp.wait(30) == 0, sipp.log
-    finally:
-        p.close()
-    trace = (sipp.workdir / "sipp_messages.log").read_bytes().decode("gb18030", "replace")
-    answers = {m.split("<SN>")[1].split("<")[0]: m for m in trace.split("MESSAGE sip:")
-               if "<Response>" in m and "<SN>" in m}
+        return _catalog_query("RecordInfo", CAMERA, 91, times) + _catalog_query("RecordInfo", OTHER, 92, times)
+    answers = _ask(p, queries)
     ours, other = answers["91"], answers["92"]
     first = gb_local_time(rows[0].start_us, "Asia/Shanghai")[:19]
     assert "<SumNum>1</SumNum>" in ours and f"<StartTime>{first}</StartTime>" in ours, ours
