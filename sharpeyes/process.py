@@ -124,8 +124,8 @@ def start_gb_server(svc: Services) -> GbServer:
 
 
 def start_cascade(svc: Services, server: GbServer, supervisor: object):  # type: ignore[no-untyped-def]
-    """The cascade to the upper platforms of ``gb upstream add`` (REGISTER, Catalog, live INVITEs),
-    on the GB server's loop; each cascade session is audited."""
+    """The cascade to the upper platforms of ``gb upstream add`` (REGISTER, Catalog, live and
+    archive playback INVITEs), on the GB server's loop; each cascade session is audited."""
     from ingest.gb28181.media.session import media_link
     from storage.index.gb_upstreams import UpstreamStore
     from streams.access.audit import AuditLog
@@ -141,7 +141,8 @@ def start_cascade(svc: Services, server: GbServer, supervisor: object):  # type:
     link = media_link(settings, server)
     cascade = CascadeService(server.service.endpoint, UpstreamStore(svc.engine, svc.cipher), svc.registry,
                              supervisor.live, settings.gb_id, link.media_host, link.ports,  # type: ignore[attr-defined]
-                             audit=audit, bind_host=link.bind_host)
+                             audit=audit, bind_host=link.bind_host, index=svc.index, objects=svc.store,
+                             timezone=settings.display_timezone)
 
     async def start() -> None:
         cascade.start(server.service.message_routes)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable
 
-import av
 
 from ingest.live.fanout import MAX_GOP_CACHE, AccessUnitFanout, AccessUnitSubscription
 from ingest.access_unit import AccessUnit
@@ -36,6 +35,7 @@ from storage.mp4.nal import (HEVC_PARAMETER_SETS, NAL_PPS, NAL_SPS, nal_type, pa
                              parameter_sets_from_extradata, split_annexb)
 
 if TYPE_CHECKING:
+    import av  # annotations only: the native path hands access units, PyAV is never loaded for it
     from ingest.recording.session import CameraSession
 
 log = logging.getLogger(__name__)

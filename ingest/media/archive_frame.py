@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 
-import av
-
-from ingest.media.jpeg import picture
 from storage.archive.clips import ClipPlan
 from storage.index.media import Picture
 from storage.objects.store import ObjectStore
@@ -25,6 +22,12 @@ def snapshot_jpeg(plan: ClipPlan, store: ObjectStore, width: int | None = None,
     Only the one fragment (GOP) holding ``at`` is fetched; decoding starts at its keyframe.
     The picture's ``t_us`` is when that frame starts (up to a frame before ``at``).
     """
+    # PyAV and OpenCV load on the first archive still, not with the API: an ingest worker that
+    # never serves one does not carry them (docs/native-ingest.md, RSS).
+    import av
+
+    from ingest.media.jpeg import picture
+
     data = b"".join(plan.iter_bytes(store))
     last = None
     with av.open(io.BytesIO(data), "r", format="mp4") as container:

@@ -8,10 +8,15 @@ detail the camera did not record, which matters for evidence).
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from storage.index.media import Picture
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# OpenCV and NumPy load with the first picture, not with the module: the API's routes import
+# it, and an ingest worker that never makes a picture should not carry them.
 
 __all__ = ["JPEG_QUALITY", "Picture", "encode_jpeg", "picture", "resize_jpeg", "scaled_size"]
 
@@ -27,6 +32,8 @@ def scaled_size(width: int, height: int, to_width: int | None) -> tuple[int, int
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY, width: int | None = None) -> bytes:
     """JPEG of a BGR image, downscaled (never up) to ``width`` keeping the aspect."""
+    import cv2
+
     size = scaled_size(image.shape[1], image.shape[0], width)
     if size != (image.shape[1], image.shape[0]):
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -45,6 +52,9 @@ def picture(image: np.ndarray, camera_id: str, stream: str, t_us: int, *, qualit
 
 def resize_jpeg(jpeg: bytes, width: int, quality: int = JPEG_QUALITY) -> bytes:
     """A stored JPEG at a smaller ``width`` (for ``latest.jpg?width=``); never larger."""
+    import cv2
+    import numpy as np
+
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("not a JPEG image")

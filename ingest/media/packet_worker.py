@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import av
+if TYPE_CHECKING:
+    import av  # loaded by the first decode: a session tap that never decodes costs no PyAV
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class StreamDecoder:
 
     def decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         """The frames ``packet`` completes (none while the decoder buffers, or for a bad packet)."""
+        import av
+
         if packet.stream is not self._source or self._decoder is None:
             if self.on_new_source is not None:
                 self.on_new_source()
@@ -142,6 +145,8 @@ class StreamDecoder:
 def _new_decoder(stream: av.video.stream.VideoStream, *, keyframes_only: bool = False,
                  threads: int = 1) -> av.VideoCodecContext:
     """A decoder of our own for ``stream``'s codec (never the demuxer's context)."""
+    import av
+
     src = stream.codec_context
     ctx = av.CodecContext.create(src.name, "r")
     if src.extradata:

@@ -23,18 +23,18 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-import av
 
 from config.cameras import Camera
 from config.settings import Settings
-from ingest.media.motion import MotionAnalyzer
 from ingest.recording.segmenter import Clock, Segmenter
 from ingest.recording.session import CameraSession
 from ingest.media.snapshots import Snapshotter, SnapshotStore
-from ingest.media.transcode import Transcoder, TranscodeError, choose_encoder, profile_spec
 from storage.index.media import MediaIndex
 
 if TYPE_CHECKING:
+    import av
+
+    from ingest.media.transcode import Transcoder
     from ingest.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class MediaPipelines:
         if stream == motion_stream(cam, self.settings):
             settings = self.media.motion_settings(cam.id) if self.media is not None else None
             from config.motion import MotionSettings
+            from ingest.media.motion import MotionAnalyzer  # OpenCV and NumPy only where motion runs
 
             analyzer = MotionAnalyzer(cam.id, stream, self.media, settings or MotionSettings(), clock=self.clock,
                                       fps=self.settings.motion_fps, width=self.settings.motion_width)
@@ -149,6 +150,10 @@ class MediaPipelines:
 
     def _attach_profile(self, supervisor: "Supervisor", session: CameraSession) -> list[Callable[[], None]]:
         cam = session.camera
+        if cam.transcode == "none":
+            return []
+        from ingest.media.transcode import Transcoder, TranscodeError, choose_encoder, profile_spec  # PyAV
+
         try:
             spec = profile_spec(cam.transcode, self.settings)
             if spec is None:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
-
-import av
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from ingest.access_unit import AccessUnit
 from ingest.media.jpeg import picture
 from ingest.media.packet_worker import PacketWorker, StreamDecoder
 from storage.index.media import MediaIndex, Picture
+
+if TYPE_CHECKING:
+    import av
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class SnapshotStore:
 
 def decode_keyframe(codec: str, nals: tuple[bytes, ...], parameter_sets: tuple[bytes, ...]) -> np.ndarray | None:
     """One keyframe (NAL units, parameter sets put in front when it has none) as a BGR image."""
+    import av  # on the first picture asked for (lazy snapshots): not with the worker
+
     ctx: Any = av.CodecContext.create("hevc" if codec == "h265" else "h264", "r")
     data = b"".join(b"\x00\x00\x00\x01" + n for n in (*parameter_sets, *nals))
     try:

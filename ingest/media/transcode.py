@@ -29,9 +29,7 @@ import io
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
-
-import av
+from typing import TYPE_CHECKING, Callable
 
 from config.cameras import Camera
 from config.settings import Settings
@@ -44,7 +42,10 @@ SOFTWARE_ENCODER = "libx264"
 PROFILES: tuple[str, ...] = ("none", "live-h264", "sub", "archive-h264")
 OUTPUT_TIME_BASE = Fraction(1, 90000)
 
-Output = Callable[[av.Packet], None]
+if TYPE_CHECKING:
+    import av  # loaded by the first encoder opened: the API and a worker without profiles never need it
+
+Output = Callable[["av.Packet"], None]
 
 # CPU per camera, in % of one core, measured by ``tests/bench/transcode.py`` on the
 # project's shared 2-core build machine (2026-11-27, libx264, 2 threads, 10 s clips,
@@ -94,6 +95,8 @@ def profile_spec(profile: str, settings: Settings) -> ProfileSpec | None:
 
 def _try_open(name: str, threads: int) -> str | None:
     """None when encoder ``name`` opens on a small picture, else why not."""
+    import av
+
     try:
         ctx = av.CodecContext.create(name, "w")
         ctx.width, ctx.height, ctx.pix_fmt = 320, 240, "yuv420p"
@@ -239,6 +242,8 @@ class Transcoder:
         return _even(frame.width), _even(frame.height)
 
     def _open_encoder(self, frame: av.VideoFrame) -> None:
+        import av
+
         width, height = self._size(frame)
         fps = self.spec.fps or 25
         # The raw H.264 muxer has no global header: parameter sets stay in-band at
@@ -261,6 +266,8 @@ class Transcoder:
         self.stream = st
 
     def _encode(self, frame: av.VideoFrame, arrival_us: int) -> None:
+        import av
+
         if frame.pts is None or frame.time_base is None:
             return
         pts_s = float(frame.pts * frame.time_base)
@@ -303,6 +310,8 @@ class Transcoder:
                 log.exception("camera %s: transcode output failed", self.camera_id)
 
     def _flush_encoder(self) -> None:
+        import av
+
         if self._container is not None and self.stream is not None:
             try:
                 self._emit(self.stream.encode(None))

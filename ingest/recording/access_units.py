@@ -22,13 +22,14 @@ and the live taps see it.
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import av
+from typing import TYPE_CHECKING, Iterator
 
 from storage.mp4.decode_time import DecodeTimes, reorder_depth
 from storage.mp4.nal import parameter_set_nals, parameter_sets_from_extradata, split_annexb
 from storage.mp4.sps import sequence_info
+
+if TYPE_CHECKING:
+    import av  # only PyAV pulls build packets here; the native path never loads it
 
 _CODECS = {"h264": "h264", "hevc": "h265"}
 # Packets (with a pts) looked at to place a leading IDR without one: more than any
@@ -109,6 +110,8 @@ class AccessUnitJoiner:
         first = parts[0]
         if len(parts) == 1 and pts is None:
             return first
+        import av
+
         joined = av.Packet(b"".join(bytes(p) for p in parts))
         joined.pts = first.pts if pts is None else pts
         joined.dts = joined.pts

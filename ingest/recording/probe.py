@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import av
-
 from config.cameras import Camera, RtspTransport, validate_rtsp_url
 from config.redact import redact_url
 from ingest.recording.segmenter import SUPPORTED_VIDEO
@@ -47,6 +45,8 @@ def probe_url(url: str, *, transport: RtspTransport = "tcp", timeout: float = 10
         return ProbeResult(safe, False, "invalid", str(exc))
     cam = Camera(id="probe", name="probe", region="probe", main_url=url, rtsp_transport=transport)
     budget = max(1.0, timeout - 0.5)
+    import av  # on the first probe, not with the API (an ingest worker serves it too)
+
     try:
         container = av.open(url, options=open_options(cam, budget), timeout=(budget, min(budget, 5.0)))
     except Exception as exc:  # noqa: BLE001 - reported, not raised

@@ -26,12 +26,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
-
-import av
+from typing import TYPE_CHECKING, Callable
 
 from config.times import iso_utc
 from storage.mp4.decode_time import breaks_run
@@ -41,7 +40,16 @@ from ingest.recording.native_segment import NativeOpenSegment, NativeVideoInput
 from ingest.recording.spool import Spool, SpoolEntry
 from storage.mp4.sps import parse_sps
 
+if TYPE_CHECKING:
+    import av  # PyAV loads with the first PyAV segment: a native-only worker never carries it
+
 log = logging.getLogger(__name__)
+
+
+def _is_av_error(exc: BaseException) -> bool:
+    """An FFmpeg error from PyAV (none can have been raised when PyAV was never loaded)."""
+    av_module = sys.modules.get("av")
+    return av_module is not None and isinstance(exc, av_module.error.FFmpegError)
 
 Clock = Callable[[], int]  # wall clock, microseconds since the epoch
 
@@ -102,6 +110,8 @@ class _OpenSegment:
                  audio: av.audio.stream.AudioStream | None, extradata: bytes | None):
         """``entry.width``/``height`` win over the template's: they change when the
         camera switches resolution mid-stream."""
+        import av
+
         self.entry = entry
         self.file = HashingFile(path)
         self.container = av.open(
@@ -506,7 +516,9 @@ class Segmenter:
         end = self._t_us(end_pts) + extra_us
         try:
             seg.finish()
-        except (av.error.FFmpegError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - only OSError and FFmpeg's errors are kept going
+            if not isinstance(exc, OSError) and not _is_av_error(exc):
+                raise
             log.error("%s/%s: could not finish segment at %d: %s; keeping what was written",
                       self.camera_id, self.stream, start, exc)
             seg.file.close()
@@ -552,6 +564,8 @@ def _sps_dimensions(codec: str, annexb: bytes) -> tuple[int, int] | None:
 
 def _dimensions(packet: av.Packet, codec: str, extradata: bytes) -> tuple[int, int] | None:
     """Width and height of a keyframe, by decoding it (only after a parameter-set change)."""
+    import av
+
     try:
         decoder = av.CodecContext.create(codec, "r")
         decoder.extradata = extradata

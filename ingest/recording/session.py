@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
-
-import av
+from typing import TYPE_CHECKING, Callable
 
 from config.cameras import Camera, StreamName
 from config.redact import redact_text, redact_url
@@ -24,13 +22,16 @@ from ingest.recording.segmenter import SUPPORTED_VIDEO, Clock, Segmenter
 from ingest.recording.status import CameraStatus, RateMeter
 from storage.index.segments import SegmentIndex
 
+if TYPE_CHECKING:
+    import av
+
 log = logging.getLogger(__name__)
 
 # Gap causes on our side; a camera fault after one of these starts a gap of its own.
 _OUR_REASONS = frozenset({"worker_restart", "disabled", "storage_unavailable"})
 
 # A tap sees every whole video access unit and every audio packet, in order.
-Tap = Callable[[av.Packet], None]
+Tap = Callable[["av.Packet"], None]
 
 
 class SessionFailure(Exception):
@@ -44,6 +45,8 @@ class SessionFailure(Exception):
 
 def classify(exc: BaseException, camera_id: str, stall_timeout: float) -> SessionFailure:
     """Map an FFmpeg/OS error to a status, a gap reason and a message that says what to do."""
+    import av  # lazily: a worker with only native cameras never loads PyAV
+
     text = redact_text(str(exc))
     if isinstance(exc, SessionFailure):
         return exc
@@ -204,6 +207,8 @@ class CameraSession:
         return attempt + 1, delay
 
     def _pull(self) -> None:
+        import av  # lazily: a worker with only native cameras never loads PyAV
+
         # The stall watchdog is FFmpeg's socket timeout, not PyAV's read timeout: PyAV's
         # interrupt callback takes the GIL on every socket wait, which with dozens of
         # cameras in one process costs more CPU than the muxing. PyAV bounds the open only.
@@ -256,6 +261,8 @@ class CameraSession:
             self._on_access_unit(au, arrival)
 
     def _on_access_unit(self, au: av.Packet, arrival_us: int) -> None:
+        import av
+
         # Decode time first: the segmenter, the live hub and the decoders all need it.
         stamper = self._stamper
         if stamper is None:

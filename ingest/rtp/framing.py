@@ -73,27 +73,55 @@ def _content_length(head: bytes) -> int:
 
 
 class InterleavedDecoder:
-    """Feed TCP bytes from an RTSP connection; get frames and text messages in stream order."""
+    """Feed TCP bytes from an RTSP connection; get frames and text messages in stream order.
+
+    :meth:`feed_spans` is the receive hot path (no object or copy per frame); :meth:`feed`
+    gives :class:`InterleavedFrame` objects on top of it.
+    """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = b""  # the incomplete frame or message left from the last read
         self.skipped = 0  # bytes that were neither a frame nor a message
 
+    @property
+    def pending(self) -> int:
+        """Bytes held for an incomplete frame or message."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[InterleavedFrame | RtspText]:
-        buf = self._buf
-        buf += data
+        buf, items = self.feed_spans(data)
         out: list[InterleavedFrame | RtspText] = []
+        i, n = 0, len(items)
+        while i < n:
+            item = items[i]
+            if type(item) is int:
+                out.append(InterleavedFrame(item, buf[items[i + 1]:items[i + 2]]))  # type: ignore[misc,index]
+                i += 3
+            else:
+                out.append(item)  # type: ignore[arg-type]
+                i += 1
+        return out
+
+    def feed_spans(self, data: bytes) -> tuple[bytes, list[int | RtspText]]:
+        """Take the bytes of one read; return the buffer they were framed in and, in stream order,
+        ``channel, start, end`` (three ints) for each whole frame, its packet being
+        ``buffer[start:end]``, or an :class:`RtspText` for each whole message.
+
+        The buffer is ``data`` itself unless the last read left part of a frame (then the
+        two joined): frames are not copied out one by one.
+        """
+        buf = self._buf + data if self._buf else bytes(data)
+        out: list[int | RtspText] = []
         pos = 0
         n = len(buf)
         while pos < n:
             if buf[pos] == 0x24:  # '$'
                 if n - pos < 4:
                     break
-                size = (buf[pos + 2] << 8) | buf[pos + 3]
-                end = pos + 4 + size
+                end = pos + 4 + ((buf[pos + 2] << 8) | buf[pos + 3])
                 if end > n:
                     break
-                out.append(InterleavedFrame(buf[pos + 1], bytes(buf[pos + 4:end])))
+                out += (buf[pos + 1], pos + 4, end)
                 pos = end
                 continue
             if 0x41 <= buf[pos] <= 0x5A:  # 'A'..'Z': "RTSP/1.0 ..." or a request from the server
@@ -104,21 +132,20 @@ class InterleavedDecoder:
                     break
                 if head_end - pos > MAX_RTSP_HEAD:
                     raise FramingError(f"RTSP message head past the {MAX_RTSP_HEAD} B bound")
-                head = bytes(buf[pos:head_end])
+                head = buf[pos:head_end]
                 body_start = head_end + 4
                 body_end = body_start + _content_length(head)
                 if body_end > n:
                     break
-                out.append(RtspText(head, bytes(buf[body_start:body_end])))
+                out.append(RtspText(head, buf[body_start:body_end]))
                 pos = body_end
                 continue
             nxt = buf.find(b"$", pos + 1)
             skip_to = n if nxt < 0 else nxt
             self.skipped += skip_to - pos
             pos = skip_to
-        if pos:
-            del buf[:pos]
-        return out
+        self._buf = buf[pos:] if pos < n else b""
+        return buf, out
 
 
 class Rfc4571Decoder:

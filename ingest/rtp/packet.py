@@ -16,7 +16,9 @@ RTP_HEADER_SIZE = 12
 # Larger than any datagram a camera sends (jumbo frames included) and than RFC 4571's 16-bit length.
 RTP_MAX_PACKET = 65535
 
-_HEADER = struct.Struct("!BBHII")
+# The fixed header (flags, marker + payload type, sequence, timestamp, SSRC); the depacketisers'
+# hot path reads it too (video.VideoDepacketizer.push_rtp).
+RTP_FIXED_HEADER = _HEADER = struct.Struct("!BBHII")
 _EXTENSION = struct.Struct("!HH")
 
 

@@ -60,6 +60,16 @@ class ReorderBuffer:
             out.extend(self._skip_to_oldest())
         return out
 
+    def take_in_order(self, seq: int) -> bool:
+        """The common case, without a packet object: if ``seq`` is the next one and nothing is held,
+        count it as :meth:`push` would and return True (the caller passes the packet on itself);
+        else return False and change nothing (the caller then calls :meth:`push`)."""
+        if self._held or (self._next is not None and seq != self._next):
+            return False
+        self.received += 1
+        self._next = (seq + 1) & 0xFFFF
+        return True
+
     def flush(self) -> list[RtpPacket]:
         """Release everything held (end of stream), counting the holes as lost."""
         out: list[RtpPacket] = []

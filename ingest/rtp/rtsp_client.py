@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ingest.access_unit import AccessUnit
 from ingest.rtp.audio import AacDepacketizer, AudioFrame
-from ingest.rtp.framing import FramingError, InterleavedDecoder, InterleavedFrame, RtspText
+from ingest.rtp.framing import FramingError, InterleavedDecoder, RtspText
 from ingest.rtp.packet import RtpError, parse_rtp, ts_delta
 from ingest.rtp.reorder import ReorderBuffer
 from ingest.rtp.rtcp import SenderReport, parse_rtcp, receiver_report
@@ -139,18 +139,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            items = self.decoder.feed(data)
+            buf, items = self.decoder.feed_spans(data)
         except FramingError as exc:
             self._close(RtspError("protocol", f"the camera's RTSP stream cannot be framed: {exc}"))
             return
-        channels = self.client._channels
-        for item in items:
-            if type(item) is InterleavedFrame:
-                handler = channels.get(item.channel)
-                if handler is not None:
-                    handler(item.data)
-            else:
-                self._message(item)  # type: ignore[arg-type]
+        if items:
+            self.client._on_interleaved(buf, items, self)
 
     def _message(self, msg: RtspText) -> None:
         if msg.head.startswith(b"RTSP/"):
@@ -218,6 +212,8 @@ class RtspClient:
         self.audio_media: MediaDescription | None = None
         self.sdp_text = ""
         self._channels: dict[int, Callable[[bytes], None]] = {}
+        self._video_channel = -1  # TCP: the interleaved channel of video RTP (the hot path)
+        self._video_track: _Track | None = None
         self._tracks: list[_Track] = []
         self._conn: _Connection | None = None
         self._cseq = 0
@@ -348,19 +344,25 @@ class RtspClient:
                     self._session_timeout = max(1, int(v))
         transport = {k.strip().lower(): v.strip() for k, _, v in
                      (p.partition("=") for p in resp.header("transport").split(";"))}
-        rtp_handler = self._video_rtp if is_video else self._audio_rtp
         if self.transport == "tcp":
             rtp_ch, _, rtcp_ch = transport.get("interleaved", f"{channel}-{channel + 1}").partition("-")
             rtp_c = int(rtp_ch) if rtp_ch.isdigit() else channel
             rtcp_c = int(rtcp_ch) if rtcp_ch.isdigit() else rtp_c + 1
-            self._channels[rtp_c] = partial(rtp_handler, track)
-            self._channels[rtcp_c] = partial(self._on_rtcp, track)
+            self._bind_tcp_track(track, rtp_c, rtcp_c, is_video)
         else:
-            track.handle = partial(rtp_handler, track)
+            track.handle = partial(self._video_rtp if is_video else self._audio_rtp, track)
             ports = transport.get("server_port", "")
             _, _, rtcp_port = ports.partition("-")
             if rtcp_port.isdigit():
                 track.server_rtcp = (transport.get("source", self._host), int(rtcp_port))
+
+    def _bind_tcp_track(self, track: _Track, rtp_channel: int, rtcp_channel: int, is_video: bool) -> None:
+        """Route the interleaved channels the camera confirmed in SETUP to ``track``."""
+        self._channels[rtp_channel] = partial(self._video_rtp if is_video else self._audio_rtp, track)
+        if is_video:
+            self._video_channel = rtp_channel
+            self._video_track = track
+        self._channels[rtcp_channel] = partial(self._on_rtcp, track)
 
     # -- requests ----------------------------------------------------------------------
     async def _request(self, method: str, url: str, headers: dict[str, str] | None = None,
@@ -448,33 +450,84 @@ class RtspClient:
         except RtspError as exc:
             log.warning("camera %s: keep-alive failed: %s", self.camera_id, exc)
 
+    def _on_interleaved(self, buf: bytes, items: list[int | RtspText], conn: _Connection) -> None:
+        """One TCP read, framed (``InterleavedDecoder.feed_spans``): video RTP goes straight to the
+        depacketiser from the read buffer; the counters are updated once a read, not once a packet."""
+        video_ch = self._video_channel
+        dep = self.video
+        on_video = self.on_video
+        channels = self._channels
+        packets = bad = 0
+        i, n = 0, len(items)
+        while i < n:
+            ch = items[i]
+            if type(ch) is not int:
+                conn._message(ch)  # type: ignore[arg-type]
+                i += 1
+                continue
+            start, end = items[i + 1], items[i + 2]
+            i += 3
+            if ch == video_ch and dep is not None:
+                packets += 1
+                try:
+                    au = dep.push_rtp(buf, start, end)  # type: ignore[arg-type]
+                except RtpError:
+                    bad += 1
+                    continue
+                if au is not None:
+                    on_video(au)
+            else:
+                handler = channels.get(ch)  # type: ignore[call-overload]
+                if handler is not None:
+                    handler(buf[start:end])  # type: ignore[index,misc]
+        if packets and dep is not None and self._video_track is not None:
+            self._last_rtp = time.monotonic()
+            stats = self.stats
+            stats.packets += packets
+            stats.bad_packets += bad
+            track = self._video_track
+            track.highest_seq = dep.last_sequence
+            track.ssrc = dep.ssrc
+            stats.lost_packets = dep.lost_packets
+            stats.errors = dep.errors
+            stats.dropped_frames = dep.dropped_frames
+
     def _video_rtp(self, track: _Track, data: bytes) -> None:
+        """One video RTP packet: a UDP datagram (through the reorder window) or a TCP frame."""
         self._last_rtp = time.monotonic()
         stats = self.stats
         stats.packets += 1
+        dep = self.video
+        assert dep is not None
+        reorder = track.reorder
         try:
-            packet = parse_rtp(data)
+            if reorder is None:
+                au = dep.push_rtp(data)
+                if au is not None:
+                    self.on_video(au)
+                stats.lost_packets = dep.lost_packets
+            elif len(data) >= 12 and data[0] == 0x80 and reorder.take_in_order(seq := (data[2] << 8) | data[3]):
+                # In order with nothing held (nearly every packet): no packet object for the window.
+                track.highest_seq = seq
+                au = dep.push_rtp(data)
+                if au is not None:
+                    self.on_video(au)
+            else:
+                packet = parse_rtp(data)
+                track.highest_seq = packet.sequence
+                for p in reorder.push(packet):
+                    au = dep.push(p)
+                    if au is not None:
+                        self.on_video(au)
         except RtpError:
             stats.bad_packets += 1
             return
-        track.highest_seq = packet.sequence
-        track.ssrc = packet.ssrc
-        dep = self.video
-        assert dep is not None
-        if track.reorder is None:
-            au = dep.push(packet)
-            if au is not None:
-                self.on_video(au)
-        else:
-            for p in track.reorder.push(packet):
-                au = dep.push(p)
-                if au is not None:
-                    self.on_video(au)
-            stats.lost_packets = track.reorder.lost
-            stats.reordered = track.reorder.reordered
-            stats.late = track.reorder.late
-        if track.reorder is None:
-            stats.lost_packets = dep.lost_packets
+        finally:
+            track.ssrc = dep.ssrc
+        if reorder is not None:
+            stats.lost_packets = reorder.lost
+            stats.reordered = reorder.reordered
+            stats.late = reorder.late
         stats.errors = dep.errors
         stats.dropped_frames = dep.dropped_frames
 

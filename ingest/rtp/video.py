@@ -31,7 +31,7 @@ import binascii
 from typing import Callable
 
 from ingest.access_unit import AccessUnit
-from ingest.rtp.packet import RtpPacket, ts_delta
+from ingest.rtp.packet import RTP_FIXED_HEADER, RTP_HEADER_SIZE, RtpError, RtpPacket, parse_rtp, ts_delta
 
 H264_STAP_A = 24
 H264_FU_A = 28
@@ -72,7 +72,7 @@ class VideoDepacketizer:
         self._nals: list[bytes] = []
         self._ts: int | None = None
         self._broken = False
-        self._fu: bytearray | None = None
+        self._fu: list[bytes] | None = None  # the parts of a fragmented NAL unit so far
         self._next_seq: int | None = None
         self._need_keyframe = True
         self._unwrap = TimestampUnwrapper()
@@ -81,6 +81,7 @@ class VideoDepacketizer:
         self.parameter_sets_changed = False
         # RTP timestamp -> the camera's wall clock (UNIX s), once an RTCP sender report has come.
         self.wallclock: Callable[[int], float | None] | None = None
+        self.ssrc: int | None = None  # of the last packet
         self.packets = 0
         self.errors = 0  # sequence gaps (lost packets) and malformed payloads
         self.lost_packets = 0
@@ -89,7 +90,8 @@ class VideoDepacketizer:
         self.frames = 0
 
     # -- subclass hooks ---------------------------------------------------------------
-    def _unpack(self, payload: bytes) -> None:  # pragma: no cover - abstract
+    def _unpack(self, data: bytes, start: int, end: int) -> None:  # pragma: no cover - abstract
+        """The payload ``data[start:end]`` (not empty)."""
         raise NotImplementedError
 
     def _is_keyframe(self, nals: list[bytes]) -> bool:  # pragma: no cover - abstract
@@ -102,12 +104,40 @@ class VideoDepacketizer:
     def parameter_sets(self) -> tuple[bytes, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def last_sequence(self) -> int:
+        """The sequence number of the last packet taken (0 before the first)."""
+        return ((self._next_seq or 0) - 1) & 0xFFFF
+
     # -- the packet path --------------------------------------------------------------
     def push(self, packet: RtpPacket) -> AccessUnit | None:
         """Take the next packet in sequence order; return the access unit it completes, if any."""
+        self.ssrc = packet.ssrc
+        p = packet.payload
+        return self._push(packet.sequence, packet.timestamp, packet.marker, p, 0, len(p))
+
+    def push_rtp(self, data: bytes, start: int = 0, end: int | None = None) -> AccessUnit | None:
+        """The hot path: the raw RTP packet ``data[start:end]`` (a datagram, or an interleaved frame
+        still in the read buffer), in sequence order; return the access unit it completes, if any.
+
+        The usual header (version 2, no padding, extension or CSRCs) is read here with one
+        ``struct`` call and the payload is sliced straight out of ``data``: no packet object,
+        no intermediate copy. Anything else goes through :func:`parse_rtp`. Raises
+        :class:`RtpError` for a packet that is not RTP, as ``parse_rtp`` does.
+        """
+        if end is None:
+            end = len(data)
+        if end - start < RTP_HEADER_SIZE:
+            raise RtpError(f"RTP packet of {end - start} B is shorter than the 12 B header")
+        b0, b1, seq, ts, ssrc = RTP_FIXED_HEADER.unpack_from(data, start)
+        if b0 != 0x80:
+            return self.push(parse_rtp(data[start:end]))
+        self.ssrc = ssrc
+        return self._push(seq, ts, b1 & 0x80, data, start + RTP_HEADER_SIZE, end)
+
+    def _push(self, seq: int, ts: int, marker: int, data: bytes, start: int, end: int) -> AccessUnit | None:
+        """The one rule for every packet: the payload is ``data[start:end]``."""
         self.packets += 1
-        seq = packet.sequence
-        ts = packet.timestamp
         out: AccessUnit | None = None
         if self._next_seq is not None and seq != self._next_seq:
             # Packets were lost: the unit in progress lost its tail, and the unit this packet
@@ -121,19 +151,22 @@ class VideoDepacketizer:
             self._fu = None
             self._broken = True
             self._ts = ts
-        elif self._ts is not None and ts != self._ts:
-            out = self._finish()  # a new timestamp: the previous unit ended without a marker
-        self._next_seq = (seq + 1) & 0xFFFF
-        if self._ts is None:
+        elif self._ts is None:
             self._ts = ts
+        elif ts != self._ts:
+            out = self._finish()  # a new timestamp: the previous unit ended without a marker
+            self._ts = ts
+        self._next_seq = (seq + 1) & 0xFFFF
         try:
-            self._unpack(packet.payload)
+            if start >= end:
+                raise ValueError("empty RTP payload")
+            self._unpack(data, start, end)
         except (IndexError, ValueError):
             self.errors += 1
             self._broken = True
             self._fu = None
             self._need_keyframe = True
-        if packet.marker:
+        if marker:
             done = self._finish()
             return done if done is not None else out
         return out
@@ -176,30 +209,30 @@ class VideoDepacketizer:
             self._params[t] = nal
         self._nals.append(nal)
 
-    def _fu_part(self, start: bool, end: bool, header: bytes, body: bytes) -> None:
-        if start:
-            self._fu = bytearray(header)
-            self._fu += body
+    def _fu_part(self, first: int, last: int, header: bytes, body: bytes) -> None:
+        """One fragment (FU-A, H.265 FU): the parts are kept and joined once, at the last one."""
+        if first:
+            self._fu = [header, body]
         elif self._fu is None:
             # A middle or end without its start: the start was lost (already counted as a gap),
             # or the camera is broken. Either way this unit cannot be rebuilt.
             self._broken = True
             return
         else:
-            self._fu += body
-        if end:
-            self._add_nal(bytes(self._fu))
+            self._fu.append(body)
+        if last:
+            nal = b"".join(self._fu)
             self._fu = None
+            self._add_nal(nal)
 
-    def _aggregated(self, payload: bytes, pos: int) -> None:
+    def _aggregated(self, data: bytes, pos: int, end: int) -> None:
         """An aggregation packet (H.264 STAP-A, H.265 AP): 16-bit size, NAL unit, repeated."""
-        n = len(payload)
-        while pos + 2 <= n:
-            size = (payload[pos] << 8) | payload[pos + 1]
+        while pos + 2 <= end:
+            size = (data[pos] << 8) | data[pos + 1]
             pos += 2
-            if pos + size > n:
+            if pos + size > end:
                 raise ValueError("an aggregated NAL unit runs past the packet")
-            self._add_nal(payload[pos:pos + size])
+            self._add_nal(data[pos:pos + size])
             pos += size
 
     def load_parameter_sets(self, nals: list[bytes]) -> None:
@@ -220,17 +253,19 @@ class H264Depacketizer(VideoDepacketizer):
         if sprop_parameter_sets:
             self.load_parameter_sets(decode_sprop(sprop_parameter_sets))
 
-    def _unpack(self, payload: bytes) -> None:
-        t = payload[0] & 0x1F
-        if t < H264_STAP_A:
+    def _unpack(self, data: bytes, start: int, end: int) -> None:
+        b = data[start]
+        t = b & 0x1F
+        if t == H264_FU_A:  # most packets of a 1080p stream
+            if end - start < 2:
+                raise ValueError("FU-A payload shorter than its header")
+            fu = data[start + 1]
+            self._fu_part(fu & 0x80, fu & 0x40, bytes(((b & 0xE0) | (fu & 0x1F),)), data[start + 2:end])
+        elif t < H264_STAP_A:
             if t:
-                self._add_nal(payload)
-        elif t == H264_FU_A:
-            fu = payload[1]
-            self._fu_part(bool(fu & 0x80), bool(fu & 0x40), bytes(((payload[0] & 0xE0) | (fu & 0x1F),)),
-                          payload[2:])
+                self._add_nal(data[start:end])
         elif t == H264_STAP_A:
-            self._aggregated(payload, 1)
+            self._aggregated(data, start + 1, end)
         else:
             self.unsupported += 1
             self._broken = True
@@ -258,18 +293,19 @@ class H265Depacketizer(VideoDepacketizer):
         super().__init__()
         self.load_parameter_sets([n for s in (sprop_vps, sprop_sps, sprop_pps) if s for n in decode_sprop(s)])
 
-    def _unpack(self, payload: bytes) -> None:
-        if len(payload) < 3:
+    def _unpack(self, data: bytes, start: int, end: int) -> None:
+        if end - start < 3:
             raise ValueError("H.265 payload shorter than its header")
-        t = (payload[0] >> 1) & 0x3F
-        if t < H265_AP:
-            self._add_nal(payload)
-        elif t == H265_FU:
-            fu = payload[2]
-            header = bytes(((payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]))
-            self._fu_part(bool(fu & 0x80), bool(fu & 0x40), header, payload[3:])
+        b = data[start]
+        t = (b >> 1) & 0x3F
+        if t == H265_FU:
+            fu = data[start + 2]
+            header = bytes(((b & 0x81) | ((fu & 0x3F) << 1), data[start + 1]))
+            self._fu_part(fu & 0x80, fu & 0x40, header, data[start + 3:end])
+        elif t < H265_AP:
+            self._add_nal(data[start:end])
         elif t == H265_AP:
-            self._aggregated(payload, 2)
+            self._aggregated(data, start + 2, end)
         else:
             self.unsupported += 1
             self._broken = True

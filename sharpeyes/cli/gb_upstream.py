@@ -36,7 +36,7 @@ def upstream_add(
     region: list[str] = typer.Option([], "--region", help="Region code whose cameras it gets (repeat; "
                                      "sub-regions included)."),
 ) -> None:
-    """Add (or replace) an upper platform; a running 'sharpeyes run' picks it up at its next start."""
+    """Add (or replace) an upper platform; a running 'sharpeyes run' registers to it within seconds."""
     try:
         up = _store(ctx).add(platform_id, domain=domain, host=host, port=port, password=password,
                              transport=transport, regions=region)
@@ -61,7 +61,7 @@ def upstream_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
 
 @upstream_app.command("remove")
 def upstream_remove(ctx: typer.Context, platform_id: str = typer.Argument(..., metavar="ID")) -> None:
-    """Remove an upper platform."""
+    """Remove an upper platform; a running 'sharpeyes run' unregisters from it within seconds."""
     if not _store(ctx).remove(platform_id):
         fail(f"upstream {platform_id} not found; 'sharpeyes gb upstream list' shows them")
     console.print(f"upstream {platform_id} removed")

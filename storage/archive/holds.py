@@ -23,7 +23,7 @@ from sqlalchemy.orm import sessionmaker
 
 from config.times import now_us
 from storage.objects.store import ObjectNotFound
-from storage.db.schema import HoldRow, SegmentRow
+from storage.db.schema import HoldRow, SegmentCameraRow, SegmentRow, stream_name
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,9 @@ class HoldStore:
         ``ending_before_us`` (and a camera/stream to narrow further) and skip the
         ids returned.
         """
-        q = select(SegmentRow.id).where(
-            exists().where(_covers(HoldRow, SegmentRow.camera_id, SegmentRow.stream, SegmentRow.start_us, SegmentRow.end_us))
+        q = select(SegmentRow.id).join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq).where(
+            exists().where(_covers(HoldRow, SegmentCameraRow.camera_id, stream_name(SegmentRow.stream),
+                                   SegmentRow.start_us, SegmentRow.end_us))
         )
         if camera_id is not None:
             q = q.where(SegmentRow.camera_id == camera_id)

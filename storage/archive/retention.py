@@ -34,7 +34,7 @@ from storage.archive.holds import HoldStore
 from storage.index.segments import SegmentIndex
 from storage.objects.store import ObjectStore, ObjectStoreUnavailable
 from storage.db.partitions import drop_partition, ensure_partitions, partitions
-from storage.db.schema import GapRow, HoldRow, RetentionDeleteRow, SegmentRow
+from storage.db.schema import STREAM_CODES, GapRow, HoldRow, RetentionDeleteRow, SegmentCameraRow, SegmentRow
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,9 @@ class RetentionCleaner:
                            .scalar() or 0)
                 for cam_id in cams:
                     for stream in ("main", "sub"):
-                        if s.execute(text(f"SELECT 1 FROM {p.name} WHERE camera_id = :c AND stream = :s LIMIT 1"),
-                                     {"c": cam_id, "s": stream}).first():
+                        if s.execute(text(f"SELECT 1 FROM {p.name} WHERE camera_seq = (SELECT seq FROM "
+                                          "segment_cameras WHERE camera_id = :c) AND stream = :s LIMIT 1"),
+                                     {"c": cam_id, "s": STREAM_CODES[stream]}).first():
                             s.add(GapRow(camera_id=cam_id, stream=stream, start_us=p.start_us, end_us=p.end_us,
                                          reason="retention", detail=f"partition {p.name} dropped by retention"))
             drop_partition(engine, p)
@@ -201,7 +202,9 @@ class RetentionCleaner:
 
     def _streams(self) -> list[tuple[str, str]]:
         with self.index.session() as s:
-            return [(c, st) for c, st in s.execute(select(SegmentRow.camera_id, SegmentRow.stream).distinct())]
+            return [(c, st) for c, st in s.execute(
+                select(SegmentCameraRow.camera_id, SegmentRow.stream).distinct()
+                .join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq))]
 
     def _oldest(self, cam_ids: list[str] | None, stream: str | None, ended_before: int | None,
                 limit: int | None = None) -> list[SegmentRow]:

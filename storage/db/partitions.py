@@ -46,8 +46,8 @@ def month_of(t_us: int) -> tuple[int, int]:
     return t.year, t.month
 
 
-def partition_for(year: int, month: int) -> Partition:
-    return Partition(f"{PARENT}_p{year:04d}{month:02d}", month_start_us(year, month), month_start_us(year, month + 1))
+def partition_for(year: int, month: int, parent: str = PARENT) -> Partition:
+    return Partition(f"{parent}_p{year:04d}{month:02d}", month_start_us(year, month), month_start_us(year, month + 1))
 
 
 def is_partitioned(conn: Connection) -> bool:
@@ -74,8 +74,10 @@ def partitions(conn: Connection) -> list[Partition]:
     return sorted(out, key=lambda p: p.start_us)
 
 
-def create_partition(conn: Connection, year: int, month: int, parent: str = PARENT) -> Partition:
-    p = partition_for(year, month)
+def create_partition(conn: Connection, year: int, month: int, parent: str = PARENT, prefix: str = PARENT) -> Partition:
+    """Create month (year, month) of ``parent``, named ``{prefix}_pYYYYMM`` (a migration
+    builds a table under another name and renames it)."""
+    p = partition_for(year, month, prefix)
     conn.execute(text(
         f"CREATE TABLE IF NOT EXISTS {p.name} PARTITION OF {parent} FOR VALUES FROM ({p.start_us}) TO ({p.end_us})"))
     return p

@@ -10,8 +10,9 @@ import builtins
 from typing import Any
 
 from sqlalchemy import (BigInteger, Boolean, Dialect, Float, ForeignKey, Index, Integer, LargeBinary, SmallInteger,
-                        String, Text, TypeDecorator)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+                        String, Text, TypeDecorator, UniqueConstraint, case, cast, select)
+from sqlalchemy.ext.hybrid import Comparator, hybrid_property
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # SQLite only makes INTEGER PRIMARY KEY an auto-increment rowid; BigInteger on PostgreSQL.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -91,47 +92,187 @@ class InitSegmentRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class SegmentRow(Base):
-    """One stored segment. Kept small (migration 0015, docs/sizing.md "Index row"):
-    digests as bytes, the keyframe table delta-coded, the object key only when it is
-    not the one ``segment_key`` derives, narrow integers. On PostgreSQL the table is
-    partitioned by month of ``start_us`` and its primary key is ``(camera_id, stream,
-    start_us) INCLUDE (end_us)`` (idempotency and covering timeline index in one), with
-    a BRIN index on ``start_us`` for retention; ``id`` is unique by its sequence but not
-    indexed there (look rows up by camera, stream and start)."""
+STREAM_CODES = {"main": 0, "sub": 1}
+_STREAM_NAMES = {v: k for k, v in STREAM_CODES.items()}
 
-    __tablename__ = "segments"
-    __table_args__ = (
-        Index("ix_segments_camera_time", "camera_id", "stream", "start_us", unique=True),
-        Index("ix_segments_start", "start_us"),
-        # Covers a timeline (start and end only) so it reads the index alone.
-        Index("ix_segments_timeline", "camera_id", "stream", "start_us", "end_us"),
-    )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    camera_id: Mapped[str] = mapped_column(String(64))
-    stream: Mapped[str] = mapped_column(String(8))
-    start_us: Mapped[int] = mapped_column(BigInteger)
-    end_us: Mapped[int] = mapped_column(BigInteger)
-    # NULL: the key is segment_key(camera_id, stream, start_us, duration ms), see ``object_key``.
-    stored_key: Mapped[str | None] = mapped_column("object_key", Text, nullable=True)
-    bytes: Mapped[int] = mapped_column(BigInteger)
+class StreamCode(TypeDecorator[str]):
+    """A camera stream ("main" or "sub") stored as a smallint (migration 0016)."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        try:
+            return STREAM_CODES[value]
+        except KeyError:
+            raise ValueError(f"stream {value!r}: a segment's stream is one of {', '.join(STREAM_CODES)}") from None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else _STREAM_NAMES[value]
+
+
+def stream_name(column: Any) -> Any:
+    """SQL: the stream's name ("main", "sub") from a ``StreamCode`` column, to compare it
+    with a text column such as ``holds.stream``."""
+    return case({code: name for name, code in STREAM_CODES.items()}, value=cast(column, SmallInteger))
+
+
+class EmptyNoneText(TypeDecorator[str]):
+    """None stored as "", so the row has no NULL and so no null bitmap (8 bytes a row on
+    PostgreSQL once any column is NULL; migration 0016)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str:
+        return "" if value is None else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return value or None
+
+
+class EmptyNoneDigest(TypeDecorator[str]):
+    """A SHA-256 digest or None, stored as its 32 bytes or as b"" (no NULL: see ``EmptyNoneText``)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes:
+        return b"" if value is None else bytes.fromhex(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return bytes(value).hex() if value else None
+
+
+class SegmentCameraRow(Base):
+    """The number a camera's segment rows carry instead of its id (4 bytes against ~21 in
+    every row and in the primary key; migration 0016). Never deleted, never renumbered."""
+
+    __tablename__ = "segment_cameras"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class SegmentSourceRow(Base):
+    """What consecutive segments of a camera stream share: init segment, codec, picture
+    size, audio codec, the worker that recorded them and their origin. A segment row
+    carries its number (``source_seq``, 4 bytes against ~60; migration 0016). Rows are
+    never deleted (a few per camera stream and worker)."""
+
+    __tablename__ = "segment_sources"
+    __table_args__ = (UniqueConstraint("init_sha256", "codec", "width", "height", "audio_codec", "worker_id",
+                                       "origin", name="uq_segment_sources"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    init_sha256: Mapped[str] = mapped_column(HexDigest)
     codec: Mapped[str] = mapped_column(String(16))
     width: Mapped[int] = mapped_column(SmallInteger)
     height: Mapped[int] = mapped_column(SmallInteger)
-    audio_codec: Mapped[str | None] = mapped_column(String(16))
-    sha256: Mapped[str] = mapped_column(HexDigest)
-    prev_sha256: Mapped[str | None] = mapped_column(HexDigest)
-    init_sha256: Mapped[str] = mapped_column(HexDigest)
-    # Packed keyframe table, see storage.index.keyframes.
-    keyframes: Mapped[builtins.bytes] = mapped_column(LargeBinary)
+    # "" for none (a unique constraint does not match NULLs).
+    audio_codec: Mapped[str] = mapped_column(String(16))
+    worker_id: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(16))
+
+
+class _CameraIdComparator(Comparator[str]):
+    """``SegmentRow.camera_id == x`` as ``camera_seq = (SELECT seq … WHERE camera_id = x)``,
+    so the primary key (camera_seq, stream, start_us) is used."""
+
+    def __init__(self, cls: Any):
+        super().__init__(cls.camera_seq)
+        self.cls = cls
+
+    def __clause_element__(self) -> Any:
+        # In a select list or GROUP BY: the id by a correlated lookup (a small table).
+        return (select(SegmentCameraRow.camera_id).where(SegmentCameraRow.seq == self.cls.camera_seq)
+                .scalar_subquery())
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        if isinstance(other, str):
+            return self.cls.camera_seq == (select(SegmentCameraRow.seq)
+                                           .where(SegmentCameraRow.camera_id == other).scalar_subquery())
+        return self.__clause_element__() == other
+
+    def in_(self, other: Any) -> Any:
+        return self.cls.camera_seq.in_(select(SegmentCameraRow.seq).where(SegmentCameraRow.camera_id.in_(other)))
+
+
+def _source_attr(name: str) -> Any:
+    """A ``SegmentRow`` attribute read from its source row (``segment_sources``)."""
+
+    def get(self: SegmentRow) -> Any:
+        v = getattr(self.source, name)
+        return None if name == "audio_codec" and v == "" else v
+
+    def expr(cls: type[SegmentRow]) -> Any:
+        return (select(getattr(SegmentSourceRow, name)).where(SegmentSourceRow.seq == cls.source_seq)
+                .scalar_subquery())
+
+    return hybrid_property(get, expr=expr)
+
+
+class SegmentRow(Base):
+    """One stored segment. Kept small (migrations 0015 and 0016, docs/sizing.md "Index row"):
+    the camera by its number (``segment_cameras``), what consecutive segments share by a
+    source number (``segment_sources``: init segment, codec, size, audio, worker, origin),
+    the stream as a smallint, digests as bytes, the keyframe table packed, no NULLs (the
+    object key is "" when ``segment_key`` derives it), columns ordered so nothing is padded.
+    ``camera_id``, ``codec``, ``init_sha256``, ``worker_id`` … read as before (the two small
+    tables are joined when a row is loaded). On PostgreSQL the table is partitioned by month
+    of ``start_us``; its primary key is ``(camera_seq, stream, start_us) INCLUDE (end_us)``
+    (idempotency and covering timeline index in one), with a BRIN index on ``start_us``
+    for retention; ``id`` is unique by its sequence but not indexed there."""
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        Index("ix_segments_camera_time", "camera_seq", "stream", "start_us", unique=True),
+        Index("ix_segments_start", "start_us"),
+        # Covers a timeline (start and end only) so it reads the index alone.
+        Index("ix_segments_timeline", "camera_seq", "stream", "start_us", "end_us"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    start_us: Mapped[int] = mapped_column(BigInteger)
+    end_us: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    camera_seq: Mapped[int] = mapped_column(ForeignKey("segment_cameras.seq"))
+    source_seq: Mapped[int] = mapped_column(ForeignKey("segment_sources.seq"))
     # Wall clock minus media clock at the segment's end, in microseconds.
     drift_us: Mapped[int] = mapped_column(Integer, default=0)
-    worker_id: Mapped[str] = mapped_column(String(64), default="")
+    stream: Mapped[str] = mapped_column(StreamCode)
+    sha256: Mapped[str] = mapped_column(HexDigest)
+    prev_sha256: Mapped[str | None] = mapped_column(EmptyNoneDigest, nullable=False)
+    # Packed keyframe table, see storage.index.keyframes.
+    keyframes: Mapped[builtins.bytes] = mapped_column(LargeBinary)
+    # None (stored ""): the key is segment_key(camera_id, stream, start_us, duration ms), see ``object_key``.
+    stored_key: Mapped[str | None] = mapped_column("object_key", EmptyNoneText, nullable=False)
+
+    camera: Mapped[SegmentCameraRow] = relationship(lazy="joined", innerjoin=True)
+    source: Mapped[SegmentSourceRow] = relationship(lazy="joined", innerjoin=True)
+
+    @hybrid_property
+    def camera_id(self) -> str:
+        return self.camera.camera_id
+
+    @camera_id.inplace.comparator
+    @classmethod
+    def _camera_id_comparator(cls) -> _CameraIdComparator:
+        return _CameraIdComparator(cls)
+
+    codec = _source_attr("codec")
+    width = _source_attr("width")
+    height = _source_attr("height")
+    audio_codec = _source_attr("audio_codec")
+    init_sha256 = _source_attr("init_sha256")
+    worker_id = _source_attr("worker_id")
     # "live" (recorded as it happened) or "device" (backfilled from the device's own recording:
     # ``sharpeyes gb backfill``, migration 0010); exports name it per segment.
-    origin: Mapped[str] = mapped_column(String(16), default="live", server_default="live")
-    created_us: Mapped[int] = mapped_column(BigInteger)
+    origin = _source_attr("origin")
 
     @property
     def object_key(self) -> str:

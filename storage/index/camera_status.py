@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
@@ -21,6 +21,7 @@ from storage.db.schema import CameraStatusRow
 
 class CameraStatusTable:
     def __init__(self, engine: Engine):
+        self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
@@ -71,9 +72,18 @@ class CameraStatusTable:
             return out
 
     def withdraw(self, worker_id: str, keys: Iterable[tuple[str, str]]) -> None:
-        """Delete ``worker_id``'s rows for streams it no longer records (a new owner's rows stay)."""
+        """Delete ``worker_id``'s rows for streams it no longer records (a new owner's rows stay).
+
+        One statement per 400 keys, rows locked in key order as ``publish`` locks them (a
+        DELETE a row, each its own round trip, held the first rows' locks while a starved
+        worker sent the rest, and the new owners' ``publish`` queued behind it:
+        tests/bench/county_sim.py, ``pg_stat_activity``)."""
+        ordered = sorted(keys)
+        t = CameraStatusRow
         with self._sessions() as s, s.begin():
-            for cam, stream in sorted(keys):
-                s.execute(delete(CameraStatusRow).where(CameraStatusRow.camera_id == cam,
-                                                        CameraStatusRow.stream == stream,
-                                                        CameraStatusRow.worker_id == worker_id))
+            for i in range(0, len(ordered), 400):  # SQLite takes at most 32,766 bound values a statement
+                mine = select(t.camera_id, t.stream).where(
+                    t.worker_id == worker_id, tuple_(t.camera_id, t.stream).in_(ordered[i:i + 400]))
+                if self.engine.dialect.name == "postgresql":
+                    mine = mine.order_by(t.camera_id, t.stream).with_for_update()
+                s.execute(delete(t).where(t.worker_id == worker_id, tuple_(t.camera_id, t.stream).in_(mine)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, or_, select
 
 from storage.index.segments import SegmentIndex
-from storage.db.schema import GapRow, SegmentRow
+from storage.db.schema import GapRow, SegmentCameraRow, SegmentRow
 
 StreamKey = tuple[str, str]  # (camera_id, stream)
 
@@ -39,16 +39,18 @@ def fleet_coverage(index: SegmentIndex, start_us: int, end_us: int) -> dict[Stre
         recorded = {
             (c, st): int(v or 0)
             for c, st, v in s.execute(
-                select(SegmentRow.camera_id, SegmentRow.stream, func.sum(clipped))
+                select(SegmentCameraRow.camera_id, SegmentRow.stream, func.sum(clipped))
+                .join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq)
                 .where(SegmentRow.start_us < end_us, SegmentRow.end_us > start_us)
-                .group_by(SegmentRow.camera_id, SegmentRow.stream)
+                .group_by(SegmentCameraRow.camera_id, SegmentRow.stream)
             )
         }
         last_end = {
             (c, st): int(v)
             for c, st, v in s.execute(
-                select(SegmentRow.camera_id, SegmentRow.stream, func.max(SegmentRow.end_us))
-                .group_by(SegmentRow.camera_id, SegmentRow.stream)
+                select(SegmentCameraRow.camera_id, SegmentRow.stream, func.max(SegmentRow.end_us))
+                .join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq)
+                .group_by(SegmentCameraRow.camera_id, SegmentRow.stream)
             )
         }
         gaps = {

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
 
-from storage.db.schema import CameraLeaseRow, WorkerRow
+from storage.db.schema import CameraLeaseRow, CameraRow, WorkerRow
 
 
 class DuplicateWorker(RuntimeError):
@@ -186,22 +186,26 @@ class LeaseTable:
             ).all()
         return {cam: epoch for cam, epoch in rows}
 
-    def acquire(self, worker_id: str, candidates: Sequence[str], limit: int, *, now_us: int, ttl_us: int,
+    def acquire(self, worker_id: str, candidates: Sequence[str] | None, limit: int, *, now_us: int, ttl_us: int,
                 free_before_us: int | None = None) -> dict[str, int]:
         """Take up to ``limit`` of ``candidates`` whose lease expired before
         ``free_before_us`` (default ``now_us``); returns {camera: epoch} of those won.
+        ``candidates=None``: every enabled camera of the registry in this database (what a
+        ``LeaseKeeper`` polls for: no list of ~5,000 ids bound into each statement).
 
         One statement: ``UPDATE … WHERE camera_id IN (SELECT … LIMIT n FOR UPDATE SKIP
         LOCKED) RETURNING``. The row-by-row version held its row locks across a round
         trip per camera, and with 5,000 cameras and 20 workers on a loaded machine
         other workers' renewals and fenced inserts queued behind it for half a minute
         (tests/bench/county_sim.py). The epoch grows only on a change of owner."""
-        if limit <= 0 or not candidates:
+        if limit <= 0 or candidates is not None and not candidates:
             return {}
         free_before = now_us if free_before_us is None else free_before_us
         t = CameraLeaseRow.__table__
+        among = (t.c.camera_id.in_(select(CameraRow.id).where(CameraRow.enabled)) if candidates is None
+                 else t.c.camera_id.in_(list(candidates)))
         pick = (select(t.c.camera_id)
-                .where(t.c.camera_id.in_(list(candidates)), t.c.expires_us < free_before)
+                .where(among, t.c.expires_us < free_before)
                 .order_by(t.c.camera_id).limit(limit))
         if self.engine.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)

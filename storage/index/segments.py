@@ -9,10 +9,12 @@ from sqlalchemy import Engine, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from config.times import now_us
 from storage.objects.open import segment_key
-from storage.db.schema import GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, QuarantineRow, SegmentRow
+from storage.db.schema import (GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, QuarantineRow, SegmentCameraRow,
+                               SegmentRow, SegmentSourceRow)
 
 # (worker_id, lease epoch) a segment's uploader claims to hold the camera under.
 Fence = tuple[str, int]
@@ -90,6 +92,9 @@ class SegmentIndex:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Numbers of cameras and sources, once committed (they are never renumbered).
+        self._camera_seqs: dict[str, int] = {}
+        self._source_seqs: dict[tuple, int] = {}  # type: ignore[type-arg]
 
     def session(self) -> Session:
         return self._sessions()
@@ -124,6 +129,7 @@ class SegmentIndex:
         The hash-chain link ``prev_sha256`` is the sha256 of the row just before in
         time. A segment indexed late, between rows already linked, becomes an
         inserted link (see docs/scale.md, "Hash chain")."""
+        learned: dict[str, int] = {}
         with self.session() as s, s.begin():
             same = self._lock_and_find(s, rec)
             if same is not None and same.object_key == rec.object_key:
@@ -140,16 +146,42 @@ class SegmentIndex:
                        SegmentRow.start_us < rec.start_us)
                 .order_by(SegmentRow.start_us.desc()).limit(1)
             )
+            camera = self._camera_row(s, rec.camera_id)
+            source = self._source_row(s, rec)
             row = SegmentRow(
-                camera_id=rec.camera_id, stream=rec.stream, start_us=rec.start_us, end_us=rec.end_us,
-                stored_key=_stored_key(rec), bytes=rec.bytes, codec=rec.codec, width=rec.width, height=rec.height,
-                audio_codec=rec.audio_codec, sha256=rec.sha256, prev_sha256=prev, init_sha256=rec.init_sha256,
-                keyframes=rec.keyframes, drift_us=rec.drift_us, worker_id=rec.worker_id, origin=rec.origin,
+                camera_seq=camera.seq, source_seq=source.seq, stream=rec.stream,
+                start_us=rec.start_us, end_us=rec.end_us, stored_key=_stored_key(rec), bytes=rec.bytes,
+                sha256=rec.sha256, prev_sha256=prev, keyframes=rec.keyframes, drift_us=rec.drift_us,
                 created_us=now_us(),
             )
             s.add(row)
             s.flush()
-            return row
+            # The rows are known: set them without a load (and without an INSERT cascade).
+            set_committed_value(row, "camera", camera)
+            set_committed_value(row, "source", source)
+            learned[rec.camera_id] = camera.seq
+        self._camera_seqs.update(learned)
+        self._source_seqs[_source_key(rec)] = source.seq
+        return row
+
+    def _camera_row(self, s: Session, camera_id: str) -> SegmentCameraRow:
+        """The camera's number row, made on its first segment."""
+        seq = self._camera_seqs.get(camera_id)
+        if seq is None:
+            self._insert_ignore(s, SegmentCameraRow.__table__, {"camera_id": camera_id}, ["camera_id"])
+            seq = s.scalar(select(SegmentCameraRow.seq).where(SegmentCameraRow.camera_id == camera_id))
+        return SegmentCameraRow(seq=seq, camera_id=camera_id)
+
+    def _source_row(self, s: Session, rec: SegmentRecord) -> SegmentSourceRow:
+        """The number of what this segment shares with its neighbours, made when new."""
+        key = _source_key(rec)
+        values = dict(zip(_SOURCE_COLUMNS, key))
+        seq = self._source_seqs.get(key)
+        if seq is None:
+            self._insert_ignore(s, SegmentSourceRow.__table__, values, list(_SOURCE_COLUMNS))
+            seq = s.scalar(select(SegmentSourceRow.seq).where(
+                *(getattr(SegmentSourceRow, c) == v for c, v in values.items())))
+        return SegmentSourceRow(seq=seq, **values)
 
     def _lock_and_find(self, s: Session, rec: SegmentRecord) -> SegmentRow | None:
         """Serialise writers of one camera stream for this transaction; returns the
@@ -352,6 +384,13 @@ class SegmentIndex:
             q = q.where(or_(GapRow.end_us.is_(None), GapRow.end_us > start_us))
         with self.session() as s:
             return list(s.scalars(q.order_by(GapRow.start_us)))
+
+
+_SOURCE_COLUMNS = ("init_sha256", "codec", "width", "height", "audio_codec", "worker_id", "origin")
+
+
+def _source_key(rec: SegmentRecord) -> tuple:  # type: ignore[type-arg]
+    return (rec.init_sha256, rec.codec, rec.width, rec.height, rec.audio_codec or "", rec.worker_id, rec.origin)
 
 
 def _stored_key(rec: SegmentRecord) -> str | None:

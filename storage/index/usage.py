@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from storage.index.segments import SegmentIndex
-from storage.db.schema import GapRow, SegmentRow
+from storage.db.schema import GapRow, SegmentCameraRow, SegmentRow
 
 HOUR_US = 3_600_000_000
 
@@ -29,7 +29,8 @@ def stored_by_camera(index: SegmentIndex) -> dict[str, CameraUsage]:
     """Bytes and segment count per camera id, every stream and time."""
     with index.session() as s:
         rows = s.execute(
-            select(SegmentRow.camera_id, func.sum(SegmentRow.bytes), func.count()).group_by(SegmentRow.camera_id)
+            select(SegmentCameraRow.camera_id, func.sum(SegmentRow.bytes), func.count())
+            .join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq).group_by(SegmentCameraRow.camera_id)
         )
         return {cam: CameraUsage(int(b or 0), int(n)) for cam, b, n in rows}
 
@@ -39,9 +40,15 @@ def first_seen_by_camera(index: SegmentIndex, stream: str = "main") -> dict[str,
     system first tried to record it), in µs."""
     out: dict[str, int] = {}
     with index.session() as s:
-        for table in (SegmentRow, GapRow):
-            rows = s.execute(select(table.camera_id, func.min(table.start_us)).where(table.stream == stream)
-                             .group_by(table.camera_id))
+        queries = (
+            select(SegmentCameraRow.camera_id, func.min(SegmentRow.start_us))
+            .join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq)
+            .where(SegmentRow.stream == stream).group_by(SegmentCameraRow.camera_id),
+            select(GapRow.camera_id, func.min(GapRow.start_us)).where(GapRow.stream == stream)
+            .group_by(GapRow.camera_id),
+        )
+        for q in queries:
+            rows = s.execute(q)
             for cam, t in rows:
                 out[cam] = min(int(t), out.get(cam, int(t)))
     return out

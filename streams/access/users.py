@@ -120,8 +120,10 @@ class UserStore:
         self._clock = clock
         self.clock = clock
         # Verified against when the user is unknown, so a wrong name costs the
-        # same time as a wrong password and names cannot be probed by timing.
-        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        # same time as a wrong password and names cannot be probed by timing. Made on
+        # the first sign-in (of anyone), not here: argon2 takes 64 MiB for a moment, and
+        # every process builds a UserStore, ingest workers that never sign anyone in too.
+        self._dummy_hash: str | None = None
 
     # -- scopes ---------------------------------------------------------------
 
@@ -223,6 +225,8 @@ class UserStore:
         Unknown users cost one argon2 verification like known ones. A hash made
         with older parameters is upgraded on a successful sign-in.
         """
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         with self._sessions() as s, s.begin():
             row = s.scalar(select(UserRow).where(UserRow.name == name))
             stored = row.password_hash if row is not None else self._dummy_hash

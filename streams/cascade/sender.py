@@ -17,7 +17,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ingest.gb28181.psmux import PsMuxer
 
@@ -48,7 +48,9 @@ class PsRtpSender:
     """Sends ``hub``'s stream to ``(host, port)``; ``mode``: ``udp``, ``tcp-connect`` or ``tcp-listen``."""
 
     def __init__(self, hub: AccessUnitSource, host: str, port: int, ssrc: int, mode: str, listen_port: int = 0,
-                 bind_host: str = "0.0.0.0") -> None:
+                 bind_host: str = "0.0.0.0", on_end: Callable[[], None] | None = None) -> None:
+        """``on_end`` is called (on the sender's loop) when the source runs out, as an archive
+        range does, or the link fails; not when ``stop()`` ends it."""
         self.hub = hub
         self.host, self.port = host, port
         self.ssrc = ssrc & 0xFFFFFFFF
@@ -56,6 +58,7 @@ class PsRtpSender:
         self.listen_port = listen_port
         self.bind_host = bind_host
         self.stats = SenderStats()
+        self.on_end = on_end
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -133,3 +136,5 @@ class PsRtpSender:
                 writer.close()
             if server is not None:
                 server.close()
+        if self.on_end is not None:  # not reached when cancelled: stop() was asked for
+            self.on_end()

@@ -18,123 +18,35 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from ingest.live.fanout import AccessUnitSubscription
-from ingest.access_unit import AccessUnit
-from ingest.rtp.h264 import fu_a_payloads
-from storage.mp4.nal import NAL_AUD, nal_type
-from ingest.live.hub import TIME_BASE_90K, LiveHub, annexb
+from ingest.live.hub import LiveHub
 from streams.access.guard import Principal, allow, audit, live_sessions, live_view
 from streams.access.live_sessions import LiveView
 from streams.context import LiveViews
 from streams.live.viewers import StreamParam, hub_for_viewer
+
+if TYPE_CHECKING:
+    # aiortc (and PyAV) load with the first WHEP offer (streams.live.webrtc_peer): an ingest
+    # worker nobody watches over WebRTC does not carry them.
+    from aiortc import RTCPeerConnection
+
+    from streams.live.webrtc_peer import HubTrack
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
 
 MAX_OFFER_BYTES = 64 * 1024
-# aiortc's own limit (aiortc.codecs.h264.PACKET_MAX): room for SRTP, header extensions and TURN.
-WEBRTC_MAX_PAYLOAD = 1300
 # Packetise each access unit once per camera and share the payloads among viewers (True),
 # or let aiortc packetise it again for every viewer (False: the benchmark's baseline).
 PACKETISE_ONCE = True
-_payloads: weakref.WeakKeyDictionary[AccessUnit, list[bytes]] = weakref.WeakKeyDictionary()
 
 
-def webrtc_payloads(au: AccessUnit) -> list[bytes]:
-    """The RFC 6184 payloads (single NAL units and FU-A) of an access unit, computed once."""
-    payloads = _payloads.get(au)
-    if payloads is None:
-        payloads = []
-        for nal in au.nals:
-            if nal_type(nal) == NAL_AUD:
-                continue  # the RTP marker bit does the AUD's job
-            payloads.extend(fu_a_payloads(nal, WEBRTC_MAX_PAYLOAD) if len(nal) > WEBRTC_MAX_PAYLOAD else (nal,))
-        _payloads[au] = payloads
-    return payloads
-
-
-class SharedPayloads:
-    """Takes the place of aiortc's H.264 encoder on a passthrough sender.
-
-    aiortc's sender asks its encoder to ``pack`` each packet the track returns; the stock
-    ``H264Encoder.pack`` splits and packetises it again for every viewer. This returns the
-    payloads made once per access unit instead, so a viewer costs only RTP headers, SRTP
-    and the send. It relies on the sender calling ``pack`` right after ``recv`` (aiortc
-    1.x ``RTCRtpSender._next_encoded_frame``), and on the sender's private encoder slot;
-    if a later aiortc changes either, ``install`` does nothing and aiortc packetises.
-    """
-
-    target_bitrate = 0  # aiortc sets it from REMB; passthrough cannot change the bitrate
-
-    def __init__(self, track: HubTrack) -> None:
-        self._track = track
-
-    @classmethod
-    def install(cls, sender: RTCRtpSender, track: HubTrack) -> bool:
-        slot = "_RTCRtpSender__encoder"
-        if getattr(sender, slot, "missing") is not None:
-            return False
-        setattr(sender, slot, cls(track))
-        return True
-
-    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
-        au = self._track.last
-        assert au is not None and au.pts_90k == packet.pts, "pack() must follow recv()"
-        return webrtc_payloads(au), au.pts_90k
-
-    def encode(self, frame: object, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        raise TypeError("a passthrough track yields packets, not frames")
 _H264_RTPMAP = re.compile(r"^a=rtpmap:\d+ H264/90000", re.IGNORECASE | re.MULTILINE)
-
-
-class HubTrack(MediaStreamTrack):
-    """A video track that hands aiortc the hub's access units, already encoded."""
-
-    kind = "video"
-
-    def __init__(self, subscription: AccessUnitSubscription[AccessUnit]) -> None:
-        super().__init__()
-        self._subscription = subscription
-        self.last: AccessUnit | None = None  # the access unit recv() returned last
-        # True once SharedPayloads packs for this track: recv() then skips building the bytes.
-        self.shared_payloads = False
-
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            au = await anext(self._subscription)
-        except StopAsyncIteration:
-            self.stop()
-            raise MediaStreamError from None
-        self.last = au
-        packet = av.Packet(b"" if self.shared_payloads else annexb(au))
-        packet.pts = au.pts_90k
-        packet.dts = au.pts_90k
-        packet.time_base = TIME_BASE_90K
-        packet.is_keyframe = au.keyframe
-        return packet
-
-    def stop(self) -> None:
-        self._subscription.close()
-        super().stop()
 
 
 @dataclass(eq=False)
@@ -155,20 +67,6 @@ def _sessions(request: Request) -> dict[str, WhepSession]:
     return sessions
 
 
-def ice_servers(urls: list[str]) -> list[RTCIceServer]:
-    """``stun:host:port`` or ``turn:user:password@host:port[?transport=tcp]`` into aiortc's form."""
-    servers = []
-    for url in urls:
-        scheme, _, rest = url.partition(":")
-        if "@" in rest:
-            cred, _, host = rest.rpartition("@")
-            user, _, password = cred.partition(":")
-            servers.append(RTCIceServer(urls=f"{scheme}:{host}", username=user, credential=password))
-        else:
-            servers.append(RTCIceServer(urls=url))
-    return servers
-
-
 _original_host_addresses: Any = None
 
 
@@ -180,9 +78,11 @@ def use_host_addresses(addresses: list[str]) -> None:
     no option for it; its connection looks the function up in ``aioice.ice`` at gather
     time, so replacing it there is enough. It is process-wide, like the setting.
     """
+    global _original_host_addresses
+    if not addresses and _original_host_addresses is None:
+        return  # nothing replaced: aioice (aiortc's) need not even be loaded
     import aioice.ice
 
-    global _original_host_addresses
     if _original_host_addresses is None:
         _original_host_addresses = aioice.ice.get_host_addresses
     if not addresses:
@@ -194,12 +94,6 @@ def use_host_addresses(addresses: list[str]) -> None:
         return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
-
-
-def h264_preferences() -> list[Any]:
-    """aiortc's H.264 codecs (and RTX for them), the only ones a passthrough track can send."""
-    codecs = RTCRtpSender.getCapabilities("video").codecs
-    return [c for c in codecs if c.mimeType.lower() in ("video/h264", "video/rtx")]
 
 
 async def _close(session: WhepSession, reason: str) -> None:
@@ -254,6 +148,10 @@ async def whep_offer(
     view = live_view(request, principal, "webrtc", stop, connected=False)
     hub.viewers += 1  # counted now, so concurrent offers cannot all pass the limit
     settings = request.app.state.ctx.settings
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    from streams.live.webrtc_peer import HubTrack, SharedPayloads, h264_preferences, ice_servers
+
     pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(settings.ice_servers)))
     subscription = hub.subscribe()
     track = HubTrack(subscription)

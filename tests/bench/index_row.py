@@ -1,6 +1,15 @@
-"""Benchmark: the segment row's size before and after migration 0015, and the migration itself, on PostgreSQL.
+"""Benchmark: the segment row's size before and after a migration (0016 by default, or 0015),
+and the migration itself, on PostgreSQL.
 
-    .venv/bin/python -m tests.bench.index_row [--rows 1000000] [--cameras 5000]
+    .venv/bin/python -m tests.bench.index_row [--rows 1000000] [--cameras 5000] [--migration 0016|0015]
+
+With ``--migration 0016`` (default) the steps are the same from a database at 0015, loaded
+with 0015 rows (bytea digests, version 1 keyframe tables, no stored keys), and step 5 loads
+``--fresh`` rows in the 0016 layout time-major (every camera's rows interleaved, as workers
+write them) into a second database: the steady-state size, where the migrated table's
+primary key is packed tighter (copied in key order).
+
+For ``--migration 0015``:
 
 1. A fresh database at revision 0014 (the 1.1 KiB row) gets ``--rows`` rows by COPY:
    ``--cameras`` cameras with GB/T 28181 ids (20 digits), main and sub, 60 s segments of
@@ -35,6 +44,10 @@ from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
 S = 1_000_000
 SEG_US = 60 * S
 T0 = 1_795_000_000 * S  # 2026-11-18
+COLUMNS_0015 = ("camera_id", "stream", "start_us", "end_us", "bytes", "codec", "width", "height", "sha256",
+                "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "created_us")
+COLUMNS_0016 = ("start_us", "end_us", "bytes", "created_us", "camera_seq", "source_seq", "drift_us", "stream", "sha256",
+                "prev_sha256", "keyframes", "object_key")
 COLUMNS = ("camera_id", "stream", "start_us", "end_us", "object_key", "bytes", "codec", "width", "height",
            "audio_codec", "sha256", "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "created_us")
 
@@ -76,6 +89,74 @@ def old_rows(n: int, cameras: int):  # type: ignore[no-untyped-def]
                 prev[(i, stream)] = sha
                 made += 1
         k += 1
+
+
+def rows_0015(n: int, cameras: int, t0: int):  # type: ignore[no-untyped-def]
+    """The 0014 rows as migration 0015 leaves them."""
+    from storage.index.keyframes import _pack_v1, unpack_keyframes
+
+    packed: dict[bytes, bytes] = {}
+    for r in old_rows(n, cameras):
+        kf = packed.get(r[13])
+        if kf is None:
+            kf = packed[r[13]] = _pack_v1(unpack_keyframes(r[13]))
+        yield (r[0], r[1], r[2] - T0 + t0, r[3] - T0 + t0, r[5], r[6], r[7], r[8], bytes.fromhex(r[10]),
+               None if r[11] is None else bytes.fromhex(r[11]), bytes.fromhex(r[12]), kf, 0, r[15], r[16] - T0 + t0)
+
+
+def rows_0016(n: int, cameras: int, t0: int):  # type: ignore[no-untyped-def]
+    """The same rows in the 0016 layout (camera i is number i + 1, source 1 or 2)."""
+    from storage.index.keyframes import pack_keyframes, unpack_keyframes
+
+    packed: dict[bytes, bytes] = {}
+    ids = {camera_id(i): i + 1 for i in range(cameras)}
+    for r in rows_0015(n, cameras, t0):
+        kf = packed.get(r[11])
+        if kf is None:
+            kf = packed[r[11]] = pack_keyframes(unpack_keyframes(r[11]))
+        main = r[1] == "main"
+        yield (r[2], r[3], r[4], r[14], ids[r[0]], 1 if main else 2, 0, 0 if main else 1, r[8], r[9] or b"", kf, "")
+
+
+def load_0015(engine: Engine, n: int, cameras: int, t0: int) -> float:
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("INSERT INTO init_segments (sha256, data) VALUES (%s, %s), (%s, %s)",
+                    (hashlib.sha256(b"main").digest(), b"x" * 800, hashlib.sha256(b"sub").digest(), b"y" * 700))
+        with cur.copy(f"COPY segments ({', '.join(COLUMNS_0015)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in rows_0015(n, cameras, t0):
+                copy.write_row(row)
+        raw.commit()
+        raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
+        cur.execute("VACUUM ANALYZE segments")
+    finally:
+        raw.close()
+    return time.perf_counter() - started
+
+
+def load_0016(engine: Engine, n: int, cameras: int, t0: int) -> float:
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        with cur.copy("COPY segment_cameras (camera_id) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for i in range(cameras):
+                copy.write_row((camera_id(i),))
+        cur.execute("INSERT INTO segment_sources (init_sha256, codec, width, height, audio_codec, worker_id, origin) "
+                    "VALUES (%s, 'h264', 1920, 1080, '', 'ingest-00', 'live'), "
+                    "(%s, 'h264', 640, 360, '', 'ingest-00', 'live')",
+                    (hashlib.sha256(b"main").digest(), hashlib.sha256(b"sub").digest()))
+        with cur.copy(f"COPY segments ({', '.join(COLUMNS_0016)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            for row in rows_0016(n, cameras, t0):
+                copy.write_row(row)
+        raw.commit()
+        raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
+        cur.execute("VACUUM ANALYZE segments")
+    finally:
+        raw.close()
+    return time.perf_counter() - started
 
 
 def load(engine: Engine, n: int, cameras: int) -> float:
@@ -120,9 +201,10 @@ def bytes_per_row(engine: Engine) -> dict[str, float]:
 class Writer(threading.Thread):
     """A previous-release worker: inserts an old-format row every 5 ms until the table is swapped."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, layout: str = "0014"):
         super().__init__(daemon=True)
         self.engine = engine
+        self.layout = layout
         self.latencies: list[float] = []
         self.stop = threading.Event()
         self.stopped_by = ""
@@ -131,30 +213,101 @@ class Writer(threading.Thread):
         k = 0
         sha = hashlib.sha256(b"main").hexdigest()
         while not self.stop.is_set():
-            start = T0 + k * SEG_US
+            start = (T0 if self.layout == "0014" else time.time_ns() // 1000) + k * SEG_US
             t = time.perf_counter()
             try:
                 with self.engine.begin() as c:
-                    c.execute(text(
-                        "INSERT INTO segments (camera_id, stream, start_us, end_us, object_key, bytes, codec, width, "
-                        "height, audio_codec, sha256, prev_sha256, init_sha256, keyframes, drift_us, worker_id, "
-                        "created_us) VALUES ('writer', 'main', :s, :e, 'k', 1, 'h264', 1, 1, NULL, :h, NULL, :h, "
-                        "decode(repeat('00', 16), 'hex'), 0, 'w', 0)"), {"s": start, "e": start + SEG_US, "h": sha})
+                    if self.layout == "0015":
+                        c.execute(text(
+                            "INSERT INTO segments (camera_id, stream, start_us, end_us, bytes, codec, width, height, "
+                            "sha256, init_sha256, keyframes, drift_us, worker_id, created_us) VALUES ('writer', "
+                            "'main', :s, :e, 1, 'h264', 1, 1, decode(:h, 'hex'), decode(:h, 'hex'), '\\x01', 0, "
+                            "'w', 0)"), {"s": start, "e": start + SEG_US, "h": sha})
+                    else:
+                        c.execute(text(
+                            "INSERT INTO segments (camera_id, stream, start_us, end_us, object_key, bytes, codec, "
+                            "width, height, audio_codec, sha256, prev_sha256, init_sha256, keyframes, drift_us, "
+                            "worker_id, created_us) VALUES ('writer', 'main', :s, :e, 'k', 1, 'h264', 1, 1, NULL, :h, "
+                            "NULL, :h, decode(repeat('00', 16), 'hex'), 0, 'w', 0)"),
+                            {"s": start, "e": start + SEG_US, "h": sha})
             except Exception as exc:  # noqa: BLE001 - the swap: the old table is gone
                 self.stopped_by = type(exc).__name__
                 return
-            self.latencies.append(time.perf_counter() - t)
-            k += 1
+            finally:
+                self.latencies.append(time.perf_counter() - t)
+                k += 1
             time.sleep(0.005)
+
+
+def pct(lat: list[float]) -> str:
+    b = sorted(lat)
+    return (f"{len(b)} inserts, p50 {statistics.median(b) * 1e3:.1f} ms, p99 {b[int(len(b) * 0.99)] * 1e3:.1f} ms, "
+            f"max {b[-1] * 1e3:.1f} ms, > 100 ms: {sum(1 for x in b if x > 0.1)}")
+
+
+def main_0016(args: argparse.Namespace) -> None:
+    admin = PostgresAdmin(DEFAULT_PG_URL)
+    t0 = (time.time_ns() // 1000 // SEG_US - args.rows // (2 * args.cameras) - 10) * SEG_US
+    name = admin.create()
+    try:
+        engine = open_engine(admin.url_for(name), migrate=False)
+        command.upgrade(alembic_config(engine), "0015")
+        print(f"load {args.rows} rows (0015 layout): {load_0015(engine, args.rows, args.cameras, t0):.1f} s")
+        before = bytes_per_row(engine)
+        print("before:", {k: round(v, 1) for k, v in before.items()})
+        base = Writer(engine, "0015")
+        base.start()
+        time.sleep(10.0)
+        base.stop.set()
+        base.join(5)
+        print(f"baseline writer (no migration): {pct(base.latencies)}")
+        with engine.begin() as c:
+            c.execute(text("DELETE FROM segments WHERE camera_id = 'writer'"))
+        writer = Writer(engine, "0015")
+        writer.start()
+        time.sleep(1.0)
+        started = time.perf_counter()
+        command.upgrade(alembic_config(engine), "0016")
+        took = time.perf_counter() - started
+        writer.stop.set()
+        writer.join(5)
+        print(f"migration 0016: {took:.1f} s; concurrent old-release writer: {pct(writer.latencies)}; "
+              f"stopped by {writer.stopped_by}")
+        with engine.begin() as c:
+            c.execute(text("ANALYZE segments"))
+            copied = c.execute(text("SELECT count(*) FROM segments s JOIN segment_cameras c ON c.seq = s.camera_seq "
+                                    "WHERE c.camera_id = 'writer'")).scalar_one()
+        print(f"  writer rows in the new table: {copied} (inserted {len(writer.latencies)}, the last may have failed)")
+        after = bytes_per_row(engine)
+        print("after (migrated, key order):", {k: round(v, 1) for k, v in after.items()})
+        engine.dispose()
+    finally:
+        admin.drop(name)
+    if not args.fresh:
+        return
+    name = admin.create()
+    try:
+        engine = open_engine(admin.url_for(name))
+        print(f"load {args.fresh} rows (0016 layout, time-major): "
+              f"{load_0016(engine, args.fresh, args.cameras, t0):.1f} s")
+        print("fresh (time-major):", {k: round(v, 1) for k, v in bytes_per_row(engine).items()})
+        engine.dispose()
+    finally:
+        admin.drop(name)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--cameras", type=int, default=5000)
+    ap.add_argument("--migration", choices=("0015", "0016"), default="0016")
+    ap.add_argument("--fresh", type=int, default=1_000_000, help="rows for the 0016 steady-state size (0: skip)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("storage.db.migrations.0015").setLevel(logging.INFO)
+    logging.getLogger(f"storage.db.migrations.{args.migration}").setLevel(logging.INFO)
+    if args.migration == "0016":
+        main_0016(args)
+        return
     admin = PostgresAdmin(DEFAULT_PG_URL)
     name = admin.create()
     try:

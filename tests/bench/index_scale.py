@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select, text
 
 from storage import LeaseTable, SegmentIndex, SegmentRecord, open_engine, pack_keyframes
 from storage.index.keyframes import Keyframe
-from storage.db.schema import CameraRow, SegmentRow
+from storage.db.schema import CameraRow, SegmentCameraRow, SegmentRow
 from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
 
 S = 1_000_000
@@ -73,6 +73,14 @@ def seed_registry(engine: Engine, cameras: int) -> None:
         )
         c.execute(text("INSERT INTO init_segments (sha256, data) VALUES (:s, :d)"),
                   {"s": bytes.fromhex(INIT_SHA), "d": b"x" * 800})
+        # Camera i is segment camera number i + 1; one source (migration 0016).
+        c.execute(text("INSERT INTO segment_cameras (seq, camera_id) VALUES (:n, :id)"),
+                  [{"n": i + 1, "id": camera_id(i)} for i in range(cameras)])
+        c.execute(text("INSERT INTO segment_sources (seq, init_sha256, codec, width, height, audio_codec, worker_id, "
+                       "origin) VALUES (1, :s, 'h264', 1920, 1080, '', 'w1', 'live')"), {"s": bytes.fromhex(INIT_SHA)})
+        if engine.dialect.name == "postgresql":  # the numbers were given: move the sequences past them
+            c.execute(text("SELECT setval(pg_get_serial_sequence('segment_cameras', 'seq'), :n)"), {"n": cameras})
+            c.execute(text("SELECT setval(pg_get_serial_sequence('segment_sources', 'seq'), 1)"))
     from storage.db.partitions import ensure_partitions
 
     ensure_partitions(engine, now_us=T0 + per_camera_hint(cameras) * SEG_US, since_us=T0)
@@ -88,15 +96,15 @@ def rows(cameras: int, per_camera: int):  # type: ignore[no-untyped-def]
             cam = camera_id(i)
             start = T0 + k * SEG_US + rnd.randrange(0, 40_000)
             sha = hashlib.sha256(f"{cam}{k}".encode()).digest()
-            # The row as SegmentIndex writes it (migration 0009): digests as bytes, no stored key.
-            yield (cam, "main", start, start + SEG_US - 40_000, None,
-                   30_000_000, "h264", 1920, 1080, None, sha, prev.get(i), bytes.fromhex(INIT_SHA), KEYFRAMES, 0,
-                   "w1", start + SEG_US)
+            # The row as SegmentIndex writes it (migration 0016): camera and source by number, stream 0
+            # (main), digests as bytes, "" for no stored key and no first link.
+            yield (start, start + SEG_US - 40_000, 30_000_000, start + SEG_US, i + 1, 1, 0, 0, sha,
+                   prev.get(i) or b"", KEYFRAMES, "")
             prev[i] = sha
 
 
-COLUMNS = ("camera_id", "stream", "start_us", "end_us", "object_key", "bytes", "codec", "width", "height",
-           "audio_codec", "sha256", "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "created_us")
+COLUMNS = ("start_us", "end_us", "bytes", "created_us", "camera_seq", "source_seq", "drift_us", "stream", "sha256",
+           "prev_sha256", "keyframes", "object_key")
 
 
 def bulk_insert(engine: Engine, cameras: int, per_camera: int) -> float:
@@ -181,8 +189,9 @@ def measure_queries(engine: Engine, cameras: int, per_camera: int, n: int = 200)
     def township_hour() -> None:
         town = township(rnd.randrange(cameras))
         end = rnd.randrange(T0 + 3600 * S, span_end)
-        q = (select(SegmentRow.camera_id, SegmentRow.start_us, SegmentRow.end_us, SegmentRow.object_key)
-             .join(CameraRow, CameraRow.id == SegmentRow.camera_id)
+        q = (select(SegmentCameraRow.camera_id, SegmentRow.start_us, SegmentRow.end_us, SegmentRow.stored_key)
+             .join(SegmentCameraRow, SegmentCameraRow.seq == SegmentRow.camera_seq)
+             .join(CameraRow, CameraRow.id == SegmentCameraRow.camera_id)
              .where(CameraRow.region == town, SegmentRow.stream == "main",
                     SegmentRow.start_us < end, SegmentRow.end_us > end - 3600 * S,
                     # lower bound on start_us lets the (camera, stream, start) index bound the range scan
@@ -192,7 +201,7 @@ def measure_queries(engine: Engine, cameras: int, per_camera: int, n: int = 200)
 
     def retention() -> None:
         cutoff = T0 + rnd.randrange(1, per_camera // 2) * SEG_US
-        q = (select(SegmentRow.id, SegmentRow.object_key).where(SegmentRow.start_us < cutoff)
+        q = (select(SegmentRow.id, SegmentRow.stored_key).where(SegmentRow.start_us < cutoff)
              .order_by(SegmentRow.start_us).limit(1000))
         with index.session() as s:
             assert s.execute(q).all()
@@ -206,8 +215,9 @@ def measure_queries(engine: Engine, cameras: int, per_camera: int, n: int = 200)
                 cam = camera_id(rnd.randrange(cameras))
                 end = rnd.randrange(T0 + 24 * 3600 * S, span_end) if per_camera * 60 > 24 * 3600 else span_end
                 plan = c.execute(text(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT start_us, end_us FROM segments WHERE camera_id = :c "
-                    "AND stream = 'main' AND start_us < :e AND end_us > :s ORDER BY start_us"),
+                    "EXPLAIN (ANALYZE, FORMAT JSON) SELECT start_us, end_us FROM segments WHERE camera_seq = "
+                    "(SELECT seq FROM segment_cameras WHERE camera_id = :c) AND stream = 0 AND start_us < :e "
+                    "AND end_us > :s ORDER BY start_us"),
                     {"c": cam, "e": end, "s": end - 24 * 3600 * S}).scalar_one()
                 plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
                 out.append(plan[0]["Execution Time"] / 1000)
@@ -239,7 +249,7 @@ def measure_inserts(engine: Engine, writers: int = 64, per_writer: int = 20) -> 
                 start = T0 + k * SEG_US
                 index.add_segment(SegmentRecord(
                     cam, "main", start, start + SEG_US, f"{cam}/main/{start}.mp4", 30_000_000, "h264", 1920, 1080,
-                    None, hashlib.sha256(f"{cam}{k}".encode()).hexdigest(), None, INIT_SHA, b"x" * 800, KEYFRAMES,
+                    None, hashlib.sha256(f"{cam}{k}".encode()).hexdigest(), INIT_SHA, b"x" * 800, KEYFRAMES,
                 ), fence=(f"w{w}", 1))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)

@@ -6,6 +6,8 @@ Call-ID, so a keepalive with another one never sees its 200 and is retransmitted
 
 from __future__ import annotations
 
+from tests.support.sipp import answer
+
 SERVER_ID = "34020000002000000001"
 DOMAIN = "3402000000"
 
@@ -75,6 +77,45 @@ def register_scenario(dev: str, *, expect: int = 200, keepalives: int = 0, inter
     return "".join(parts)
 
 
+def device_message(dev: str, tag: str, cseq: int, body: bytes) -> bytes:
+    """The device's MESSAGE to us with ``body`` (already encoded), and our 200 awaited."""
+    return f"""
+  <send retrans="500">
+    <![CDATA[
+      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      From: <sip:{dev}@{DOMAIN}>;tag={tag}[call_number]
+      To: <sip:{SERVER_ID}@{DOMAIN}>
+      Call-ID: [call_id]
+      CSeq: {cseq} MESSAGE
+      Content-Type: Application/MANSCDP+xml
+      Max-Forwards: 70
+      Content-Length: [len]
+
+      """.encode() + body + b"""
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
+def answering_scenario(name: str, cmd_type: str, replies: list[bytes]) -> bytes:
+    """Out-of-call: answer every MESSAGE with 200; a query of ``cmd_type`` is also answered with
+    ``replies`` (``device_message`` blocks; ``[$sn]`` in them is the query's SN)."""
+    head = f"""<scenario name="{name}">
+  <recv request="MESSAGE" crlf="true">
+    <action>
+      <ereg regexp="SN>([0-9]+)" search_in="body" assign_to="m,sn"/>
+      <ereg regexp="CmdType>({cmd_type})" search_in="body" assign_to="m,isquery"/>
+    </action>
+  </recv>
+{answer(to_tag=";tag=[call_number]")}  <nop test="isquery" next="query"/>
+  <nop next="done"/>
+  <label id="query"/>
+"""
+    return HEAD.encode() + head.encode() + b"".join(replies) + b'  <label id="done"/>\n</scenario>\n'
+
+
 def catalog_scenario(dev: str, channels: list[tuple[str, str, str]], *, sum_num: int | None = None,
                      encoding: str = "GB2312", declare: bool = True) -> bytes:
     """Out-of-call scenario: answer every MESSAGE with 200; a Catalog query also gets one
@@ -82,52 +123,12 @@ def catalog_scenario(dev: str, channels: list[tuple[str, str, str]], *, sum_num:
     the body in ``encoding`` (declared in the XML, unless ``declare`` is False)."""
     total = len(channels) if sum_num is None else sum_num
     decl = f'<?xml version="1.0" encoding="{encoding}"?>' if declare else ""
-    out = [HEAD.encode(), b"""<scenario name="gb28181 device queries">
-  <recv request="MESSAGE" crlf="true">
-    <action>
-      <ereg regexp="SN>([0-9]+)" search_in="body" assign_to="m,sn"/>
-      <ereg regexp="CmdType>(Catalog)" search_in="body" assign_to="m,iscat"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop test="iscat" next="catalog"/>
-  <nop next="done"/>
-  <label id="catalog"/>
-"""]
+    replies = []
     for i, (cid, name, civil) in enumerate(channels):
         body = (f"{decl}\n<Response>\n<CmdType>Catalog</CmdType>\n<SN>[$sn]</SN>\n<DeviceID>{dev}</DeviceID>\n"
                 f"<SumNum>{total}</SumNum>\n<DeviceList Num=\"1\">\n<Item>\n<DeviceID>{cid}</DeviceID>\n"
                 f"<Name>{name}</Name>\n<Manufacturer>Hikvision</Manufacturer>\n<Model>IP Camera</Model>\n"
                 f"<CivilCode>{civil}</CivilCode>\n<Parental>0</Parental>\n<ParentID>{dev}</ParentID>\n"
                 f"<Status>ON</Status>\n</Item>\n</DeviceList>\n</Response>")
-        out.append(f"""
-  <send retrans="500">
-    <![CDATA[
-      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{dev}@{DOMAIN}>;tag=cat{i}[call_number]
-      To: <sip:{SERVER_ID}@{DOMAIN}>
-      Call-ID: [call_id]
-      CSeq: {20 + i} MESSAGE
-      Content-Type: Application/MANSCDP+xml
-      Max-Forwards: 70
-      Content-Length: [len]
-
-      """.encode() + body.encode(encoding) + b"""
-    ]]>
-  </send>
-  <recv response="200"/>
-""")
-    out.append(b'  <label id="done"/>\n</scenario>\n')
-    return b"".join(out)
+        replies.append(device_message(dev, f"cat{i}", 20 + i, body.encode(encoding)))
+    return answering_scenario("gb28181 device queries", "Catalog", replies)

@@ -8,7 +8,7 @@ import time
 from config.times import parse_time
 from ingest.gb28181.media.records import RecordInfoClient
 from tests.gb28181.conftest import CHANNELS, DEVICE, Gb
-from tests.gb28181.sipp_device import DOMAIN, HEAD, SERVER_ID, register_scenario
+from tests.gb28181.sipp_device import answering_scenario, device_message, register_scenario
 from tests.support.sipp import needs_sipp, run_sipp
 
 pytestmark = needs_sipp
@@ -21,29 +21,7 @@ RECORDS = [("2026-12-01T08:00:00", "2026-12-01T08:30:00"), ("2026-12-01T08:30:00
 
 def records_scenario(sum_num: int, messages: list[list[tuple[str, str]]]) -> bytes:
     """Out-of-call: 200 to every MESSAGE; a RecordInfo query is answered with ``messages``."""
-    out = [HEAD.encode(), b"""<scenario name="gb28181 device records">
-  <recv request="MESSAGE" crlf="true">
-    <action>
-      <ereg regexp="SN>([0-9]+)" search_in="body" assign_to="m,sn"/>
-      <ereg regexp="CmdType>(RecordInfo)" search_in="body" assign_to="m,isrec"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop test="isrec" next="records"/>
-  <nop next="done"/>
-  <label id="records"/>
-"""]
+    replies = []
     for i, items in enumerate(messages):
         xml_items = "".join(f"<Item>\n<DeviceID>{CHANNEL}</DeviceID>\n<Name>东门一号</Name>\n"
                             f"<FilePath>/rec/{s}</FilePath>\n<Address>NVR</Address>\n<StartTime>{s}</StartTime>\n<EndTime>{e}</EndTime>\n"
@@ -51,26 +29,8 @@ def records_scenario(sum_num: int, messages: list[list[tuple[str, str]]]) -> byt
         body = (f'<?xml version="1.0" encoding="GB2312"?>\n<Response>\n<CmdType>RecordInfo</CmdType>\n'
                 f"<SN>[$sn]</SN>\n<DeviceID>{CHANNEL}</DeviceID>\n<Name>东门一号</Name>\n<SumNum>{sum_num}</SumNum>\n"
                 f'<RecordList Num="{len(items)}">\n{xml_items}</RecordList>\n</Response>')
-        out.append(f"""
-  <send retrans="500">
-    <![CDATA[
-      MESSAGE sip:{SERVER_ID}@{DOMAIN} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
-      From: <sip:{DEVICE}@{DOMAIN}>;tag=rec{i}[call_number]
-      To: <sip:{SERVER_ID}@{DOMAIN}>
-      Call-ID: [call_id]
-      CSeq: {40 + i} MESSAGE
-      Content-Type: Application/MANSCDP+xml
-      Max-Forwards: 70
-      Content-Length: [len]
-
-      """.encode() + body.encode("gb2312") + b"""
-    ]]>
-  </send>
-  <recv response="200"/>
-""")
-    out.append(b'  <label id="done"/>\n</scenario>\n')
-    return b"".join(out)
+        replies.append(device_message(DEVICE, f"rec{i}", 40 + i, body.encode("gb2312")))
+    return answering_scenario("gb28181 device records", "RecordInfo", replies)
 
 
 def _query(gb: Gb, ooc: bytes, timeout: float = 5.0):  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from streams.live import webrtc as live_webrtc
+from streams.live import webrtc_peer as live_webrtc
 from tests.live.conftest import MAX_VIEWERS, LiveWorld
 from tests.live.whep_client import close, wait_frames, whep_connect
 from tests.support.clips import read_frame_code

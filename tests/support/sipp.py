@@ -36,6 +36,25 @@ def free_udp_tcp_port() -> int:
     raise RuntimeError("no free port")
 
 
+def answer(status: str = "200 OK", *, to_tag: str = "", extra: str = "") -> str:
+    """A scenario's ``<send>`` of a response to the last request received: ``to_tag`` is
+    appended to its To (``;tag=[call_number]`` for a request outside a dialog), ``extra`` is
+    header lines (each ending in a newline) before Content-Length."""
+    return f"""  <send>
+    <![CDATA[
+      SIP/2.0 {status}
+      [last_Via:]
+      [last_From:]
+      [last_To:]{to_tag}
+      [last_Call-ID:]
+      [last_CSeq:]
+      {extra}Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
 @dataclass
 class SippProcess:
     proc: subprocess.Popen[bytes]

@@ -24,8 +24,7 @@ from typing import Callable
 
 from config.cameras import Camera
 from ingest.gb28181.media.receiver import MediaReceiver
-from ingest.gb28181.media.session import GbLink, invite_media, packet_template, to_packet
-from ingest.gb28181.ps import PsDemuxer, VideoFrame
+from ingest.gb28181.media.session import GbLink, invite_media, packet_template, received_video, to_packet
 from ingest.recording.segmenter import Segmenter
 from ingest.recording.session import SessionFailure
 from ingest.recording.spool import Spool, SpoolEntry
@@ -144,39 +143,26 @@ class DeviceBackfill:
 
     def _receive(self, part: BackfillPart, payloads: queue.SimpleQueue[bytes | None], dialog,  # type: ignore[no-untyped-def]
                  segmenter: Segmenter) -> None:
-        demux = PsDemuxer()
         template = None
         first_pts: int | None = None
         # Where the device's recording starts: t= asked for whole seconds from part.start_us down.
         base_us = (part.start_us // 1_000_000) * 1_000_000
         try:
-            while True:
-                try:
-                    item = payloads.get(timeout=self.media_timeout)
-                except queue.Empty:
-                    return  # the device stopped sending: what came is kept
-                if item is None:
-                    demux.lost()
+            for frame in received_video(payloads, dialog, self.media_timeout):
+                if first_pts is None:
+                    first_pts = frame.pts_90k
+                t_us = base_us + (frame.pts_90k - first_pts) * 1_000_000 // 90_000
+                if t_us + 40_000 > part.end_us:
+                    return  # the gap is full (a frame's length short, so nothing overlaps after it)
+                if t_us < part.start_us:
                     continue
-                for frame in demux.feed(item):
-                    if not isinstance(frame, VideoFrame):
+                if template is None:
+                    if not frame.keyframe:
                         continue
-                    if first_pts is None:
-                        first_pts = frame.pts_90k
-                    t_us = base_us + (frame.pts_90k - first_pts) * 1_000_000 // 90_000
-                    if t_us + 40_000 > part.end_us:
-                        return  # the gap is full (a frame's length short, so nothing overlaps after it)
-                    if t_us < part.start_us:
-                        continue
-                    if template is None:
-                        if not frame.keyframe:
-                            continue
-                        template = packet_template(frame)
-                        segmenter.start_input(template[1], None)
-                    part.frames += 1
-                    segmenter.push_video(to_packet(frame, template[1]), t_us)
-                if dialog.ended.is_set() and payloads.empty():
-                    return
+                    template = packet_template(frame)
+                    segmenter.start_input(template[1], None)
+                part.frames += 1
+                segmenter.push_video(to_packet(frame, template[1]), t_us)
         finally:
             if template is not None:
                 template[0].close()

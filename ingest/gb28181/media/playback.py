@@ -16,8 +16,7 @@ from typing import Iterator
 import av
 
 from ingest.gb28181.media.receiver import MediaReceiver
-from ingest.gb28181.media.session import GbLink, invite_media, packet_template, to_packet
-from ingest.gb28181.ps import PsDemuxer, VideoFrame
+from ingest.gb28181.media.session import GbLink, invite_media, packet_template, received_video, to_packet
 from ingest.recording.session import SessionFailure
 from storage.index.segments import now_us
 
@@ -76,7 +75,6 @@ class DevicePlayback:
             link.run(_hang_up(dialog, receiver)).result(10)
 
     def _remux(self, payloads: queue.SimpleQueue[bytes | None], dialog, span_us: int) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
-        demux = PsDemuxer()
         out = _Chunks()
         container = None
         template = None
@@ -84,43 +82,29 @@ class DevicePlayback:
         first_pts: int | None = None
         ended = False  # the end came from the stream, not from the reader going away
         try:
-            while True:
-                try:
-                    item = payloads.get(timeout=self.media_timeout)
-                except queue.Empty:
-                    ended = True
-                    return
-                if item is None:
-                    demux.lost()
-                    continue
-                for frame in demux.feed(item):
-                    if not isinstance(frame, VideoFrame):
+            for frame in received_video(payloads, dialog, self.media_timeout):
+                if template is None:
+                    if not frame.keyframe:
                         continue
-                    if template is None:
-                        if not frame.keyframe:
-                            continue
-                        template = packet_template(frame)
-                        container = av.open(out, "w", format="mp4",
-                                            options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
-                        stream = container.add_stream_from_template(template[1])
-                        if frame.codec == "h265":
-                            stream.codec_tag = "hvc1"
-                        first_pts = frame.pts_90k
-                    assert first_pts is not None and container is not None and stream is not None
-                    if (frame.pts_90k - first_pts) * 1_000_000 // 90_000 >= span_us:
-                        ended = True
-                        return
-                    packet = to_packet(frame, template[1])
-                    packet.pts = packet.dts = frame.pts_90k - first_pts
-                    packet.stream = stream
-                    container.mux(packet)
-                    self.frames += 1
-                    chunk = out.take()
-                    if chunk:
-                        yield chunk
-                if dialog.ended.is_set() and payloads.empty():
-                    ended = True
-                    return
+                    template = packet_template(frame)
+                    container = av.open(out, "w", format="mp4",
+                                        options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+                    stream = container.add_stream_from_template(template[1])
+                    if frame.codec == "h265":
+                        stream.codec_tag = "hvc1"
+                    first_pts = frame.pts_90k
+                assert first_pts is not None and container is not None and stream is not None
+                if (frame.pts_90k - first_pts) * 1_000_000 // 90_000 >= span_us:
+                    break
+                packet = to_packet(frame, template[1])
+                packet.pts = packet.dts = frame.pts_90k - first_pts
+                packet.stream = stream
+                container.mux(packet)
+                self.frames += 1
+                chunk = out.take()
+                if chunk:
+                    yield chunk
+            ended = True
         finally:
             if container is not None:
                 container.close()

@@ -33,7 +33,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Coroutine, Protocol, TypeVar
+from typing import Any, Callable, Coroutine, Iterator, Protocol, TypeVar
 
 import av
 
@@ -170,6 +170,28 @@ async def invite_media(link: GbLink, channel_id: str, device_id: str, peer: Peer
                                  f"camera {channel_id}: could not connect to the device's media port "
                                  f"{host}:{answer.port} (TCP active): {exc}") from exc
     return dialog
+
+
+def received_video(payloads: queue.SimpleQueue[bytes | None], dialog: Dialog, media_timeout: float
+                   ) -> Iterator[VideoFrame]:
+    """The video frames of a past-range session (``s=Playback``, ``s=Download``) as they arrive:
+    PS demuxed from ``payloads`` (``None``, a loss, resynchronises the demuxer), audio left out.
+    Ends when nothing came for ``media_timeout`` (what came is kept) or when the device has ended
+    the dialog (its "file finished") and all it sent was read. Blocking: a worker thread's."""
+    demux = PsDemuxer()
+    while True:
+        try:
+            item = payloads.get(timeout=media_timeout)
+        except queue.Empty:
+            return
+        if item is None:
+            demux.lost()
+            continue
+        for frame in demux.feed(item):
+            if isinstance(frame, VideoFrame):
+                yield frame
+        if dialog.ended.is_set() and payloads.empty():
+            return
 
 
 def to_packet(frame: VideoFrame, video: av.video.stream.VideoStream) -> av.Packet:

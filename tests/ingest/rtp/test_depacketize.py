@@ -15,7 +15,8 @@ import pytest
 
 from ingest.access_unit import AccessUnit
 from ingest.rtp.audio import AacDepacketizer, parse_fmtp
-from ingest.rtp.packet import RtpPacket, parse_rtp
+from ingest.rtp.framing import InterleavedDecoder, interleave
+from ingest.rtp.packet import RtpError, RtpPacket, parse_rtp
 from ingest.rtp.video import H264Depacketizer, H265Depacketizer, VideoDepacketizer, decode_sprop
 from storage.mp4.nal import split_annexb
 from tests.support.rtp_peer import capture_aac, capture_video, caps_field
@@ -156,3 +157,43 @@ def test_aac_several_frames_in_one_packet_and_a_fragmented_frame() -> None:
     assert dep.push(RtpPacket(97, 3, 7048, 1, head + big[1400:2800])) == []
     (f,) = dep.push(RtpPacket(97, 4, 7048, 1, head + big[2800:], marker=True))
     assert f.data == big and f.pts == 7048
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_the_fused_path_from_an_interleaved_buffer_gives_the_same_units_as_parsed_packets(
+        tmp_path: Path, codec: str) -> None:
+    # push_rtp reads the header itself and slices payloads out of the read buffer: every unit
+    # (NALs, pts, keyframe) must be what push(parse_rtp(...)) gives, frames framed anywhere.
+    cap = capture_video(tmp_path, codec, frames=20, slices=2, size=(640, 480))
+    stream = b"".join(interleave(0, p) for p in cap.packets)
+    # A packet with a header extension and a CSRC takes the full parser; it must still count.
+    odd = RtpPacket(96, 0, 0, 7, b"\x00", csrc=(1,), extension_profile=0xBEDE, extension=b"\x00" * 4)
+    reference = depacketize(H264Depacketizer() if codec == "h264" else H265Depacketizer(),
+                            [parse_rtp(p) for p in cap.packets])
+    dep = H264Depacketizer() if codec == "h264" else H265Depacketizer()
+    decoder = InterleavedDecoder()
+    rng = random.Random(5)
+    got: list[AccessUnit] = []
+    pos = 0
+    while pos < len(stream):
+        step = rng.randint(1, 9000)
+        buf, items = decoder.feed_spans(stream[pos:pos + step])
+        pos += step
+        i = 0
+        while i < len(items):
+            assert items[i] == 0
+            au = dep.push_rtp(buf, items[i + 1], items[i + 2])  # type: ignore[arg-type]
+            if au is not None:
+                got.append(au)
+            i += 3
+    last = dep.flush()
+    got += [last] if last is not None else []
+    assert [(au.nals, au.pts_90k, au.keyframe) for au in got] == \
+        [(au.nals, au.pts_90k, au.keyframe) for au in reference]
+    assert len(got) == 20 and dep.errors == 0 and dep.packets == len(cap.packets)
+    with pytest.raises(RtpError):
+        dep.push_rtp(b"\x80\x60\x00")
+    seq = dep.last_sequence
+    dep.push_rtp(RtpPacket(96, (seq + 1) & 0xFFFF, 0, 7, odd.payload, csrc=odd.csrc,
+                           extension_profile=odd.extension_profile, extension=odd.extension).to_bytes())
+    assert dep.last_sequence == (seq + 1) & 0xFFFF and dep.ssrc == 7

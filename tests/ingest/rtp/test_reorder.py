@@ -73,3 +73,14 @@ def test_random_loss_and_local_reordering(start: int, n: int, loss: float, swap:
         span = sent[sent.index(kept[0]):sent.index(kept[-1]) + 1]
         assert buf.lost == len(set(span) - set(kept))
     assert buf.late == 0
+
+
+def test_take_in_order_is_push_without_a_packet_object_and_declines_anything_else() -> None:
+    buf = ReorderBuffer(8)
+    assert buf.take_in_order(10) and buf.take_in_order(11)  # the first packet, then the next one
+    assert not buf.take_in_order(13)  # a jump: push must judge it
+    assert buf.received == 2
+    assert [p.sequence for p in buf.push(pkt(13))] == []  # held: 12 is missing
+    assert not buf.take_in_order(12)  # something is held: the window must release it in order
+    assert [p.sequence for p in buf.push(pkt(12))] == [12, 13]
+    assert buf.take_in_order(14) and buf.received == 5 and buf.lost == 0 and buf.reordered == 1
