@@ -36,13 +36,33 @@ def set_receive_buffer(sock: socket.socket, size: int = RTP_RCVBUF) -> int:
     return int(got)
 
 
+# Datagrams read at most per wake-up beyond the one asyncio read (a keyframe burst is ~70-200).
+DRAIN_MAX = 512
+
+
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None]) -> None:
+    """Delivers every datagram waiting on the socket at each wake-up.
+
+    asyncio's datagram transport reads one datagram per wake-up. An ingest loop that waits
+    between polls (``ingest_read_batch_ms``) would then take one packet per wait and fall
+    behind the camera, so the rest of the queue is read here, from the same socket."""
+
+    def __init__(self, on_datagram: Callable[[bytes, tuple[str, int]], None], sock: socket.socket) -> None:
         self.on_datagram = on_datagram
+        self.sock = sock
         self.errors = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.on_datagram(data, addr)
+        for _ in range(DRAIN_MAX):
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.errors += 1  # as error_received: an ICMP error queued on the socket
+                return
+            self.on_datagram(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         self.errors += 1  # e.g. ICMP port unreachable after our RTCP to a camera that left
@@ -90,7 +110,7 @@ async def open_udp_receiver(host: str, port: int, on_datagram: Callable[[bytes, 
     """Bind ``host:port`` (0 = any free port) and deliver its datagrams to ``on_datagram``."""
     sock, got = _bound_socket(host, port, rcvbuf)
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(lambda: _Datagrams(on_datagram), sock=sock)
+    transport, protocol = await loop.create_datagram_endpoint(lambda: _Datagrams(on_datagram, sock), sock=sock)
     return UdpReceiver(transport, protocol, got)
 
 
