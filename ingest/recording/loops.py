@@ -24,6 +24,7 @@ import os
 import selectors
 import threading
 import time
+from collections.abc import Callable
 
 from ingest.recording.background_files import BackgroundFiles
 
@@ -31,14 +32,15 @@ from ingest.recording.background_files import BackgroundFiles
 class BatchingSelector(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
     """A selector that lets ``hold_s`` pass before each poll, so ready sockets gather."""
 
-    def __init__(self, hold_s: float) -> None:
+    def __init__(self, hold_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__()
         self.hold_s = hold_s
+        self._sleep = sleep
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if self.hold_s > 0 and (timeout is None or timeout > 0):
             hold = self.hold_s if timeout is None else min(self.hold_s, timeout)
-            time.sleep(hold)
+            self._sleep(hold)
             if timeout is not None:
                 timeout -= hold
         return super().select(timeout)
