@@ -15,8 +15,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from config.times import now_us
 from storage.db.engine import single_statements
 from storage.objects.open import segment_key
-from storage.db.schema import (GAP_REASONS, STREAM_CODES, CameraLeaseRow, EmptyNoneDigest, GapRow, InitSegmentRow,
-                               QuarantineRow, SegmentCameraRow, SegmentRow, SegmentSourceRow)
+from storage.db.schema import (GAP_REASONS, STREAM_CODES, CameraLeaseRow, EmptyNoneDigest, GapRef, GapRow,
+                               InitSegmentRow, QuarantineRow, SegmentCameraRow, SegmentRow, SegmentSourceRow)
 
 # (worker_id, lease epoch) a segment's uploader claims to hold the camera under.
 Fence = tuple[str, int]
@@ -318,42 +318,40 @@ class SegmentIndex:
 
     # -- gaps -----------------------------------------------------------------
 
-    def open_gap(self, camera_id: str, stream: str, start_us: int, reason: str, detail: str = "") -> int:
-        """Start a gap that is still going on; returns its id for ``close_gap``.
+    def open_gap(self, camera_id: str, stream: str, start_us: int, reason: str, detail: str = "") -> GapRef:
+        """Start a gap that is still going on; returns its ref for ``close_gap``.
         One statement (no transaction around it on PostgreSQL: ``single_statements``)."""
         _check_reason(reason)
         with self._one.begin() as c:
-            return int(c.execute(_INSERT_GAP, {"camera_id": camera_id, "stream": stream, "start_us": start_us,
-                                              "end_us": None, "reason": reason, "detail": detail}).scalar_one())
+            gap_id = c.execute(_INSERT_GAP, {"camera_id": camera_id, "stream": stream, "start_us": start_us,
+                                             "end_us": None, "reason": reason, "detail": detail}).scalar_one()
+        return GapRef(int(gap_id), start_us)
 
-    def set_gap_reason(self, gap_id: int, reason: str, detail: str = "") -> None:
+    def set_gap_reason(self, gap: GapRef, reason: str, detail: str = "") -> None:
         """Change why a gap happened (the cause is often known only after it started).
-        ``KeyError`` if there is no gap ``gap_id``."""
+        ``KeyError`` if there is no such gap."""
         _check_reason(reason)
         with self.session() as s, s.begin():
-            done = s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+            done = s.execute(update(GapRow).where(GapRow.id == gap.id, GapRow.start_us == gap.start_us)
+                             .values(reason=reason, detail=detail))
             if done.rowcount == 0:  # type: ignore[attr-defined]
-                raise KeyError(f"gap {gap_id} is not in the index")
+                raise KeyError(f"gap {gap.id} (start {gap.start_us}) is not in the index")
 
-    def close_gap(self, gap_id: int, end_us: int) -> None:
-        """End gap ``gap_id`` at ``end_us``. ``KeyError`` if there is no such gap,
-        ``ValueError`` if ``end_us`` is before its start.
-
-        One conditional UPDATE (it was a transaction with a load and an UPDATE: four round
-        trips, twice per camera stream a worker takes over); the row is read only to say
-        why nothing was updated."""
-        with self._one.begin() as c:
-            done = c.execute(update(GapRow).where(GapRow.id == gap_id, GapRow.start_us <= end_us)
+    def close_gap(self, gap: GapRef, end_us: int) -> None:
+        """End gap ``gap`` at ``end_us``. ``KeyError`` if there is no such gap,
+        ``ValueError`` if ``end_us`` is before its start."""
+        if end_us < gap.start_us:
+            raise ValueError(f"gap {gap.id}: end {end_us} is before its start {gap.start_us}")
+        # One statement (no transaction around it on PostgreSQL: ``single_statements``).
+        with self._one.begin() as s:
+            # By the whole key: on PostgreSQL only the partition of the gap's start month is read.
+            done = s.execute(update(GapRow).where(GapRow.id == gap.id, GapRow.start_us == gap.start_us)
                              .values(end_us=end_us))
-            if done.rowcount == 1:
-                return
-            start = c.scalar(select(GapRow.start_us).where(GapRow.id == gap_id))
-        if start is None:
-            raise KeyError(f"gap {gap_id} is not in the index")
-        raise ValueError(f"gap {gap_id}: end {end_us} is before its start {start}")
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                raise KeyError(f"gap {gap.id} (start {gap.start_us}) is not in the index")
 
-    def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> int:
-        """Record a finished gap ``[start_us, end_us)``; returns its id."""
+    def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> GapRef:
+        """Record a finished gap ``[start_us, end_us)``; returns its ref."""
         _check_reason(reason)
         if end_us < start_us:
             raise ValueError(f"gap end {end_us} is before its start {start_us}")
@@ -361,7 +359,7 @@ class SegmentIndex:
             row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us, reason=reason, detail=detail)
             s.add(row)
             s.flush()
-            return row.id
+            return row.ref
 
     def open_gaps(self, camera_id: str, stream: str) -> list[GapRow]:
         with self.session() as s:

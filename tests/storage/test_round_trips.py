@@ -18,6 +18,7 @@ from sqlalchemy import Engine, event
 
 from config.cameras import Camera, Region
 from storage import CameraStatusTable, LeaseTable, Registry, SegmentIndex
+from storage.db.schema import GapRef
 from tests.storage.test_index_contract import record
 
 S = 1_000_000
@@ -103,7 +104,7 @@ def test_a_takeover_gap_is_two_statements_outside_a_transaction(index_engine: En
     with pytest.raises(ValueError, match="before its start"):
         index.close_gap(gap, 9 * S)
     with pytest.raises(KeyError):
-        index.close_gap(gap + 1000, 12 * S)
+        index.close_gap(GapRef(gap.id + 1000, gap.start_us), 12 * S)
 
 
 def test_publishing_500_statuses_is_one_prepared_statement(index_engine: Engine) -> None:
