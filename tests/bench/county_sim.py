@@ -359,7 +359,8 @@ def main() -> None:
                 "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'segments'::regclass"
             )).scalar_one()
             gap_bytes = c.execute(text(  # partitioned by month since migration 0017
-                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'gaps'::regclass"
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                "WHERE inhparent = 'gaps'::regclass), pg_total_relation_size('gaps'))"
             )).scalar_one()
         per_day = args.cameras * 2 * 1440
         row = seg_bytes / seg_rows
