@@ -148,6 +148,8 @@ class SegmentIndex:
             claims = look.claims(rec.start_us, rec.end_us, fence)
             if claims:
                 raise FencedOut(rec.camera_id, rec.stream, (rec.start_us, rec.end_us), fence, look.holder, claims)
+            if look.camera_seq is not None:
+                self._camera_seqs[rec.camera_id] = look.camera_seq  # numbered by another worker
             camera = self._camera_row(c, rec.camera_id)
             source = self._source_row(c, rec)
             row = SegmentRow(
@@ -206,7 +208,8 @@ class SegmentIndex:
               fence: Fence | None) -> _Look:
         """One statement: the lease (with a fence; ``FOR SHARE`` on PostgreSQL), the rows
         of the camera stream that may overlap ``[start_us, end_us)`` or start at
-        ``start_us``, and the sha256 of the row just before ``start_us``."""
+        ``start_us``, the sha256 of the row just before ``start_us``, and the camera's
+        number (so a worker that takes a camera over needs no statement to learn it)."""
         stmt = _look_statement(self.engine.dialect.name, fence is not None)
         params = {"cam": camera_id, "stream": _stream_code(stream), "start": start_us,
                   "since": start_us - MAX_SEGMENT_US, "upto": max(end_us, start_us + 1)}
@@ -216,8 +219,10 @@ class SegmentIndex:
                 look.lease = (t1, n1, n2)
             elif kind == 1:
                 look.rows.append((n1, n2, t1, t2 or None))
-            else:
+            elif kind == 2:
                 look.prev_sha256 = dig
+            else:
+                look.camera_seq = n1
         return look
 
     def claims(self, camera_id: str, stream: str, start_us: int, end_us: int,
@@ -411,6 +416,7 @@ class _Look:
     lease: tuple[str, int, int] | None = None  # (worker, epoch, acquired_us), read when fenced
     rows: list[tuple[int, int, str, str | None]] = field(default_factory=list)  # start, end, worker, stored key
     prev_sha256: str | None = None
+    camera_seq: int | None = None  # None until the camera's first segment numbers it
 
     @property
     def holder(self) -> tuple[str, int] | None:
@@ -451,7 +457,7 @@ _SQLITE_LOCK = update(CameraLeaseRow).where(CameraLeaseRow.camera_id == bindpara
 
 # The lease (kind 0), the rows that may overlap or start at :start (kind 1: the range
 # bounds keep it a short scan of the primary key; the exact test is ``_Look.claims``),
-# the chain link (kind 2). One round trip instead of four.
+# the chain link (kind 2), the camera's number (kind 3). One round trip instead of five.
 _LOOK_SQL = """
 SELECT 1 AS kind, s.start_us AS n1, s.end_us AS n2, src.worker_id AS t1, s.object_key AS t2, {no_digest} AS dig
   FROM segments s JOIN segment_sources src ON src.seq = s.source_seq
@@ -463,6 +469,10 @@ SELECT 2, 0, 0, '', '', p.sha256 FROM (
    WHERE camera_seq = (SELECT seq FROM segment_cameras WHERE camera_id = :cam) AND stream = :stream
      AND start_us < :start
    ORDER BY start_us DESC LIMIT 1) p
+"""
+_LOOK_CAMERA_SQL = """
+UNION ALL
+SELECT 3, seq, 0, '', '', {no_digest} FROM segment_cameras WHERE camera_id = :cam
 """
 _LOOK_LEASE_SQL = """
 UNION ALL
@@ -478,7 +488,7 @@ def _look_statement(dialect: str, with_lease: bool) -> TextualSelect:
         pg = dialect == "postgresql"
         # FOR SHARE: this worker's other uploads are not blocked; an acquirer's UPDATE
         # waits until this transaction ends.
-        sql = _LOOK_SQL + (_LOOK_LEASE_SQL if with_lease else "")
+        sql = _LOOK_SQL + _LOOK_CAMERA_SQL + (_LOOK_LEASE_SQL if with_lease else "")
         sql = sql.format(no_digest="''::bytea" if pg else "X''", for_share=" FOR SHARE" if pg else "")
         stmt = text(sql).columns(column("kind", Integer), column("n1", BigInteger), column("n2", BigInteger),
                                  column("t1", Text), column("t2", Text), column("dig", EmptyNoneDigest))

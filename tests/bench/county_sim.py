@@ -358,7 +358,9 @@ def main() -> None:
             seg_bytes = c.execute(text(
                 "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'segments'::regclass"
             )).scalar_one()
-            gap_bytes = c.execute(text("SELECT pg_total_relation_size('gaps')")).scalar_one()
+            gap_bytes = c.execute(text(  # partitioned by month since migration 0017
+                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'gaps'::regclass"
+            )).scalar_one()
         per_day = args.cameras * 2 * 1440
         row = seg_bytes / seg_rows
         print(f"rows: {seg_rows} segments ({row:.0f} B a row with indexes), {gap_rows} gaps "

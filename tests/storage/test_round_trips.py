@@ -118,3 +118,13 @@ def test_publishing_500_statuses_is_one_prepared_statement(index_engine: Engine)
     assert seen.many == [True], seen.statements
     fresh = table.statuses(now_us=T0 + S, stale_us=TTL)
     assert len(fresh) == 500 and {d["updated_us"] for d in fresh.values()} == {T0 + S}
+
+
+def test_a_worker_taking_a_camera_over_learns_its_number_from_the_read(index_engine: Engine) -> None:
+    SegmentIndex(index_engine).add_segment(record(0, 60, camera="cam-1"))  # the first worker numbers the camera
+    taker = SegmentIndex(index_engine)  # another process: nothing cached
+    with statements(index_engine) as seen:
+        row = taker.add_segment(record(60, 120, camera="cam-1"))
+    assert not [s for s in seen.statements if s.startswith(("INSERT INTO segment_cameras", "SELECT segment_cameras"))]
+    assert row.camera_id == "cam-1" and row.camera_seq == taker._camera_seqs["cam-1"]
+    assert [r.start_us for r in taker.segments("cam-1")] == [0, 60 * S]
