@@ -55,7 +55,6 @@ from tests.bench.procstat import cpu_seconds, peak_rss_bytes, system_seconds
 from tests.support.cameras import CameraServer, Mount, free_port
 
 WARMUP_S = 15.0  # process start-up (imports, migrations, leases) stays out of the window
-PY_SPY_FLAGS = os.environ.get("BENCH_PY_SPY_FLAGS", "").split()  # e.g. --native
 
 
 NOISY_LOAD = 4.0  # 1-minute load average on this 2-core machine past which a window is noise
@@ -159,7 +158,8 @@ def coverage(objects: Path, stop_us: int) -> dict[str, float]:
 
 def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool | None,
                   puller: str = "native", watch: bool = False, env_extra: dict[str, str] | None = None,
-                  py_spy: Path | None = None) -> tuple[float, float, int, int, float | None]:
+                  py_spy: Path | None = None, py_spy_flags: tuple[str, ...] = ()
+                  ) -> tuple[float, float, int, int, float | None]:
     """``extras``: True snapshots and motion on, False both off, None as a default install.
     ``watch``: an MSE viewer watches cam-0 meanwhile; prints coverage of every camera.
     ``py_spy``: record the window into that file. Returns CPU s, system CPU s, peak RSS, segments,
@@ -191,8 +191,9 @@ def run_sharpeyes(urls: list[str], seconds: float, work: Path, extras: bool | No
             return None
         py_spy.parent.mkdir(parents=True, exist_ok=True)
         return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),
-                                 "-d", str(window), "-r", "50", "--nonblocking", "--threads", "-f", "raw", *PY_SPY_FLAGS,
-                                 "-o", str(py_spy)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "-d", str(window), "-r", "50", "--nonblocking", "--threads", "-f", "raw",
+                                 *py_spy_flags, "-o", str(py_spy)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if watcher is not None:
             watcher.start()
@@ -248,7 +249,8 @@ def run_side(side: str, urls: list[str], seconds: float, work: Path, args: argpa
         env_extra["PYTHONPATH"] = str(Path(tree).resolve())
     if side == "ffmpeg":
         return run_ffmpeg(urls, seconds, work)
-    kwargs: dict[str, object] = {"env_extra": env_extra, "py_spy": py_spy}
+    kwargs: dict[str, object] = {"env_extra": env_extra, "py_spy": py_spy,
+                                 "py_spy_flags": tuple(args.py_spy_flags.split())}
     if side == "native":
         return run_sharpeyes(urls, seconds, work, False, "native", **kwargs)  # type: ignore[arg-type]
     if side == "pyav":
@@ -304,6 +306,8 @@ def main() -> None:
                     help="environment for every sharpeyes run (repeatable)")
     ap.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
                     help="record every sharpeyes run's window with py-spy (raw) into DIR")
+    ap.add_argument("--py-spy-flags", default="", metavar="FLAGS",
+                    help="more py-spy record flags, e.g. --py-spy-flags=--idle (--native needs a blocking record)")
     ap.add_argument("--with-media", action="store_true",
                     help="the media side keeps sharpeyes' snapshots and motion on (defaults of a real install)")
     args = ap.parse_args()
