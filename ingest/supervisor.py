@@ -182,8 +182,8 @@ class Supervisor:
             # Left open by a process that is gone. The newest one continues (it is why
             # there is no recording now); any older ones end where the next began.
             for older, newer in zip(stale, stale[1:]):
-                self.index.close_gap(older.id, newer.start_us)
-            adopt_gap = (stale[-1].id, stale[-1].reason)
+                self.index.close_gap(older.ref, newer.start_us)
+            adopt_gap = (stale[-1].ref, stale[-1].reason)
         elif last_end is not None:
             initial_gap = (last_end, "worker_restart")
         segmenter = self.new_segmenter(camera, stream, last_end)

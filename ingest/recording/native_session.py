@@ -32,6 +32,7 @@ from ingest.recording.segmenter import Clock, Segmenter
 from ingest.recording.session import CameraSession, SessionFailure
 from ingest.rtp.audio import AudioFrame
 from ingest.rtp.rtsp_client import RtspClient, RtspError
+from storage.db.schema import GapRef
 from storage.index.segments import SegmentIndex
 from storage.mp4.fragments import AudioTrack
 from storage.mp4.decode_time import DecodeTimes, reorder_depth
@@ -67,7 +68,7 @@ class NativeCameraSession(CameraSession):
 
     def __init__(self, camera: Camera, stream: StreamName, segmenter: Segmenter, index: SegmentIndex, *,
                  loop: IngestLoop, clock: Clock, connect_timeout: float = 10.0, stall_timeout: float = 10.0,
-                 initial_gap: tuple[int, str] | None = None, adopt_gap: tuple[int, str] | None = None,
+                 initial_gap: tuple[int, str] | None = None, adopt_gap: tuple[GapRef, str] | None = None,
                  on_stopped: Callable[[], None] = lambda: None) -> None:
         super().__init__(camera, stream, segmenter, index, clock=clock, connect_timeout=connect_timeout,
                          stall_timeout=stall_timeout, initial_gap=initial_gap, adopt_gap=adopt_gap)

@@ -20,6 +20,7 @@ from ingest.recording.access_units import AccessUnitJoiner, DecodeTimestamper, f
 from ingest.recording.backoff import RECONNECT_STEPS, UNAUTHORIZED_STEPS, reconnect_delay
 from ingest.recording.segmenter import SUPPORTED_VIDEO, Clock, Segmenter
 from ingest.recording.status import CameraStatus, RateMeter
+from storage.db.schema import GapRef
 from storage.index.segments import SegmentIndex
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class CameraSession:
         connect_timeout: float = 10.0,
         stall_timeout: float = 10.0,
         initial_gap: tuple[int, str] | None = None,
-        adopt_gap: tuple[int, str] | None = None,
+        adopt_gap: tuple[GapRef, str] | None = None,
     ):
         self.camera = camera
         self.stream: StreamName = stream
@@ -124,15 +125,14 @@ class CameraSession:
         self._stamper: DecodeTimestamper | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._gap_id: int | None = None
+        self._gap: GapRef | None = None
         self._gap_reason: str | None = None
-        self._gap_start_us: int | None = None  # None for a gap adopted from a previous process
         segmenter.on_started = self._on_recording_started
         segmenter.on_run_started = self._close_gap
         segmenter.on_refused = self._on_storage_refused
         if adopt_gap is not None:
-            # A gap a previous process left open (id, reason): this session ends it.
-            self._gap_id, self._gap_reason = adopt_gap
+            # A gap a previous process left open (ref, reason): this session ends it.
+            self._gap, self._gap_reason = adopt_gap
         elif initial_gap is not None:
             # E.g. the span since the last recorded segment before this process started.
             self._open_gap(initial_gap[0], initial_gap[1], "")
@@ -164,7 +164,7 @@ class CameraSession:
         if not self.alive:
             # Only once the pull is gone may this thread touch the segmenter.
             self.segmenter.end_run()
-        if gap_reason is not None and self._gap_id is None:
+        if gap_reason is not None and self._gap is None:
             start = self.segmenter.last_end_us
             self._open_gap(start if start is not None else self.clock(), gap_reason, "")
         self._set_state("disabled" if gap_reason == "disabled" else "stopped")
@@ -315,34 +315,33 @@ class CameraSession:
         log.warning("%s (url %s)", message, redact_url(self.url))
         start = self.segmenter.last_end_us
         now = self.clock()
-        if self._gap_id is None:
+        if self._gap is None:
             self._open_gap(start if start is not None else now, failure.reason, message)
         elif self._gap_reason != failure.reason:
             if self._gap_reason in _OUR_REASONS:
                 # The gap so far was ours (a restart, a disable, a full spool); from now on
                 # the camera is the cause: end one gap, start the next. Media time may run a
                 # little ahead of the wall clock, so never end a gap before its start.
-                switch = max(now, self._gap_start_us or now)
+                switch = max(now, self._gap.start_us)
                 try:
-                    self.index.close_gap(self._gap_id, switch)
+                    self.index.close_gap(self._gap, switch)
                 except Exception:  # noqa: BLE001 - the index being down must not stop recording
                     log.exception("camera %s: could not close a gap row", self.camera.id)
-                self._gap_id = None
+                self._gap = None
                 self._open_gap(switch, failure.reason, message)
             else:
                 # One outage is one gap (a dropped stream, then refused reconnects): it keeps
                 # the latest cause, with its message.
                 try:
-                    self.index.set_gap_reason(self._gap_id, failure.reason, message)
+                    self.index.set_gap_reason(self._gap, failure.reason, message)
                     self._gap_reason = failure.reason
                 except Exception:  # noqa: BLE001
                     log.exception("camera %s: could not update a gap row", self.camera.id)
 
     def _open_gap(self, start_us: int, reason: str, detail: str) -> None:
         try:
-            self._gap_id = self.index.open_gap(self.camera.id, self.stream, start_us, reason, detail)
+            self._gap = self.index.open_gap(self.camera.id, self.stream, start_us, reason, detail)
             self._gap_reason = reason
-            self._gap_start_us = start_us
         except Exception:  # noqa: BLE001 - the index being down must not stop recording
             log.exception("camera %s: could not write a gap row", self.camera.id)
 
@@ -351,7 +350,7 @@ class CameraSession:
         self.status.last_error = (f"camera {self.camera.id}: spool over quota; recording stopped until uploads "
                                   "catch up (check the object store)")
         log.error("%s", self.status.last_error)
-        if self._gap_id is None:
+        if self._gap is None:
             start = self.segmenter.last_end_us
             self._open_gap(start if start is not None else t_us, "storage_unavailable", self.status.last_error)
 
@@ -360,10 +359,10 @@ class CameraSession:
 
     def _close_gap(self, start_us: int) -> None:
         """The first segment after a break is closed: the gap ends where it starts."""
-        if self._gap_id is not None:
+        if self._gap is not None:
             try:
-                self.index.close_gap(self._gap_id, max(start_us, self._gap_start_us or start_us))
+                self.index.close_gap(self._gap, max(start_us, self._gap.start_us))
             except Exception:  # noqa: BLE001
                 log.exception("camera %s: could not close a gap row", self.camera.id)
-            self._gap_id = None
+            self._gap = None
             self._gap_reason = None

@@ -27,16 +27,17 @@ def db_upgrade(ctx: typer.Context) -> None:
 def db_partitions(ctx: typer.Context,
                   months_ahead: int = typer.Option(3, min=1, max=24, help="Create monthly partitions this far ahead."),
                   ) -> None:
-    """PostgreSQL: create the monthly partitions of segments ahead and list them (run daily; retention does it too)."""
+    """PostgreSQL: create the monthly partitions of segments and gaps ahead and list them (run daily; retention
+    does it too)."""
     from sharpeyes.cli.output import console, services
-    from storage.db.partitions import ensure_partitions, partitions
+    from storage.db.partitions import PARTITIONED, ensure_partitions, partitions
 
     engine = services(ctx).engine
     created = ensure_partitions(engine, now_us=now_us(), months_ahead=months_ahead)
     with engine.connect() as conn:
-        have = partitions(conn)
+        have = [p for table in PARTITIONED for p in partitions(conn, table)]
     if not have:
-        console.print("segments is not partitioned here (SQLite): nothing to do")
+        console.print("segments and gaps are not partitioned here (SQLite): nothing to do")
         return
     out = Table("partition", "from (UTC)", "to (UTC)", "new")
     for p in have:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
 
 from config.cameras import Camera
 from storage.archive.holds import HoldStore
@@ -62,6 +63,7 @@ class CleanupReport:
     held_skipped: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)  # "age", "camera_quota", "region_quota", "low_space"
     journal_finished: int = 0
+    dropped_partitions: list[str] = field(default_factory=list)  # PostgreSQL: whole months, segments and gaps
 
 
 class RetentionCleaner:
@@ -154,27 +156,31 @@ class RetentionCleaner:
         return report
 
     def _maintain_partitions(self, now: int, cams: dict[str, Camera], report: CleanupReport) -> None:
-        """Create the coming months' partitions; with ``index_only`` (the bucket's lifecycle
-        rules delete the objects) drop each month that ended a day before the longest
-        retention's cutoff and that no hold overlaps, after writing its retention gaps.
-        Without ``index_only`` every object must be deleted by key, so rows go one by one."""
+        """Create the coming months' partitions (segments and gaps); with ``index_only`` (the
+        bucket's lifecycle rules delete the objects) drop each month of segments that ended a
+        day before the longest retention's cutoff and that no hold overlaps, after writing
+        its retention gaps. Without ``index_only`` every object must be deleted by key, so
+        segment rows go one by one. Then drop the months of gaps past that cutoff
+        (``_drop_gap_months``: gaps have no objects, so with or without ``index_only``)."""
         engine = self.index.engine
         ensure_partitions(engine, now_us=now)
-        if not self.policy.index_only:
-            return
         longest = max((c.retention_days for c in cams.values()), default=30)
         cutoff = now - longest * DAY_US - DAY_US
+        if self.policy.index_only:
+            self._drop_segment_months(cutoff, cams, report)
+        self._drop_gap_months(cutoff, report)
+
+    def _drop_segment_months(self, cutoff: int, cams: dict[str, Camera], report: CleanupReport) -> None:
+        engine = self.index.engine
         with engine.connect() as conn:
             months = [p for p in partitions(conn) if p.end_us <= cutoff]
         for p in months:
             with self.index.session() as s, s.begin():
-                held = s.scalar(select(func.count()).select_from(HoldRow).where(
-                    HoldRow.released_us.is_(None), HoldRow.start_us < p.end_us, HoldRow.end_us > p.start_us))
+                held = self._holds_over(s, p.start_us, p.end_us)
                 if held:
                     log.info("retention: partition %s kept: %d hold(s) overlap it", p.name, held)
                     continue
-                rows = int(s.execute(text("SELECT reltuples FROM pg_class WHERE relname = :n"), {"n": p.name})
-                           .scalar() or 0)
+                rows = _estimated_rows(s, p.name)
                 for cam_id in cams:
                     for stream in ("main", "sub"):
                         if s.execute(text(f"SELECT 1 FROM {p.name} WHERE camera_seq = (SELECT seq FROM "
@@ -184,7 +190,43 @@ class RetentionCleaner:
                                          reason="retention", detail=f"partition {p.name} dropped by retention"))
             drop_partition(engine, p)
             report.by_rule["partition"] = report.by_rule.get("partition", 0) + max(rows, 0)
+            report.dropped_partitions.append(p.name)
             log.info("retention: dropped partition %s (~%d rows)", p.name, rows)
+
+    def _drop_gap_months(self, cutoff: int, report: CleanupReport) -> None:
+        """Drop each month of gaps that ended before ``cutoff`` (the longest retention, plus
+        a day) when every gap in it ended before the cutoff too and no hold overlaps what
+        its gaps cover. A gap lives in the month of its start, however long it runs: a gap
+        still open (a camera offline since then) or one that ends inside someone's retention
+        keeps its month, since it is the timeline of now. So does a hold, as for segments.
+        A month of segments dropped here takes its month of gaps along (its retention gaps
+        too: nothing of the month is kept), unless such a gap keeps it."""
+        engine = self.index.engine
+        live = "end_us IS NULL OR end_us > :cutoff"
+        with engine.connect() as conn:
+            months = [p for p in partitions(conn, "gaps") if p.end_us <= cutoff]
+        for p in months:
+            with self.index.session() as s:
+                if s.execute(text(f"SELECT 1 FROM {p.name} WHERE {live} LIMIT 1"), {"cutoff": cutoff}).first():
+                    log.debug("retention: partition %s kept: a gap in it is open or ends after %d", p.name, cutoff)
+                    continue
+                reach = max(int(s.execute(text(f"SELECT coalesce(max(end_us), 0) FROM {p.name}")).scalar_one()),
+                            p.end_us)
+                held = self._holds_over(s, p.start_us, reach)
+                if held:
+                    log.info("retention: partition %s kept: %d hold(s) overlap its gaps", p.name, held)
+                    continue
+                rows = _estimated_rows(s, p.name)
+            # Checked again under the DETACH's lock: a gap written meanwhile keeps the month.
+            if drop_partition(engine, p, keep_if=live, params={"cutoff": cutoff}):
+                report.dropped_partitions.append(p.name)
+                log.info("retention: dropped partition %s (~%d gaps)", p.name, rows)
+
+    @staticmethod
+    def _holds_over(s: Session, start_us: int, end_us: int) -> int:
+        """Active holds (of any camera) overlapping ``[start_us, end_us)``."""
+        return int(s.scalar(select(func.count()).select_from(HoldRow).where(
+            HoldRow.released_us.is_(None), HoldRow.start_us < end_us, HoldRow.end_us > start_us)) or 0)
 
     def _guard_space(self, report: CleanupReport) -> None:
         held = 0  # held segments at the head of the list: stepped over, never deleted
@@ -321,8 +363,14 @@ def _add(total: CleanupReport, r: CleanupReport) -> None:
     total.deleted_bytes += r.deleted_bytes
     total.held_skipped += r.held_skipped
     total.journal_finished += r.journal_finished
+    total.dropped_partitions.extend(r.dropped_partitions)
     for k, v in r.by_rule.items():
         total.by_rule[k] = total.by_rule.get(k, 0) + v
+
+
+def _estimated_rows(s: Session, table: str) -> int:
+    """The planner's row count of ``table`` (for the log; counting a month would read it all)."""
+    return int(s.execute(text("SELECT reltuples FROM pg_class WHERE relname = :n"), {"n": table}).scalar() or 0)
 
 
 def disk_free(path: Path) -> Callable[[], int]:

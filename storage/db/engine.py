@@ -45,3 +45,15 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
 
         upgrade_to_head(engine)
     return engine
+
+
+def single_statements(engine: Engine) -> Engine:
+    """The engine to run a statement that needs no transaction around it (one UPDATE …
+    RETURNING, one upsert, a read): on PostgreSQL in autocommit, so it costs one round
+    trip instead of three (BEGIN, the statement, COMMIT or the pool's ROLLBACK). A lease
+    round of a worker is a handful of these, and on a starved client each round trip is a
+    wait for the CPU (tests/bench/county_sim.py). SQLite is unchanged: it has no round
+    trips, and an in-memory database shares one connection between threads."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -7,7 +7,7 @@ and the same on SQLite and PostgreSQL. See docs/recording.md for the time model.
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (BigInteger, Boolean, Dialect, Float, ForeignKey, Index, Integer, LargeBinary, SmallInteger,
                         String, Text, TypeDecorator, UniqueConstraint, case, cast, select)
@@ -305,11 +305,24 @@ class QuarantineRow(Base):
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class GapRef(NamedTuple):
+    """What names one gap row: its id and its start (the partition key on PostgreSQL, where
+    the primary key is ``(id, start_us)``, migration 0017). Updates carry both, so they
+    touch the one partition of the month the gap started in."""
+
+    id: int
+    start_us: int
+
+
 class GapRow(Base):
-    """A span with no recording, and why. ``end_us`` is NULL while the gap is still open."""
+    """A span with no recording, and why. ``end_us`` is NULL while the gap is still open.
+    On PostgreSQL the table is partitioned by month of ``start_us`` (migration 0017) and its
+    primary key is ``(id, start_us)``; SQLite keeps ``id`` alone (its rowid). The mapper's
+    identity is ``(id, start_us)`` on both, so ORM updates and deletes name the partition."""
 
     __tablename__ = "gaps"
     __table_args__ = (Index("ix_gaps_camera_time", "camera_id", "stream", "start_us"),)
+    __mapper_args__ = {"primary_key": ["id", "start_us"]}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     camera_id: Mapped[str] = mapped_column(String(64))
@@ -318,6 +331,10 @@ class GapRow(Base):
     end_us: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+    @property
+    def ref(self) -> GapRef:
+        return GapRef(self.id, self.start_us)
 
 
 GAP_REASONS = (

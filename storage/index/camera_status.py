@@ -24,12 +24,17 @@ class CameraStatusTable:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        stmt = self._insert(CameraStatusRow.__table__)
+        self._upsert = stmt.on_conflict_do_update(
+            index_elements=["camera_id", "stream"],
+            set_={c: stmt.excluded[c] for c in ("worker_id", "state", "fps", "bitrate_bps", "last_error", "detail",
+                                                "updated_us")})
 
     def publish(self, worker_id: str, statuses: Iterable[dict[str, Any]], *, now_us: int) -> int:
         """Upsert ``statuses`` (``CameraStatus.as_dict()``s, errors already redacted)
         as ``worker_id``'s; returns how many rows were written.
 
-        One multi-row statement, rows in key order: a worker of a 5,000-camera county
+        One transaction, rows in key order: a worker of a 5,000-camera county
         publishes ~500 rows a round, and two workers upserting the same rows in another
         order (a camera just moved) deadlocked (tests/bench/county_sim.py found both)."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -48,14 +53,12 @@ class CameraStatusTable:
         if not rows:
             return 0
         ordered = [rows[k] for k in sorted(rows)]
-        with self._sessions() as s, s.begin():
-            for i in range(0, len(ordered), 1000):  # SQLite takes at most 32,766 bound values a statement
-                stmt = self._insert(CameraStatusRow.__table__).values(ordered[i:i + 1000])
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["camera_id", "stream"],
-                    set_={c: stmt.excluded[c] for c in ("worker_id", "state", "fps", "bitrate_bps", "last_error",
-                                                        "detail", "updated_us")})
-                s.execute(stmt)
+        with self.engine.begin() as c:
+            # One prepared upsert, executed for every row (psycopg pipelines them): the
+            # multi-row VALUES statement it replaces was compiled afresh for every round
+            # (~4,500 bound values at 500 rows) and was a fifth of a simulated worker's
+            # CPU (tests/bench/county_sim.py, py-spy).
+            c.execute(self._upsert, ordered)
         return len(rows)
 
     def statuses(self, *, now_us: int, stale_us: int) -> dict[tuple[str, str], dict[str, Any]]:

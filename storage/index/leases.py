@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
 
+from storage.db.engine import single_statements
 from storage.db.schema import CameraLeaseRow, CameraRow, WorkerRow
 
 
@@ -62,6 +63,8 @@ class LeaseTable:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Every call of a lease round is one statement: no BEGIN/COMMIT round trips.
+        self._one = sessionmaker(single_statements(engine), expire_on_commit=False)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     # -- workers ------------------------------------------------------------------
@@ -78,7 +81,7 @@ class LeaseTable:
             index_elements=["worker_id"], set_=values,
             # "" is a row no process claimed (written before migration 0014, or by hand).
             where=WorkerRow.__table__.c.instance.in_([instance, ""]) if instance else None)
-        with self._sessions() as s, s.begin():
+        with self._one() as s, s.begin():
             # RETURNING, not rowcount: psycopg counts an upsert whose WHERE refused the update.
             done = s.execute(stmt.returning(WorkerRow.__table__.c.worker_id)).first()
             if instance and done is None:
@@ -127,7 +130,7 @@ class LeaseTable:
 
     def live_workers(self, now_us: int, ttl_us: int) -> list[WorkerInfo]:
         """Workers seen within the last ``ttl_us``."""
-        with self._sessions() as s:
+        with self._one() as s:
             rows = s.scalars(select(WorkerRow).where(WorkerRow.last_seen_us > now_us - ttl_us).order_by(WorkerRow.worker_id))
             return [_worker(r) for r in rows]
 
@@ -160,7 +163,7 @@ class LeaseTable:
                           .on_conflict_do_nothing(index_elements=["camera_id"]))
 
     def leases(self) -> list[Lease]:
-        with self._sessions() as s:
+        with self._one() as s:
             return [_lease(r) for r in s.scalars(select(CameraLeaseRow).order_by(CameraLeaseRow.camera_id))]
 
     def lease(self, camera_id: str) -> Lease | None:
@@ -174,15 +177,13 @@ class LeaseTable:
         ids = list(camera_ids)
         if not ids:
             return {}
-        with self._sessions() as s, s.begin():
-            s.execute(
+        # One UPDATE … RETURNING (it was an UPDATE and a SELECT in a transaction: four round trips).
+        with self._one() as s, s.begin():
+            rows = s.execute(
                 update(CameraLeaseRow)
                 .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))
                 .values(expires_us=now_us + ttl_us, heartbeat_us=now_us)
-            )
-            rows = s.execute(
-                select(CameraLeaseRow.camera_id, CameraLeaseRow.epoch)
-                .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))
+                .returning(CameraLeaseRow.camera_id, CameraLeaseRow.epoch)
             ).all()
         return {cam: epoch for cam, epoch in rows}
 
@@ -216,7 +217,7 @@ class LeaseTable:
                         acquired_us=case((changed, now_us), else_=t.c.acquired_us),
                         expires_us=now_us + ttl_us, heartbeat_us=now_us)
                 .returning(t.c.camera_id, t.c.epoch))
-        with self._sessions() as s, s.begin():
+        with self._one() as s, s.begin():
             return {cam: epoch for cam, epoch in s.execute(stmt).all()}
 
     def release(self, worker_id: str, camera_ids: Iterable[str], *, now_us: int) -> None:
@@ -225,7 +226,7 @@ class LeaseTable:
         ids = list(camera_ids)
         if not ids:
             return
-        with self._sessions() as s, s.begin():
+        with self._one() as s, s.begin():
             s.execute(
                 update(CameraLeaseRow)
                 .where(CameraLeaseRow.worker_id == worker_id, CameraLeaseRow.camera_id.in_(ids))

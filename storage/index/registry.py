@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.cameras import Camera, Region
 from config.times import now_us
+from storage.db.engine import single_statements
 from storage.db.schema import CameraRow, RegionRow, RegistryStateRow
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Registry:
 
     def __init__(self, engine: Engine, cipher: SecretCipher | None = None):
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._one = single_statements(engine)
         self._cipher = cipher
 
     def _stored(self, camera: Camera) -> dict[str, object]:
@@ -149,10 +151,12 @@ class Registry:
     def version(self) -> tuple[int, int]:
         """(camera count, change counter): differs after every committed camera add, edit
         or removal, and never returns to an earlier value. Cheap enough to poll."""
-        with self._sessions() as s:
-            count = s.scalar(select(func.count()).select_from(CameraRow)) or 0
-            changes = s.scalar(select(RegistryStateRow.changes).where(RegistryStateRow.id == 1)) or 0
-            return int(count), int(changes)
+        # One autocommit read: every worker polls this every lease round.
+        with self._one.connect() as c:
+            count, changes = c.execute(select(
+                select(func.count()).select_from(CameraRow).scalar_subquery(),
+                select(RegistryStateRow.changes).where(RegistryStateRow.id == 1).scalar_subquery())).one()
+        return int(count or 0), int(changes or 0)  # type: ignore[call-overload]
 
 
 def _count_change(s: Session) -> None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from sqlalchemy import Engine, delete, func, or_, select, text, update
+from sqlalchemy import (BigInteger, Connection, Engine, Integer, Text, bindparam, column, delete, func,
+                        TextualSelect, insert, or_, select, text, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from config.times import now_us
+from storage.db.engine import single_statements
 from storage.objects.open import segment_key
-from storage.db.schema import (GAP_REASONS, CameraLeaseRow, GapRow, InitSegmentRow, QuarantineRow, SegmentCameraRow,
-                               SegmentRow, SegmentSourceRow)
+from storage.db.schema import (GAP_REASONS, STREAM_CODES, CameraLeaseRow, EmptyNoneDigest, GapRef, GapRow,
+                               InitSegmentRow, QuarantineRow, SegmentCameraRow, SegmentRow, SegmentSourceRow)
 
 # (worker_id, lease epoch) a segment's uploader claims to hold the camera under.
 Fence = tuple[str, int]
@@ -92,6 +94,7 @@ class SegmentIndex:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._one = single_statements(engine)
         # Numbers of cameras and sources, once committed (they are never renumbered).
         self._camera_seqs: dict[str, int] = {}
         self._source_seqs: dict[tuple, int] = {}  # type: ignore[type-arg]
@@ -101,12 +104,12 @@ class SegmentIndex:
 
     # -- segments -------------------------------------------------------------
 
-    def _insert_ignore(self, session: Session, table, values: dict, conflict: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
+    def _insert_ignore(self, c: Connection, table, values: dict, conflict: Sequence[str]) -> None:  # type: ignore[no-untyped-def]
         """INSERT unless a row with the same ``conflict`` columns exists (atomically:
         two writers racing on the same key both succeed, one row results)."""
         dialect = self.engine.dialect.name
         ins = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(ins(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict)))
+        c.execute(ins(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict)))
 
     def add_segment(self, rec: SegmentRecord, fence: Fence | None = None) -> SegmentRow:
         """Index a stored segment unless part of its time is already claimed.
@@ -128,113 +131,108 @@ class SegmentIndex:
 
         The hash-chain link ``prev_sha256`` is the sha256 of the row just before in
         time. A segment indexed late, between rows already linked, becomes an
-        inserted link (see docs/scale.md, "Hash chain")."""
-        learned: dict[str, int] = {}
-        with self.session() as s, s.begin():
-            same = self._lock_and_find(s, rec)
-            if same is not None and same.object_key == rec.object_key:
-                return same
-            holder, claims = self._claims(s, rec.camera_id, rec.stream, rec.start_us, rec.end_us, fence)
+        inserted link (see docs/scale.md, "Hash chain").
+
+        Three statements once the camera and source numbers are known: the lock, one
+        read (lease, overlapping rows and chain link together: ``_look``) and the
+        insert. The ORM version took eight and most of a simulated worker's CPU
+        (tests/bench/county_sim.py)."""
+        _check_stream(rec.stream)
+        with self.engine.begin() as c:
+            self._lock(c, rec)
+            look = self._look(c, rec.camera_id, rec.stream, rec.start_us, rec.end_us, fence)
+            if look.same_key == rec.object_key:
+                same = self._load(c, rec.camera_id, rec.stream, rec.start_us)
+                if same is not None:
+                    return same
+            claims = look.claims(rec.start_us, rec.end_us, fence)
             if claims:
-                raise FencedOut(rec.camera_id, rec.stream, (rec.start_us, rec.end_us), fence, holder, claims)
-            self._insert_ignore(
-                s, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data}, ["sha256"]
-            )
-            prev = s.scalar(
-                select(SegmentRow.sha256)
-                .where(SegmentRow.camera_id == rec.camera_id, SegmentRow.stream == rec.stream,
-                       SegmentRow.start_us < rec.start_us)
-                .order_by(SegmentRow.start_us.desc()).limit(1)
-            )
-            camera = self._camera_row(s, rec.camera_id)
-            source = self._source_row(s, rec)
+                raise FencedOut(rec.camera_id, rec.stream, (rec.start_us, rec.end_us), fence, look.holder, claims)
+            if look.camera_seq is not None:
+                self._camera_seqs[rec.camera_id] = look.camera_seq  # numbered by another worker
+            camera = self._camera_row(c, rec.camera_id)
+            source = self._source_row(c, rec)
             row = SegmentRow(
                 camera_seq=camera.seq, source_seq=source.seq, stream=rec.stream,
                 start_us=rec.start_us, end_us=rec.end_us, stored_key=_stored_key(rec), bytes=rec.bytes,
-                sha256=rec.sha256, prev_sha256=prev, keyframes=rec.keyframes, drift_us=rec.drift_us,
+                sha256=rec.sha256, prev_sha256=look.prev_sha256, keyframes=rec.keyframes, drift_us=rec.drift_us,
                 created_us=now_us(),
             )
-            s.add(row)
-            s.flush()
-            # The rows are known: set them without a load (and without an INSERT cascade).
-            set_committed_value(row, "camera", camera)
-            set_committed_value(row, "source", source)
-            learned[rec.camera_id] = camera.seq
-        self._camera_seqs.update(learned)
+            row.id = c.execute(_INSERT_SEGMENT, {col: getattr(row, attr) for col, attr in _SEGMENT_COLUMNS}).scalar_one()
+        # The rows are known: set them without a load.
+        set_committed_value(row, "camera", camera)
+        set_committed_value(row, "source", source)
+        self._camera_seqs[rec.camera_id] = camera.seq
         self._source_seqs[_source_key(rec)] = source.seq
         return row
 
-    def _camera_row(self, s: Session, camera_id: str) -> SegmentCameraRow:
+    def _camera_row(self, c: Connection, camera_id: str) -> SegmentCameraRow:
         """The camera's number row, made on its first segment."""
         seq = self._camera_seqs.get(camera_id)
         if seq is None:
-            self._insert_ignore(s, SegmentCameraRow.__table__, {"camera_id": camera_id}, ["camera_id"])
-            seq = s.scalar(select(SegmentCameraRow.seq).where(SegmentCameraRow.camera_id == camera_id))
+            self._insert_ignore(c, SegmentCameraRow.__table__, {"camera_id": camera_id}, ["camera_id"])
+            seq = c.scalar(select(SegmentCameraRow.seq).where(SegmentCameraRow.camera_id == camera_id))
         return SegmentCameraRow(seq=seq, camera_id=camera_id)
 
-    def _source_row(self, s: Session, rec: SegmentRecord) -> SegmentSourceRow:
-        """The number of what this segment shares with its neighbours, made when new."""
+    def _source_row(self, c: Connection, rec: SegmentRecord) -> SegmentSourceRow:
+        """The number of what this segment shares with its neighbours, made when new
+        (with its init segment: a source row known to this index was committed with its
+        init segment row, and neither is ever deleted)."""
         key = _source_key(rec)
         values = dict(zip(_SOURCE_COLUMNS, key))
         seq = self._source_seqs.get(key)
         if seq is None:
-            self._insert_ignore(s, SegmentSourceRow.__table__, values, list(_SOURCE_COLUMNS))
-            seq = s.scalar(select(SegmentSourceRow.seq).where(
+            self._insert_ignore(
+                c, InitSegmentRow.__table__, {"sha256": rec.init_sha256, "data": rec.init_data}, ["sha256"])
+            self._insert_ignore(c, SegmentSourceRow.__table__, values, list(_SOURCE_COLUMNS))
+            seq = c.scalar(select(SegmentSourceRow.seq).where(
                 *(getattr(SegmentSourceRow, c) == v for c, v in values.items())))
         return SegmentSourceRow(seq=seq, **values)
 
-    def _lock_and_find(self, s: Session, rec: SegmentRecord) -> SegmentRow | None:
-        """Serialise writers of one camera stream for this transaction; returns the
-        row already at (camera, stream, start), if any."""
+    def _lock(self, c: Connection, rec: SegmentRecord) -> None:
+        """Serialise writers of one camera stream for this transaction."""
         if self.engine.dialect.name == "postgresql":
-            s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                      {"k": f"segments/{rec.camera_id}/{rec.stream}"})
+            c.execute(_PG_LOCK, {"k": f"segments/{rec.camera_id}/{rec.stream}"})
         else:
             # A write as the first statement takes SQLite's database write lock, so
             # nothing can slip in between the overlap check and the insert.
-            s.execute(update(CameraLeaseRow).where(CameraLeaseRow.camera_id == rec.camera_id)
-                      .values(heartbeat_us=CameraLeaseRow.heartbeat_us))
-        return s.scalar(select(SegmentRow).where(
-            SegmentRow.camera_id == rec.camera_id, SegmentRow.stream == rec.stream,
-            SegmentRow.start_us == rec.start_us))
+            c.execute(_SQLITE_LOCK, {"cam": rec.camera_id})
+
+    def _load(self, c: Connection, camera_id: str, stream: str, start_us: int) -> SegmentRow | None:
+        """The whole row at (camera, stream, start), if any."""
+        with Session(bind=c, expire_on_commit=False) as s:
+            return s.scalar(select(SegmentRow).where(
+                SegmentRow.camera_id == camera_id, SegmentRow.stream == stream, SegmentRow.start_us == start_us))
+
+    def _look(self, c: Connection, camera_id: str, stream: str, start_us: int, end_us: int,
+              fence: Fence | None) -> _Look:
+        """One statement: the lease (with a fence; ``FOR SHARE`` on PostgreSQL), the rows
+        of the camera stream that may overlap ``[start_us, end_us)`` or start at
+        ``start_us``, the sha256 of the row just before ``start_us``, and the camera's
+        number (so a worker that takes a camera over needs no statement to learn it)."""
+        stmt = _look_statement(self.engine.dialect.name, fence is not None)
+        params = {"cam": camera_id, "stream": _stream_code(stream), "start": start_us,
+                  "since": start_us - MAX_SEGMENT_US, "upto": max(end_us, start_us + 1)}
+        look = _Look(camera_id, stream, start_us)
+        for kind, n1, n2, t1, t2, dig in c.execute(stmt, params):
+            if kind == 0:
+                look.lease = (t1, n1, n2)
+            elif kind == 1:
+                look.rows.append((n1, n2, t1, t2 or None))
+            elif kind == 2:
+                look.prev_sha256 = dig
+            else:
+                look.camera_seq = n1
+        return look
 
     def claims(self, camera_id: str, stream: str, start_us: int, end_us: int,
                fence: Fence | None = None) -> list[Claim]:
         """What of ``[start_us, end_us)`` a segment recorded under ``fence`` may not
         cover (a read without locks: the uploader plans with it, ``add_segment``
         checks again)."""
-        with self.session() as s:
-            return self._claims(s, camera_id, stream, start_us, end_us, fence)[1]
-
-    def _claims(self, s: Session, camera_id: str, stream: str, start_us: int, end_us: int,
-                fence: Fence | None) -> tuple[tuple[str, int] | None, list[Claim]]:
-        out: list[Claim] = []
-        holder: tuple[str, int] | None = None
-        if fence is not None:
-            q = select(CameraLeaseRow.worker_id, CameraLeaseRow.epoch, CameraLeaseRow.acquired_us).where(
-                CameraLeaseRow.camera_id == camera_id)
-            if self.engine.dialect.name == "postgresql":
-                # FOR SHARE: this worker's other uploads are not blocked; an acquirer's
-                # UPDATE waits until this transaction ends.
-                q = q.with_for_update(read=True)
-            lease = s.execute(q).first()
-            if lease is not None:
-                holder = (lease[0], lease[1])
-                if holder != fence and end_us > lease[2]:
-                    out.append(Claim(max(start_us, lease[2]), end_us, "taken_over",
-                                     f"recorded by worker {lease[0]!r} (epoch {lease[1]}) since its takeover; "
-                                     f"worker {fence[0]!r} had epoch {fence[1]}"))
-        rows = s.execute(
-            select(SegmentRow.start_us, SegmentRow.end_us, SegmentRow.worker_id).where(
-                SegmentRow.camera_id == camera_id, SegmentRow.stream == stream,
-                SegmentRow.start_us < end_us, SegmentRow.start_us > start_us - MAX_SEGMENT_US,
-                SegmentRow.end_us > start_us)
-            .order_by(SegmentRow.start_us)
-        ).all()
-        for a, b, worker in rows:
-            out.append(Claim(max(a, start_us), min(b, end_us), "indexed",
-                             f"already indexed [{a}, {b}) by worker {worker!r}"))
-        return holder, out
+        _check_stream(stream)
+        with self.engine.connect() as c:
+            return self._look(c, camera_id, stream, start_us, end_us, fence).claims(start_us, end_us, fence)
 
     def add_quarantine(self, camera_id: str, stream: str, start_us: int, end_us: int, *, object_key: str,
                        sha256: str, size: int, worker_id: str, epoch: int | None, reason: str,
@@ -325,37 +323,40 @@ class SegmentIndex:
 
     # -- gaps -----------------------------------------------------------------
 
-    def open_gap(self, camera_id: str, stream: str, start_us: int, reason: str, detail: str = "") -> int:
-        """Start a gap that is still going on; returns its id for ``close_gap``."""
+    def open_gap(self, camera_id: str, stream: str, start_us: int, reason: str, detail: str = "") -> GapRef:
+        """Start a gap that is still going on; returns its ref for ``close_gap``.
+        One statement (no transaction around it on PostgreSQL: ``single_statements``)."""
         _check_reason(reason)
-        with self.session() as s, s.begin():
-            row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=None, reason=reason, detail=detail)
-            s.add(row)
-            s.flush()
-            return row.id
+        with self._one.begin() as c:
+            gap_id = c.execute(_INSERT_GAP, {"camera_id": camera_id, "stream": stream, "start_us": start_us,
+                                             "end_us": None, "reason": reason, "detail": detail}).scalar_one()
+        return GapRef(int(gap_id), start_us)
 
-    def set_gap_reason(self, gap_id: int, reason: str, detail: str = "") -> None:
+    def set_gap_reason(self, gap: GapRef, reason: str, detail: str = "") -> None:
         """Change why a gap happened (the cause is often known only after it started).
-        ``KeyError`` if there is no gap ``gap_id``."""
+        ``KeyError`` if there is no such gap."""
         _check_reason(reason)
         with self.session() as s, s.begin():
-            done = s.execute(update(GapRow).where(GapRow.id == gap_id).values(reason=reason, detail=detail))
+            done = s.execute(update(GapRow).where(GapRow.id == gap.id, GapRow.start_us == gap.start_us)
+                             .values(reason=reason, detail=detail))
             if done.rowcount == 0:  # type: ignore[attr-defined]
-                raise KeyError(f"gap {gap_id} is not in the index")
+                raise KeyError(f"gap {gap.id} (start {gap.start_us}) is not in the index")
 
-    def close_gap(self, gap_id: int, end_us: int) -> None:
-        """End gap ``gap_id`` at ``end_us``. ``KeyError`` if there is no such gap,
+    def close_gap(self, gap: GapRef, end_us: int) -> None:
+        """End gap ``gap`` at ``end_us``. ``KeyError`` if there is no such gap,
         ``ValueError`` if ``end_us`` is before its start."""
-        with self.session() as s, s.begin():
-            row = s.get(GapRow, gap_id)
-            if row is None:
-                raise KeyError(f"gap {gap_id} is not in the index")
-            if end_us < row.start_us:
-                raise ValueError(f"gap {gap_id}: end {end_us} is before its start {row.start_us}")
-            row.end_us = end_us
+        if end_us < gap.start_us:
+            raise ValueError(f"gap {gap.id}: end {end_us} is before its start {gap.start_us}")
+        # One statement (no transaction around it on PostgreSQL: ``single_statements``).
+        with self._one.begin() as s:
+            # By the whole key: on PostgreSQL only the partition of the gap's start month is read.
+            done = s.execute(update(GapRow).where(GapRow.id == gap.id, GapRow.start_us == gap.start_us)
+                             .values(end_us=end_us))
+            if done.rowcount == 0:  # type: ignore[attr-defined]
+                raise KeyError(f"gap {gap.id} (start {gap.start_us}) is not in the index")
 
-    def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> int:
-        """Record a finished gap ``[start_us, end_us)``; returns its id."""
+    def add_gap(self, camera_id: str, stream: str, start_us: int, end_us: int, reason: str, detail: str = "") -> GapRef:
+        """Record a finished gap ``[start_us, end_us)``; returns its ref."""
         _check_reason(reason)
         if end_us < start_us:
             raise ValueError(f"gap end {end_us} is before its start {start_us}")
@@ -363,7 +364,7 @@ class SegmentIndex:
             row = GapRow(camera_id=camera_id, stream=stream, start_us=start_us, end_us=end_us, reason=reason, detail=detail)
             s.add(row)
             s.flush()
-            return row.id
+            return row.ref
 
     def open_gaps(self, camera_id: str, stream: str) -> list[GapRow]:
         with self.session() as s:
@@ -403,3 +404,102 @@ def _stored_key(rec: SegmentRecord) -> str | None:
 def _check_reason(reason: str) -> None:
     if reason not in GAP_REASONS:
         raise ValueError(f"unknown gap reason {reason!r}; one of {', '.join(GAP_REASONS)}")
+
+
+@dataclass
+class _Look:
+    """What ``SegmentIndex._look`` read about one camera stream around a new segment."""
+
+    camera_id: str
+    stream: str
+    start_us: int
+    lease: tuple[str, int, int] | None = None  # (worker, epoch, acquired_us), read when fenced
+    rows: list[tuple[int, int, str, str | None]] = field(default_factory=list)  # start, end, worker, stored key
+    prev_sha256: str | None = None
+    camera_seq: int | None = None  # None until the camera's first segment numbers it
+
+    @property
+    def holder(self) -> tuple[str, int] | None:
+        return None if self.lease is None else (self.lease[0], self.lease[1])
+
+    @property
+    def same_key(self) -> str | None:
+        """The object key of the row starting at ``start_us``, if there is one."""
+        for a, b, _worker, stored in self.rows:
+            if a == self.start_us:
+                return stored if stored is not None else segment_key(self.camera_id, self.stream, a, (b - a) // 1000)
+        return None
+
+    def claims(self, start_us: int, end_us: int, fence: Fence | None) -> list[Claim]:
+        """What of ``[start_us, end_us)`` is claimed: after a takeover of the lease (when
+        ``fence`` is no longer the holder) and by overlapping rows, in time order."""
+        out: list[Claim] = []
+        if fence is not None and self.lease is not None:
+            worker, epoch, acquired = self.lease
+            if (worker, epoch) != fence and end_us > acquired:
+                out.append(Claim(max(start_us, acquired), end_us, "taken_over",
+                                 f"recorded by worker {worker!r} (epoch {epoch}) since its takeover; "
+                                 f"worker {fence[0]!r} had epoch {fence[1]}"))
+        for a, b, worker, _stored in sorted(self.rows):
+            if start_us - MAX_SEGMENT_US < a < end_us and b > start_us:
+                out.append(Claim(max(a, start_us), min(b, end_us), "indexed",
+                                 f"already indexed [{a}, {b}) by worker {worker!r}"))
+        return out
+
+
+_SEGMENT_COLUMNS = tuple((c.name, c.key if c.name != "object_key" else "stored_key")
+                         for c in SegmentRow.__table__.c if c.name != "id")
+_INSERT_SEGMENT = insert(SegmentRow.__table__).returning(SegmentRow.__table__.c.id)
+_INSERT_GAP = insert(GapRow.__table__).returning(GapRow.__table__.c.id)
+_PG_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
+_SQLITE_LOCK = update(CameraLeaseRow).where(CameraLeaseRow.camera_id == bindparam("cam")).values(
+    heartbeat_us=CameraLeaseRow.heartbeat_us)
+
+# The lease (kind 0), the rows that may overlap or start at :start (kind 1: the range
+# bounds keep it a short scan of the primary key; the exact test is ``_Look.claims``),
+# the chain link (kind 2), the camera's number (kind 3). One round trip instead of five.
+_LOOK_SQL = """
+SELECT 1 AS kind, s.start_us AS n1, s.end_us AS n2, src.worker_id AS t1, s.object_key AS t2, {no_digest} AS dig
+  FROM segments s JOIN segment_sources src ON src.seq = s.source_seq
+ WHERE s.camera_seq = (SELECT seq FROM segment_cameras WHERE camera_id = :cam) AND s.stream = :stream
+   AND s.start_us > :since AND s.start_us < :upto AND (s.end_us > :start OR s.start_us = :start)
+UNION ALL
+SELECT 2, 0, 0, '', '', p.sha256 FROM (
+  SELECT sha256 FROM segments
+   WHERE camera_seq = (SELECT seq FROM segment_cameras WHERE camera_id = :cam) AND stream = :stream
+     AND start_us < :start
+   ORDER BY start_us DESC LIMIT 1) p
+"""
+_LOOK_CAMERA_SQL = """
+UNION ALL
+SELECT 3, seq, 0, '', '', {no_digest} FROM segment_cameras WHERE camera_id = :cam
+"""
+_LOOK_LEASE_SQL = """
+UNION ALL
+SELECT 0, l.epoch, l.acquired_us, l.worker_id, '', {no_digest}
+  FROM (SELECT epoch, acquired_us, worker_id FROM camera_leases WHERE camera_id = :cam{for_share}) l
+"""
+_LOOK_STATEMENTS: dict[tuple[str, bool], TextualSelect] = {}
+
+
+def _look_statement(dialect: str, with_lease: bool) -> TextualSelect:
+    stmt = _LOOK_STATEMENTS.get((dialect, with_lease))
+    if stmt is None:
+        pg = dialect == "postgresql"
+        # FOR SHARE: this worker's other uploads are not blocked; an acquirer's UPDATE
+        # waits until this transaction ends.
+        sql = _LOOK_SQL + _LOOK_CAMERA_SQL + (_LOOK_LEASE_SQL if with_lease else "")
+        sql = sql.format(no_digest="''::bytea" if pg else "X''", for_share=" FOR SHARE" if pg else "")
+        stmt = text(sql).columns(column("kind", Integer), column("n1", BigInteger), column("n2", BigInteger),
+                                 column("t1", Text), column("t2", Text), column("dig", EmptyNoneDigest))
+        _LOOK_STATEMENTS[(dialect, with_lease)] = stmt
+    return stmt
+
+
+def _stream_code(stream: str) -> int:
+    return STREAM_CODES[stream]
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in STREAM_CODES:
+        raise ValueError(f"stream {stream!r}: a segment's stream is one of {', '.join(STREAM_CODES)}")

@@ -137,10 +137,13 @@ class Cluster:
     def leases(self) -> LeaseTable:
         return LeaseTable(self.engine)  # type: ignore[arg-type]
 
-    def add_cameras(self, urls: dict[str, str]) -> list[str]:
+    def add_cameras(self, urls: dict[str, str], sub_urls: dict[str, str] | None = None) -> list[str]:
+        """Register cameras by id: main stream URLs, and sub-stream URLs for some of them."""
         reg = self.registry
         reg.add_region(Region(code="county", name="County"))
-        reg.add_cameras([Camera(id=cid, name=cid, region="county", main_url=url) for cid, url in urls.items()])
+        subs = sub_urls or {}
+        reg.add_cameras([Camera(id=cid, name=cid, region="county", main_url=url, sub_url=subs.get(cid))
+                         for cid, url in urls.items()])
         return list(urls)
 
     def spool_of(self, worker_id: str) -> Path:

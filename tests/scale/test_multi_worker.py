@@ -8,6 +8,8 @@ reconnect's gap; and across the run no camera's segments overlap.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -40,7 +42,8 @@ def segments_by_camera(cluster: Cluster) -> dict[str, list]:
     return out
 
 
-def assert_no_overlap(by_cam: dict[str, list]) -> None:
+def assert_no_overlap(by_cam: Mapping[Any, list]) -> None:
+    """No two segments of one key (a camera, or a camera stream) overlap."""
     for cam, rows in by_cam.items():
         rows = sorted(rows, key=lambda r: r.start_us)
         for a, b in zip(rows, rows[1:]):

@@ -4,7 +4,7 @@ Package-scoped (cameras take seconds to start). Two townships, t1 and t2, a came
 and a user of every role scoped to t1 plus a t2 viewer and an admin. Users that a test
 disables or changes are made by that test (``world.new_user``), so tests do not disturb
 one another. ``world.viewer()`` is a real MSE viewer that records when each frame came, for
-the "no stall over 1 s" checks of the hostile-client tests.
+the hostile-client tests and their benchmark (``tests/bench/hostile.py``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, inspect
 from config.cameras import Camera, Region
 from storage import Keyframe, Registry, RegistryError, SegmentIndex, SegmentRecord, open_engine, pack_keyframes
 from storage.db.migrations import alembic_config
+from storage.db.schema import GapRef
 
 TABLES = {"regions", "cameras", "init_segments", "segments", "gaps", "registry_state"}
 CAM = "34020000001320000001"
@@ -72,13 +73,15 @@ def test_migrations_match_models(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     if engine.dialect.name == "postgresql":
-        # segments is partitioned there, with its own keys (migration 0015, storage.db.partitions):
-        # the primary key (camera_id, stream, start_us) INCLUDE (end_us) and a BRIN on start_us
-        # stand for the model's btree indexes.
+        # segments and gaps are partitioned there (migrations 0015-0017, storage.db.partitions):
+        # segments' primary key (camera_seq, stream, start_us) INCLUDE (end_us) and a BRIN on
+        # start_us stand for the model's btree indexes; the months are tables of their own.
+        from storage.db.partitions import PARTITIONED
+
         def partitioning(d: tuple) -> bool:  # type: ignore[type-arg]
             table = d[1].table.name if d[0] in ("add_index", "remove_index") else getattr(d[1], "name", "")
-            return table == "segments" and d[0] in ("add_index", "remove_index") or table.startswith("segments_p") \
-                or table == "segments_default"
+            months = any(table.startswith(f"{t}_p") or table == f"{t}_default" for t in PARTITIONED)
+            return table == "segments" and d[0] in ("add_index", "remove_index") or months
         diff = [d for d in diff if not partitioning(d)]
     assert diff == []
 
@@ -164,15 +167,15 @@ def test_gaps_open_reason_close(engine: Engine) -> None:
     idx = SegmentIndex(engine)
     closed = idx.add_gap(CAM, "main", 10 * S, 20 * S, "network", "connection reset")
     gap = idx.open_gap(CAM, "main", 100 * S, "offline")
-    assert [g.id for g in idx.open_gaps(CAM, "main")] == [gap]
+    assert [g.ref for g in idx.open_gaps(CAM, "main")] == [gap]
     assert idx.open_gaps(CAM, "sub") == []
     idx.set_gap_reason(gap, "unauthorized", "401 from camera")
     # An open gap runs to "now": any range after its start finds it.
     found = idx.gaps(CAM, "main", 1000 * S, 2000 * S)
-    assert [(g.id, g.reason, g.detail, g.end_us) for g in found] == [(gap, "unauthorized", "401 from camera", None)]
-    assert [g.id for g in idx.gaps(CAM)] == [closed, gap]
+    assert [(g.ref, g.reason, g.detail, g.end_us) for g in found] == [(gap, "unauthorized", "401 from camera", None)]
+    assert [g.ref for g in idx.gaps(CAM)] == [closed, gap]
     assert [g.id for g in idx.gaps(CAM, "main", 20 * S, 100 * S)] == []  # both edges touch only
-    assert [g.id for g in idx.gaps(CAM, "main", 19 * S, 101 * S)] == [closed, gap]
+    assert [g.ref for g in idx.gaps(CAM, "main", 19 * S, 101 * S)] == [closed, gap]
     idx.close_gap(gap, 150 * S)
     assert idx.open_gaps(CAM, "main") == []
     assert [g.id for g in idx.gaps(CAM, "main", 1000 * S, 2000 * S)] == []
@@ -381,13 +384,15 @@ def test_gap_updates_checked(engine: Engine) -> None:
     idx = SegmentIndex(engine)
     gap = idx.open_gap(CAM, "main", 100 * S, "offline")
     with pytest.raises(KeyError):
-        idx.close_gap(gap + 1000, 200 * S)
+        idx.close_gap(GapRef(gap.id + 1000, gap.start_us), 200 * S)
     with pytest.raises(KeyError):
-        idx.set_gap_reason(gap + 1000, "network")
+        idx.set_gap_reason(GapRef(gap.id + 1000, gap.start_us), "network")
+    with pytest.raises(KeyError):  # the right id with another start is another gap
+        idx.close_gap(GapRef(gap.id, gap.start_us - 1), 200 * S)
     with pytest.raises(ValueError):
         idx.close_gap(gap, 99 * S)
     with pytest.raises(ValueError):
         idx.add_gap(CAM, "main", 10 * S, 5 * S, "network")
-    assert idx.open_gaps(CAM, "main")[0].id == gap
+    assert idx.open_gaps(CAM, "main")[0].ref == gap
     idx.close_gap(gap, 100 * S)  # zero length is allowed: the camera came straight back
     assert idx.open_gaps(CAM, "main") == []

@@ -212,7 +212,8 @@ def test_lifecycle_rules_apply_to_a_real_s3_bucket(s3_server, s3_bucket: str) ->
 
 def test_whole_months_are_dropped_as_partitions_unless_held(index_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL: with index_only (lifecycle rules delete the objects), a month past every
-    camera's retention is dropped as a partition, with its retention gap; a held month stays."""
+    camera's retention is dropped as a partition, and its month of gaps with it (the
+    retention gap written for it too: nothing of the month is kept); a held month stays."""
     if index_engine.dialect.name != "postgresql":
         pytest.skip("segments is partitioned on PostgreSQL only")
     from storage.db.partitions import ensure_partitions, month_start_us, partitions
@@ -232,5 +233,48 @@ def test_whole_months_are_dropped_as_partitions_unless_held(index_engine, tmp_pa
     # February is held; March's rows went one by one (age), its partition stays.
     assert [s.start_us for s in world.index.segments("cam-a")] == [feb + DAY_US]
     gaps = [(g.start_us, g.end_us) for g in world.index.gaps("cam-a") if g.reason == "retention"]
-    assert gaps == [(jan, feb), (mar + DAY_US, mar + DAY_US + 6 * HOUR_US)]
-    assert "segments_p202607" in names  # created ahead of the (injected) clock
+    assert gaps == [(mar + DAY_US, mar + DAY_US + 6 * HOUR_US)]
+    with index_engine.connect() as conn:
+        gap_months = [p.name for p in partitions(conn, "gaps")]
+    assert "gaps_p202601" not in gap_months and {"gaps_p202602", "gaps_p202603"} <= set(gap_months)
+    assert {"segments_p202607", "gaps_p202607"} <= set(names + gap_months)  # created ahead of the (injected) clock
+
+
+def test_months_of_gaps_are_dropped_past_retention_unless_open_or_held(index_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: a month of gaps goes when every gap in it ended before the longest
+    retention (plus a day) and no hold overlaps it; with or without index_only (gaps have no
+    objects). A gap lives in the month it started in: one still open keeps its month, and
+    one opened at a month's end and closed in the next keeps the first."""
+    if index_engine.dialect.name != "postgresql":
+        pytest.skip("gaps are partitioned on PostgreSQL only")
+    from storage.db.partitions import ensure_partitions, month_start_us, partitions
+
+    world = World(index_engine, tmp_path)
+    world.registry.add_camera(_camera("cam-a", days=30))
+    world.registry.add_camera(_camera("cam-b", days=40))  # the longest retention decides
+    jan, feb, mar, apr, may = (month_start_us(2026, m) for m in (1, 2, 3, 4, 5))
+    ensure_partitions(index_engine, now_us=month_start_us(2026, 7), since_us=jan)
+    idx = world.index
+    idx.add_gap("cam-a", "main", jan + DAY_US, jan + 2 * DAY_US, "network")
+    across = idx.open_gap("cam-a", "main", feb - HOUR_US, "offline")  # opened on 31 January ...
+    idx.close_gap(across, feb + HOUR_US)  # ... closed on 1 February: it lives in January
+    still_open = idx.open_gap("cam-b", "main", feb + 9 * DAY_US, "offline")
+    idx.add_gap("cam-b", "sub", mar + DAY_US, mar + 2 * DAY_US, "network")
+    hold = world.holds.place("cam-b", mar + 20 * DAY_US, apr + DAY_US, "case 2026-40", "investigator")
+    idx.add_gap("cam-a", "main", apr + DAY_US, apr + 2 * DAY_US, "network")
+
+    def months() -> set[str]:
+        with index_engine.connect() as conn:
+            return {p.name for p in partitions(conn, "gaps")}
+
+    world.clock.now = may + 25 * DAY_US  # cutoff: 41 days back, 14 April (April itself is not over it)
+    report = world.cleaner().run_once()
+    assert report.dropped_partitions == ["gaps_p202601"]
+    assert {"gaps_p202602", "gaps_p202603", "gaps_p202604"} <= months()
+    assert [g.ref for g in idx.gaps("cam-b")] == [still_open]
+    # The camera came back; the hold is released: February and March go, April stays (young).
+    idx.close_gap(still_open, mar - DAY_US)
+    world.holds.release(hold.id, "investigator")
+    world.cleaner().run_once()
+    assert "gaps_p202604" in months() and not {"gaps_p202602", "gaps_p202603"} & months()
+    assert [(g.start_us, g.end_us) for g in idx.gaps("cam-a")] == [(apr + DAY_US, apr + 2 * DAY_US)]

@@ -116,15 +116,39 @@ def ps_command(kind: str, media: Path, loop: bool = False) -> list[str]:
     """The command of an independent, real-time paced PS source writing to stdout.
 
     ``kind``: ``gst`` (GStreamer mpegpsmux, H.264 from an MP4, with a PSM), ``ffmpeg`` (ffmpeg
-    ``-f mpeg`` from an Annex-B file, H.264 or H.265, no PSM; ``loop`` repeats it)."""
+    ``-f mpeg`` from an Annex-B file, H.264 or H.265, no PSM; ``loop`` repeats it, timestamps
+    running on)."""
     if kind == "gst":
         return ["gst-launch-1.0", "-q", "filesrc", f"location={media}", "!", "qtdemux", "!", "h264parse", "!",
                 "mpegpsmux", "!", "fdsink", "fd=1", "sync=true"]
     if kind == "ffmpeg":
-        fmt = "hevc" if media.suffix in (".h265", ".hevc") else "h264"
-        return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", *(["-stream_loop", "-1"] if loop else []),
-                "-f", fmt, "-r", "25", "-i", str(media), "-c", "copy", "-f", "mpeg", "pipe:1"]
+        if loop:
+            # FFmpeg cannot seek in a raw Annex-B file ("Seek to start failed"): -stream_loop on
+            # one just ends the stream at the clip's end. Loop an MPEG-TS copy instead, whose
+            # timestamps FFmpeg carries on across each pass.
+            return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                    "-i", str(_seekable(media)), "-c", "copy", "-f", "mpeg", "pipe:1"]
+        return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", *_raw_input(media),
+                "-c", "copy", "-f", "mpeg", "pipe:1"]
     raise ValueError(kind)
+
+
+def _raw_input(media: Path) -> list[str]:
+    fmt = "hevc" if media.suffix in (".h265", ".hevc") else "h264"
+    return ["-f", fmt, "-r", "25", "-i", str(media)]
+
+
+def _seekable(media: Path) -> Path:
+    """``media`` (a raw Annex-B file at 25 fps) copied into MPEG-TS beside it, made once."""
+    if media.suffix not in (".h264", ".264", ".h265", ".hevc"):
+        return media  # a container FFmpeg can seek in already
+    ts = media.with_suffix(media.suffix + ".ts")
+    if not ts.exists():
+        part = ts.with_suffix(f".{os.getpid()}.part")
+        subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *_raw_input(media), "-c", "copy",
+                        "-f", "mpegts", str(part)], check=True, timeout=120)
+        part.replace(ts)
+    return ts
 
 
 def start_device_media(kind: str, media: Path, transport: str, address: tuple[str, int] | None,

@@ -45,6 +45,7 @@ from ingest.gb28181.psmux import PsMuxer
 from ingest.gb28181.sip import Dialog, Peer, SipEndpoint
 from ingest.recording.segmenter import Clock, Segmenter
 from ingest.recording.session import CameraSession, SessionFailure
+from storage.db.schema import GapRef
 from storage.index.segments import SegmentIndex
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ class GbMediaSession(CameraSession):
     def __init__(self, camera: Camera, stream: StreamName, segmenter: Segmenter, index: SegmentIndex, *,
                  link: GbLink, device_id: str, clock: Clock, connect_timeout: float = 10.0,
                  stall_timeout: float = 10.0, initial_gap: tuple[int, str] | None = None,
-                 adopt_gap: tuple[int, str] | None = None):
+                 adopt_gap: tuple[GapRef, str] | None = None):
         self.link = link
         self.device_id = device_id
         super().__init__(camera, stream, segmenter, index, clock=clock, connect_timeout=connect_timeout,

@@ -142,7 +142,7 @@ def _upgrade_postgresql(bind: sa.Connection) -> None:
     last = month_of(now)
     end_index = last[0] * 12 + last[1] - 1 + 3
     while year * 12 + month - 1 <= end_index:
-        create_partition(bind, year, month, parent="segments_new")
+        create_partition(bind, year, month, parent="segments_new", prefix="segments")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     copied_to = -1
     started, rows, slowest = time.monotonic(), 0, 0.0

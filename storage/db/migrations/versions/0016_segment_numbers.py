@@ -194,17 +194,9 @@ def _new_partitions(bind: sa.Connection) -> None:
 
 def _swap(bind: sa.Connection, seq: str) -> None:
     """segments_new (and its partitions and indexes) becomes segments."""
-    bind.execute(sa.text(f"ALTER SEQUENCE {seq} OWNED BY NONE"))
-    bind.execute(sa.text("DROP TABLE segments"))
-    bind.execute(sa.text("ALTER TABLE segments_new RENAME TO segments"))
-    names = bind.execute(sa.text(
-        "SELECT c.relname, c.relkind FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
-        "AND (c.relname LIKE 'segments\\_new\\_%' OR c.relname LIKE 'ix\\_segments\\_new\\_%')")).all()
-    for name, kind in names:
-        name = str(name)
-        what = "INDEX" if kind in ("i", "I") else "TABLE"
-        bind.execute(sa.text(f'ALTER {what} "{name}" RENAME TO "{name.replace("segments_new_", "segments_", 1)}"'))
-    bind.execute(sa.text(f"ALTER SEQUENCE {seq} OWNED BY segments.id"))
+    from storage.db.partitions import swap_new_table
+
+    swap_new_table(bind, "segments", seq)
 
 
 def _upgrade_postgresql(bind: sa.Connection) -> None:
