@@ -53,8 +53,11 @@ class Settings(BaseSettings):
     ingest_puller: Literal["native", "ffmpeg"] = Field(
         "native", description="Default puller of RTSP cameras: native (our asyncio RTSP client, one event loop for "
         "many cameras) or ffmpeg (PyAV's RTSP demuxer, a thread per camera). A camera's own puller wins.")
-    ingest_loops: int | None = Field(None, ge=1, le=256, description="Event-loop threads of the native puller "
-                                     "(default: the CPU count).")
+    ingest_loops: int | None = Field(None, ge=1, le=256, description="Most event-loop threads of the native "
+                                     "puller (default: the CPU count).")
+    ingest_cameras_per_loop: int = Field(128, ge=1, le=100_000, description="Camera streams a native ingest loop "
+                                         "takes before another loop is started (up to ingest_loops): loops in one "
+                                         "process share the GIL, so fewer loops cost less CPU.")
     ingest_read_batch_ms: float = Field(25.0, ge=0, le=40, description="How long a native ingest loop lets its "
                                         "sockets fill before it reads them: fewer wake-ups and reads per camera, that "
                                         "much more live latency, under a frame at 25 or 30 fps (0: read as soon as data arrives).")

@@ -76,7 +76,8 @@ class Supervisor:
         self.sessions: dict[SessionKey, CameraSession] = {}
         # One live hub per camera stream; it outlives restarts of the session that feeds it.
         self.live = LiveHubs()
-        self.loops = IngestLoops(settings.ingest_loops, settings.ingest_read_batch_ms / 1000)
+        self.loops = IngestLoops(settings.ingest_loops, settings.ingest_read_batch_ms / 1000,
+                                 settings.ingest_cameras_per_loop)
         self._cameras: dict[str, Camera] = {}
         self._version: tuple[int, int] | None = None
         self._stop = threading.Event()

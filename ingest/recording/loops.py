@@ -1,11 +1,17 @@
 """``IngestLoops``: the event-loop threads the native puller runs on, sharded across cores.
 
 One asyncio loop in one thread serves many cameras (the native RTSP client never blocks,
-and a camera costs a few callbacks a packet). Python runs one thread at a time, so more
-loops than cores only add contention; fewer leave cores idle when the cameras are more
-than one core can take. ``ingest_loops`` (default: the CPU count) sets how many; each
-loop has its own spool writer thread (``BackgroundFiles``) so a slow disk stalls no loop.
-A camera goes to the loop with the fewest cameras.
+and a camera costs a few callbacks a packet). Each loop has its own spool writer thread
+(``BackgroundFiles``) so a slow disk stalls no loop.
+
+How many loops: Python runs one thread's bytecode at a time, so a second loop in the same
+process does not add a core for the Python work; it only lets one loop's system calls
+overlap the other's Python, and the two then hand the GIL back and forth all the time.
+Measured at N = 64 1080p25 cameras (tests/bench/ingest_capacity.py, 3 interleaved rounds
+each, 2-core machine): two loops 0.38-0.46 % of a core per camera, one loop 0.36-0.38. So
+loops are added as cameras come, one per ``cameras_per_loop`` (``ingest_cameras_per_loop``,
+default 128: a loop then carries well under a core), up to ``count`` (``ingest_loops``,
+default the CPU count). A camera goes to the loop with the fewest cameras.
 
 Each loop waits ``read_batch_s`` (``ingest_read_batch_ms``) before it polls its sockets. A
 camera's TCP stream otherwise wakes the loop for every few packets: with 64 cameras, most of a
@@ -67,26 +73,35 @@ class IngestLoop:
         self.files.close()
 
 
-class IngestLoops:
-    """``count`` loops (default: the CPU count), started on first use; ``read_batch_s`` as above."""
+CAMERAS_PER_LOOP = 128
 
-    def __init__(self, count: int | None = None, read_batch_s: float = 0.0) -> None:
+
+class IngestLoops:
+    """Up to ``count`` loops (default: the CPU count), started as cameras come: a new one when
+    every loop has ``cameras_per_loop`` cameras; ``read_batch_s`` as above."""
+
+    def __init__(self, count: int | None = None, read_batch_s: float = 0.0,
+                 cameras_per_loop: int = CAMERAS_PER_LOOP) -> None:
         self.count = max(1, count or os.cpu_count() or 1)
         self.read_batch_s = read_batch_s
+        self.cameras_per_loop = max(1, cameras_per_loop)
         self._loops: list[IngestLoop] = []
         self._lock = threading.Lock()
 
     def assign(self) -> IngestLoop:
         """The loop for a new camera stream (call ``release`` when it stops)."""
         with self._lock:
-            if len(self._loops) < self.count and all(lp.cameras for lp in self._loops):
+            full = all(lp.cameras >= self.cameras_per_loop for lp in self._loops)
+            if len(self._loops) < self.count and full:
                 self._loops.append(IngestLoop(len(self._loops), self.read_batch_s))
-            loop = min(self._loops, key=lambda lp: lp.cameras) if self._loops else None
-            if loop is None:
-                loop = IngestLoop(0, self.read_batch_s)
-                self._loops.append(loop)
+            loop = min(self._loops, key=lambda lp: lp.cameras)
             loop.cameras += 1
             return loop
+
+    @property
+    def started(self) -> int:
+        """Loops started so far."""
+        return len(self._loops)
 
     def release(self, loop: IngestLoop) -> None:
         with self._lock:

@@ -5,7 +5,8 @@ It has the interface of the segmenter's PyAV ``_OpenSegment`` (``write_video``,
 ``Segmenter`` keeps one time model for both pullers. Frames of the open GOP are held in
 memory (references to the access units, no copy) until the next keyframe; then the GOP
 becomes one ``moof``+``mdat`` (``storage.mp4.fragments``), queued to the loop's writer
-thread and fsync'd there, and its keyframe-table row is added, as the PyAV path does.
+thread as its pieces (one ``writev``, no join into one buffer) and fsync'd there in the same
+job, and its keyframe-table row is added, as the PyAV path does.
 
 Decode times follow ``storage.mp4.decode_time`` (the rule of the B-frames work): the
 reorder depth comes from the SPS, and composition offsets go in the ``trun``.
@@ -22,7 +23,7 @@ from ingest.recording.background_files import BackgroundFiles, BackgroundHashing
 from ingest.recording.spool import SpoolEntry
 from storage.mp4.decode_time import DecodeTimes, reorder_depth
 from storage.mp4.fragments import (
-    AudioSample, AudioTrack, VideoSample, VideoTrack, fragment, init_segment, length_prefixed,
+    AudioSample, AudioTrack, VideoSample, VideoTrack, fragment_parts, init_segment, length_prefixed_parts,
 )
 from storage.mp4.sps import SequenceInfo
 
@@ -123,10 +124,9 @@ class NativeOpenSegment:
             return  # a duplicate the MP4 cannot hold
         if packet.is_keyframe and self._gop:
             offset = self.file.size
-            self._flush(dts)
+            self._flush(dts, sync=True)  # the GOP on disk: written and fsync'd in one writer job
             assert self.gop_pts is not None
             self.entry.keyframes.append((self._us(self.gop_pts), offset))
-            self.file.sync()
         if packet.is_keyframe:
             self.gop_pts = pts - self._delay  # presentation time, from the segment's start
         if self._gop or packet.is_keyframe:
@@ -147,7 +147,7 @@ class NativeOpenSegment:
         self._audio.append(packet.data)
         self._audio_next += AAC_FRAME
 
-    def _flush(self, next_dts: int | None) -> None:
+    def _flush(self, next_dts: int | None, sync: bool = False) -> None:
         gop = self._gop
         self._gop = []
         samples = []
@@ -155,13 +155,14 @@ class NativeOpenSegment:
             following = gop[i + 1][1] if i + 1 < len(gop) else next_dts
             duration = following - dts if following is not None and following > dts else self._last_duration
             self._last_duration = duration
-            samples.append(VideoSample(length_prefixed(au.nals), duration, pts - dts, au.keyframe))
+            samples.append(VideoSample(length_prefixed_parts(au.nals), duration, pts - dts, au.keyframe))
         audio = [AudioSample(a, AAC_FRAME) for a in self._audio]
         audio_start = self._audio_start or 0
         self._audio = []
         self._audio_start = None if not audio else self._audio_next
         self._sequence += 1
-        self.file.write(fragment(self._sequence, gop[0][1], samples, audio_start, audio))
+        # As pieces: the access units' NAL units go to the file without being copied into one buffer.
+        self.file.write_parts(fragment_parts(self._sequence, gop[0][1], samples, audio_start, audio), sync=sync)
 
     def _us(self, pts: int) -> int:
         return pts * 1_000_000 // 90000

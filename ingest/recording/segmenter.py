@@ -30,13 +30,13 @@ import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from config.times import iso_utc
 from storage.mp4.decode_time import breaks_run
 from storage.mp4.nal import parameter_set_nals, split_annexb
 from storage.mp4.read import init_segment_size
-from ingest.recording.native_segment import NativeOpenSegment, NativeVideoInput
+from ingest.recording.native_segment import NativeOpenSegment, NativePacket, NativeVideoInput
 from ingest.recording.spool import Spool, SpoolEntry
 from storage.mp4.sps import parse_sps
 
@@ -417,7 +417,11 @@ class Segmenter:
         codec = self._codec_name
         # In-band parameter sets, once a GOP: what the frames really use. New ones (a
         # camera switched resolution or profile) need a new segment with a new header.
-        in_band = parameter_sets(bytes(packet), codec)
+        if isinstance(packet, NativePacket):
+            # The access unit's NAL units are already apart: no Annex-B join and re-split a GOP.
+            in_band = annexb_parameter_sets(packet.au.nals, codec)
+        else:
+            in_band = parameter_sets(bytes(packet), codec)
         changed = self._seg is not None and in_band is not None and in_band != self._extradata
         if self._seg is not None and (t - self._t_us(self._seg.base_pts) >= self.target_us or self._reanchor
                                       or not admitted or changed):
@@ -582,5 +586,11 @@ def parameter_sets(annexb: bytes, codec: str) -> bytes | None:
     Some cameras send no sprop-parameter-sets in their SDP; the MP4 header
     still needs them, so they are taken from the keyframe.
     """
-    sets = parameter_set_nals("h265" if codec == "hevc" else "h264", split_annexb(annexb))
+    return annexb_parameter_sets(split_annexb(annexb), codec)
+
+
+def annexb_parameter_sets(nals: Sequence[bytes], codec: str) -> bytes | None:
+    """The parameter sets among ``nals`` (one access unit's NAL units) as Annex B, as
+    ``parameter_sets`` gives them; ``codec`` is FFmpeg's name."""
+    sets = parameter_set_nals("h265" if codec == "hevc" else "h264", list(nals))
     return b"".join(b"\x00\x00\x00\x01" + nal for nal in sets) or None

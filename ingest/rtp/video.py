@@ -209,9 +209,11 @@ class VideoDepacketizer:
             self._params[t] = nal
         self._nals.append(nal)
 
-    def _fu_part(self, first: int, last: int, header: bytes, body: bytes) -> None:
-        """One fragment (FU-A, H.265 FU): the parts are kept and joined once, at the last one."""
+    def _fu_part(self, first: int, last: int, header: bytes | None, body: bytes) -> None:
+        """One fragment (FU-A, H.265 FU): the parts are kept and joined once, at the last one.
+        ``header`` (the NAL unit header rebuilt from the FU headers) is read at the first only."""
         if first:
+            assert header is not None
             self._fu = [header, body]
         elif self._fu is None:
             # A middle or end without its start: the start was lost (already counted as a gap),
@@ -260,7 +262,9 @@ class H264Depacketizer(VideoDepacketizer):
             if end - start < 2:
                 raise ValueError("FU-A payload shorter than its header")
             fu = data[start + 1]
-            self._fu_part(fu & 0x80, fu & 0x40, bytes(((b & 0xE0) | (fu & 0x1F),)), data[start + 2:end])
+            first = fu & 0x80  # the NAL unit header is rebuilt at the first fragment only
+            self._fu_part(first, fu & 0x40, bytes(((b & 0xE0) | (fu & 0x1F),)) if first else None,
+                          data[start + 2:end])
         elif t < H264_STAP_A:
             if t:
                 self._add_nal(data[start:end])
@@ -300,8 +304,9 @@ class H265Depacketizer(VideoDepacketizer):
         t = (b >> 1) & 0x3F
         if t == H265_FU:
             fu = data[start + 2]
-            header = bytes(((b & 0x81) | ((fu & 0x3F) << 1), data[start + 1]))
-            self._fu_part(fu & 0x80, fu & 0x40, header, data[start + 3:end])
+            first = fu & 0x80
+            header = bytes(((b & 0x81) | ((fu & 0x3F) << 1), data[start + 1])) if first else None
+            self._fu_part(first, fu & 0x40, header, data[start + 3:end])
         elif t < H265_AP:
             self._add_nal(data[start:end])
         elif t == H265_AP:

@@ -53,10 +53,18 @@ class AudioTrack:
 
 @dataclass(frozen=True)
 class VideoSample:
-    data: bytes  # length-prefixed NAL units (see ``length_prefixed``)
+    """``data``: the sample's length-prefixed NAL units, as one ``bytes`` (``length_prefixed``) or
+    as its pieces in order (``length_prefixed_parts``: the NAL units are not copied)."""
+
+    data: bytes | tuple[bytes, ...]
     duration: int  # 90 kHz
     composition_offset: int  # PTS - DTS, 90 kHz
     keyframe: bool
+
+    @property
+    def size(self) -> int:
+        data = self.data
+        return len(data) if isinstance(data, bytes) else sum(map(len, data))
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,18 @@ class AudioSample:
     duration: int  # in samples
 
 
+_LEN32 = struct.Struct(">I")
+
+
 def length_prefixed(nals: Sequence[bytes]) -> bytes:
     """An MP4 sample from NAL units: each with a 4-byte big-endian length."""
-    return b"".join(struct.pack(">I", len(n)) + n for n in nals if n)
+    return b"".join(length_prefixed_parts(nals))
+
+
+def length_prefixed_parts(nals: Sequence[bytes]) -> tuple[bytes, ...]:
+    """``length_prefixed`` as its pieces (length, NAL unit, length, ...), nothing copied."""
+    pack = _LEN32.pack
+    return tuple(p for n in nals if n for p in (pack(len(n)), n))
 
 
 def avcc(sps: bytes, pps: bytes) -> bytes:
@@ -169,9 +186,17 @@ def init_segment(video: VideoTrack, audio: AudioTrack | None = None, metadata: d
 def fragment(sequence: int, video_decode_time: int, video: Sequence[VideoSample],
              audio_decode_time: int = 0, audio: Sequence[AudioSample] = ()) -> bytes:
     """One ``moof`` + ``mdat``: the GOP's video samples (and the audio of the same span)."""
-    v_entries = [TrunSample(s.duration, len(s.data), sample_flags(s.keyframe), s.composition_offset) for s in video]
+    return b"".join(fragment_parts(sequence, video_decode_time, video, audio_decode_time, audio))
+
+
+def fragment_parts(sequence: int, video_decode_time: int, video: Sequence[VideoSample],
+                   audio_decode_time: int = 0, audio: Sequence[AudioSample] = ()) -> list[bytes]:
+    """``fragment`` as the pieces to write in order (``moof``, the ``mdat`` header, then the samples'
+    own bytes): a GOP's megabyte is not copied into one buffer first (the recorder writes the
+    pieces with one ``writev``)."""
+    v_entries = [TrunSample(s.duration, s.size, sample_flags(s.keyframe), s.composition_offset) for s in video]
     a_entries = [TrunSample(s.duration, len(s.data), sample_flags(True)) for s in audio]
-    video_bytes = sum(len(s.data) for s in video)
+    video_bytes = sum(e.size for e in v_entries)
 
     def moof(mdat_payload: int) -> bytes:
         trafs = [box(b"traf", tfhd_box(VIDEO_TRACK), tfdt_box(video_decode_time),
@@ -182,4 +207,12 @@ def fragment(sequence: int, video_decode_time: int, video: Sequence[VideoSample]
         return box(b"moof", mfhd_box(sequence), *trafs)
 
     size = len(moof(0))
-    return moof(size + 8) + box(b"mdat", *(s.data for s in video), *(s.data for s in audio))
+    mdat_size = 8 + video_bytes + sum(e.size for e in a_entries)
+    parts = [moof(size + 8), _LEN32.pack(mdat_size) + b"mdat"]
+    for s in video:
+        if isinstance(s.data, bytes):
+            parts.append(s.data)
+        else:
+            parts.extend(s.data)
+    parts.extend(s.data for s in audio)
+    return parts

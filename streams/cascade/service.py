@@ -221,7 +221,11 @@ class _Link:
     upstream: Upstream
     password: str
     peer: Peer
+    # One Call-ID and a rising CSeq for every REGISTER to this upstream, refreshes and the
+    # final Expires: 0 included (RFC 3261 10.2.4): a registrar may take a new Call-ID for
+    # another registration of ours, or refuse a CSeq that did not rise.
     call_id: str = ""
+    cseq: int = 0
     registered: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -337,10 +341,14 @@ class CascadeService:
     async def _register(self, link: _Link, expires: int) -> SipResponse:
         up = link.upstream
         local = f"sip:{self.our_id}@{self.our_id[:10]}"
-        return await self.endpoint.request(
+        link.call_id = link.call_id or self.endpoint.new_call_id()
+        link.cseq += 1
+        resp = await self.endpoint.request(
             "REGISTER", link.peer, f"sip:{up.platform_id}@{up.domain}", to_uri=local, from_uri=local,
             headers=[("Expires", str(expires))], credentials=Credentials(self.our_id, link.password),
-            call_id=link.call_id or None)
+            call_id=link.call_id, cseq=link.cseq)
+        link.cseq = max(link.cseq, resp.cseq[0])  # a digest challenge's retry went one up
+        return resp
 
     async def _keep_registered(self, link: _Link) -> None:
         up = link.upstream

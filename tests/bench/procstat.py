@@ -15,6 +15,13 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime + cutime + cstime) / _TICKS
 
 
+def system_seconds(pid: int) -> float:
+    """System (kernel) CPU time of ``pid`` so far (its waited-for children included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[12]) + int(fields[14])) / _TICKS
+
+
 def peak_rss_bytes(pid: int) -> int:
     """VmHWM: the most resident memory ``pid`` has had."""
     with open(f"/proc/{pid}/status") as f:

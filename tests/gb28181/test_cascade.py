@@ -133,11 +133,14 @@ def platform_scenario(rtp_port: int, tcp: bool = False) -> str:
 
 def platform_ooc(password: str) -> str:
     """What we send it: REGISTER (challenged, the digest checked by SIPp's verifyauth: 200 or 403),
-    keepalive and Catalog MESSAGEs (200)."""
+    keepalive and Catalog MESSAGEs (200). A registration's later REGISTERs (refreshes, the final
+    Expires: 0) come on its Call-ID, so SIPp gives them to the same call: after a 200 it waits
+    for the next one, challenged again as a registrar that nonces each request would."""
     def ok(status: str, extra: str) -> str:
         return answer(status, to_tag=";tag=up[call_number]", extra=extra)
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="upper platform: what we send it">
+  <label id="start"/>
   <recv request="MESSAGE" optional="true" next="message"/>
   <recv request="REGISTER"/>
 {ok("401 Unauthorized", f'WWW-Authenticate: Digest realm="{UP_DOMAIN}", nonce="a1b2c3d4e5", '
@@ -152,7 +155,7 @@ def platform_ooc(password: str) -> str:
   <nop next="end"/>
   <label id="good"/>
 {ok("200 OK", "Expires: 3600" + chr(10) + "      ")}
-  <nop next="end"/>
+  <nop next="start"/>
   <label id="message"/>
 {ok("200 OK", "")}
   <label id="end"/>
@@ -533,9 +536,19 @@ def test_upstream_added_and_removed_while_running(tmp_path: Path) -> None:
         sipp.stop()
         gb.call(cascade.close())
         gb.server.close()
-    registers = [m for m in (sipp.workdir / "sipp_messages.log").read_text(errors="replace").split("REGISTER sip:")[1:]
-                 if "Authorization:" in m]
+    every = (sipp.workdir / "sipp_messages.log").read_text(errors="replace").split("REGISTER sip:")[1:]
+    registers = [m for m in every if "Authorization:" in m]
     assert [("Expires: 0" in m) for m in registers] == [False, True], registers
+    # One registration: one Call-ID for all of them, the unregister included, and CSeq rising.
+    heads = []
+    for m in every:
+        lines = [line.rstrip("\r") for line in m.split("\n")[1:]]
+        head = lines[:lines.index("")] if "" in lines else lines  # this request's own headers
+        heads.append(dict(line.split(": ", 1) for line in head if ": " in line))
+    assert len({h["Call-ID"].strip() for h in heads}) == 1, [
+        (h["Call-ID"], h["CSeq"], h.get("Expires"), "Authorization" in h) for h in heads]
+    numbers = [int(h["CSeq"].split()[0]) for h in heads]
+    assert numbers == sorted(set(numbers)), numbers
 
 
 def test_record_info_query_lists_our_recorded_runs(tmp_path: Path, camera_server) -> None:

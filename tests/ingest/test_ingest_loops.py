@@ -94,3 +94,28 @@ def test_wakeups_from_other_threads_still_arrive() -> None:
         assert fired.wait(5)
     finally:
         loops.close()
+
+
+def test_loops_are_added_per_cameras_per_loop_up_to_the_count() -> None:
+    # Loops in one process share the GIL: a second loop only when the first has its share.
+    loops = IngestLoops(2, 0.0, cameras_per_loop=3)
+    try:
+        first = [loops.assign() for _ in range(3)]
+        assert loops.started == 1 and len({id(lp) for lp in first}) == 1
+        fourth = loops.assign()
+        assert loops.started == 2 and fourth is not first[0]
+        more = [loops.assign() for _ in range(6)]  # at the count: shared out by fewest cameras
+        assert loops.started == 2 and sorted(lp.cameras for lp in {id(lp): lp for lp in more}.values()) == [5, 5]
+    finally:
+        loops.close()
+
+
+def test_the_default_puts_64_cameras_on_one_loop() -> None:
+    settings = Settings()
+    loops = IngestLoops(settings.ingest_loops, 0.0, settings.ingest_cameras_per_loop)
+    try:
+        for _ in range(64):
+            loops.assign()
+        assert loops.started == 1
+    finally:
+        loops.close()

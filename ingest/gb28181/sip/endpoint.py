@@ -249,14 +249,18 @@ class SipEndpoint:
             number, method = req.cseq
             req.set("CSeq", f"{number + 1} {method}")
 
+    def new_call_id(self) -> str:
+        return f"{random_token(12)}@{self.advertise_host}"
+
     def new_request(self, method: str, uri: str, *, to_uri: str | None = None, from_uri: str | None = None,
-                    call_id: str | None = None, transport: str = "UDP") -> SipRequest:
-        """An out-of-dialog request from us: From with a fresh tag, a new Call-ID, CSeq 1."""
+                    call_id: str | None = None, cseq: int = 1, transport: str = "UDP") -> SipRequest:
+        """An out-of-dialog request from us: From with a fresh tag, a new Call-ID (unless
+        ``call_id``: a REGISTER refresh keeps its registration's), CSeq ``cseq``."""
         req = SipRequest(method=method.upper(), uri=uri)
         req.add("From", f"<{from_uri or self.local_uri}>;tag={random_token()}")
         req.add("To", f"<{to_uri or uri}>")
-        req.add("Call-ID", call_id or f"{random_token(12)}@{self.advertise_host}")
-        req.add("CSeq", f"1 {method.upper()}")
+        req.add("Call-ID", call_id or self.new_call_id())
+        req.add("CSeq", f"{cseq} {method.upper()}")
         if method.upper() in ("INVITE", "REGISTER", "SUBSCRIBE"):
             req.add("Contact", self.contact(transport))
         return req
@@ -264,9 +268,9 @@ class SipEndpoint:
     async def request(self, method: str, peer: Peer, uri: str, *, to_uri: str | None = None,
                       from_uri: str | None = None, body: bytes = b"", content_type: str | None = None,
                       headers: list[tuple[str, str]] | None = None, credentials: Credentials | None = None,
-                      call_id: str | None = None, timeout: float | None = None) -> SipResponse:
+                      call_id: str | None = None, cseq: int = 1, timeout: float | None = None) -> SipResponse:
         """Send an out-of-dialog request and return its final response."""
-        req = self.new_request(method, uri, to_uri=to_uri, from_uri=from_uri, call_id=call_id,
+        req = self.new_request(method, uri, to_uri=to_uri, from_uri=from_uri, call_id=call_id, cseq=cseq,
                                transport=peer.transport)
         for k, v in headers or []:
             req.add(k, v)
