@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from config.cameras import Camera
@@ -40,6 +41,7 @@ from storage.db.schema import STREAM_CODES, GapRow, HoldRow, RetentionDeleteRow,
 log = logging.getLogger(__name__)
 
 DAY_US = 86_400_000_000
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
 
 # is_held(camera_id, stream, start_us, end_us): True if any legal hold covers part of the span.
 HoldCheck = Callable[[str, str, int, int], bool]
@@ -217,8 +219,17 @@ class RetentionCleaner:
                     log.info("retention: partition %s kept: %d hold(s) overlap its gaps", p.name, held)
                     continue
                 rows = _estimated_rows(s, p.name)
-            # Checked again under the DETACH's lock: a gap written meanwhile keeps the month.
-            if drop_partition(engine, p, keep_if=live, params={"cutoff": cutoff}):
+            try:
+                # Checked again under the DETACH's lock: a gap written meanwhile keeps the month.
+                dropped = drop_partition(engine, p, keep_if=live, params={"cutoff": cutoff})
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                # A long reader or writer holds gaps: this month waits for the next run; the
+                # rest of this one (segments by age, quotas) goes on.
+                log.warning("retention: partition %s not dropped, gaps is busy (lock timeout); next run", p.name)
+                continue
+            if dropped:
                 report.dropped_partitions.append(p.name)
                 log.info("retention: dropped partition %s (~%d gaps)", p.name, rows)
 

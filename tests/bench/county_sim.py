@@ -358,12 +358,17 @@ def main() -> None:
             seg_bytes = c.execute(text(
                 "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'segments'::regclass"
             )).scalar_one()
+            heap_bytes, dead = c.execute(text(
+                "SELECT sum(pg_table_size(inhrelid)), sum(pg_stat_get_dead_tuples(inhrelid)) FROM pg_inherits "
+                "WHERE inhparent = 'segments'::regclass")).one()
             gap_bytes = c.execute(text(  # partitioned by month since migration 0017
-                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'gaps'::regclass"
+                "SELECT coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                "WHERE inhparent = 'gaps'::regclass), pg_total_relation_size('gaps'))"
             )).scalar_one()
         per_day = args.cameras * 2 * 1440
         row = seg_bytes / seg_rows
-        print(f"rows: {seg_rows} segments ({row:.0f} B a row with indexes), {gap_rows} gaps "
+        print(f"rows: {seg_rows} segments ({row:.0f} B a row with indexes, {heap_bytes / seg_rows:.0f} B heap, "
+              f"{dead} dead tuples), {gap_rows} gaps "
               f"({gap_bytes / max(gap_rows, 1):.0f} B) in {elapsed:.0f} s; {fenced} inserts fenced (a camera's "
               "minute already indexed by its previous owner)")
         print(f"per simulated day at 60 s segments: {per_day / 1e6:.1f} M segment rows, "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import statistics
 import threading
@@ -107,6 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("storage.db.migrations.0017").setLevel(logging.INFO)
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     admin = PostgresAdmin(DEFAULT_PG_URL)
     name = admin.create()
     try:
@@ -151,6 +153,7 @@ def main() -> None:
         engine.dispose()
     finally:
         admin.drop(name)
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":
