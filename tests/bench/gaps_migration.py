@@ -24,12 +24,14 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 
 from alembic import command
 from sqlalchemy import Engine, text
 
 from storage.db.engine import open_engine
 from storage.db.migrations import alembic_config
+from tests.bench.pg_load import camera_id, copy_rows
 from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
 
 S = 1_000_000
@@ -37,30 +39,19 @@ DAY_US = 86_400 * S
 REASONS = ("network", "offline", "worker_restart", "unauthorized", "retention", "device_offline", "media_timeout")
 
 
-def camera_id(i: int) -> str:
-    return f"3402000000132{i:07d}"
-
-
 def load(engine: Engine, n: int, cameras: int, days: int, now: int) -> float:
     rnd = random.Random(17)
-    started = time.perf_counter()
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        with cur.copy("COPY gaps (camera_id, stream, start_us, end_us, reason, detail) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for k in range(n):
-                start = now - rnd.randrange(days * DAY_US)
-                still_open = k % 400 == 0
-                end = None if still_open else min(now, start + rnd.randrange(S, 7200 * S))
-                reason = REASONS[rnd.randrange(len(REASONS))]
-                copy.write_row((camera_id(k % cameras), "main" if k % 2 == 0 else "sub", start, end, reason,
-                                "connection reset by peer" if reason == "network" else ""))
-        raw.commit()
-        raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
-        cur.execute("VACUUM ANALYZE gaps")
-    finally:
-        raw.close()
-    return time.perf_counter() - started
+
+    def rows() -> Iterator[tuple[object, ...]]:
+        for k in range(n):
+            start = now - rnd.randrange(days * DAY_US)
+            still_open = k % 400 == 0
+            end = None if still_open else min(now, start + rnd.randrange(S, 7200 * S))
+            reason = REASONS[rnd.randrange(len(REASONS))]
+            yield (camera_id(k % cameras), "main" if k % 2 == 0 else "sub", start, end, reason,
+                   "connection reset by peer" if reason == "network" else "")
+
+    return copy_rows(engine, "gaps", ("camera_id", "stream", "start_us", "end_us", "reason", "detail"), rows())
 
 
 class Writer(threading.Thread):

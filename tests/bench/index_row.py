@@ -39,6 +39,7 @@ from sqlalchemy import Engine, text
 
 from storage.db.engine import open_engine
 from storage.db.migrations import alembic_config
+from tests.bench.pg_load import camera_id, copy_rows
 from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
 
 S = 1_000_000
@@ -50,10 +51,6 @@ COLUMNS_0016 = ("start_us", "end_us", "bytes", "created_us", "camera_seq", "sour
                 "prev_sha256", "keyframes", "object_key")
 COLUMNS = ("camera_id", "stream", "start_us", "end_us", "object_key", "bytes", "codec", "width", "height",
            "audio_codec", "sha256", "prev_sha256", "init_sha256", "keyframes", "drift_us", "worker_id", "created_us")
-
-
-def camera_id(i: int) -> str:
-    return f"3402000000132{i:07d}"
 
 
 def legacy_keyframes(rnd: random.Random, gop_bytes: int) -> bytes:
@@ -119,62 +116,31 @@ def rows_0016(n: int, cameras: int, t0: int):  # type: ignore[no-untyped-def]
 
 
 def load_0015(engine: Engine, n: int, cameras: int, t0: int) -> float:
-    started = time.perf_counter()
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("INSERT INTO init_segments (sha256, data) VALUES (%s, %s), (%s, %s)",
-                    (hashlib.sha256(b"main").digest(), b"x" * 800, hashlib.sha256(b"sub").digest(), b"y" * 700))
-        with cur.copy(f"COPY segments ({', '.join(COLUMNS_0015)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for row in rows_0015(n, cameras, t0):
-                copy.write_row(row)
-        raw.commit()
-        raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
-        cur.execute("VACUUM ANALYZE segments")
-    finally:
-        raw.close()
-    return time.perf_counter() - started
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO init_segments (sha256, data) VALUES (:a, :x), (:b, :y)"),
+                  {"a": hashlib.sha256(b"main").digest(), "x": b"x" * 800,
+                   "b": hashlib.sha256(b"sub").digest(), "y": b"y" * 700})
+    return copy_rows(engine, "segments", COLUMNS_0015, rows_0015(n, cameras, t0))
 
 
 def load_0016(engine: Engine, n: int, cameras: int, t0: int) -> float:
     started = time.perf_counter()
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        with cur.copy("COPY segment_cameras (camera_id) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for i in range(cameras):
-                copy.write_row((camera_id(i),))
-        cur.execute("INSERT INTO segment_sources (init_sha256, codec, width, height, audio_codec, worker_id, origin) "
-                    "VALUES (%s, 'h264', 1920, 1080, '', 'ingest-00', 'live'), "
-                    "(%s, 'h264', 640, 360, '', 'ingest-00', 'live')",
-                    (hashlib.sha256(b"main").digest(), hashlib.sha256(b"sub").digest()))
-        with cur.copy(f"COPY segments ({', '.join(COLUMNS_0016)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for row in rows_0016(n, cameras, t0):
-                copy.write_row(row)
-        raw.commit()
-        raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
-        cur.execute("VACUUM ANALYZE segments")
-    finally:
-        raw.close()
+    copy_rows(engine, "segment_cameras", ("camera_id",), ((camera_id(i),) for i in range(cameras)), analyze=False)
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO segment_sources (init_sha256, codec, width, height, audio_codec, worker_id, "
+                       "origin) VALUES (:a, 'h264', 1920, 1080, '', 'ingest-00', 'live'), "
+                       "(:b, 'h264', 640, 360, '', 'ingest-00', 'live')"),
+                  {"a": hashlib.sha256(b"main").digest(), "b": hashlib.sha256(b"sub").digest()})
+    copy_rows(engine, "segments", COLUMNS_0016, rows_0016(n, cameras, t0))
     return time.perf_counter() - started
 
 
 def load(engine: Engine, n: int, cameras: int) -> float:
-    started = time.perf_counter()
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("INSERT INTO init_segments (sha256, data) VALUES (%s, %s), (%s, %s)",
-                    (hashlib.sha256(b"main").hexdigest(), b"x" * 800, hashlib.sha256(b"sub").hexdigest(), b"y" * 700))
-        with cur.copy(f"COPY segments ({', '.join(COLUMNS)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for row in old_rows(n, cameras):
-                copy.write_row(row)
-        raw.commit()
-        raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
-        cur.execute("VACUUM ANALYZE segments")
-    finally:
-        raw.close()
-    return time.perf_counter() - started
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO init_segments (sha256, data) VALUES (:a, :x), (:b, :y)"),
+                  {"a": hashlib.sha256(b"main").hexdigest(), "x": b"x" * 800,
+                   "b": hashlib.sha256(b"sub").hexdigest(), "y": b"y" * 700})
+    return copy_rows(engine, "segments", COLUMNS, old_rows(n, cameras))
 
 
 def bytes_per_row(engine: Engine) -> dict[str, float]:

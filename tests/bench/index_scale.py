@@ -37,6 +37,7 @@ from storage import LeaseTable, SegmentIndex, SegmentRecord, open_engine, pack_k
 from storage.index.keyframes import Keyframe
 from storage.db.schema import CameraRow, SegmentCameraRow, SegmentRow
 from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
+from tests.bench.pg_load import camera_id
 
 S = 1_000_000
 SEG_US = 60 * S
@@ -44,10 +45,6 @@ T0 = 1_790_000_000 * S
 PER_TOWNSHIP = 50
 KEYFRAMES = pack_keyframes([Keyframe(i * 2 * S, 1200 + i * 250_000) for i in range(30)])
 INIT_SHA = hashlib.sha256(b"init").hexdigest()
-
-
-def camera_id(i: int) -> str:
-    return f"3402000000132{i:07d}"
 
 
 def township(i: int) -> str:

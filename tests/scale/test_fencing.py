@@ -60,7 +60,7 @@ def test_worker_restarted_after_the_ttl_indexes_its_recovered_spool(  # type: ig
     b = cluster.worker("b")
     cluster.wait_for("b alive", lambda: any(w.worker_id == "b" for w in cluster.leases.live_workers(
         time.time_ns() // 1000, int(TTL * S))))
-    spooled = pause_with_spooled_gops(cluster, a, [cam])
+    spooled = pause_with_spooled_gops(cluster, a, [(cam, "main")])
     a.kill()
     lease = cluster.wait_for("b takes over", lambda: (lz := cluster.leases.lease(cam)) and lz.worker_id == "b" and lz)
     cluster.wait_for("b recording", lambda: any(r.worker_id == "b" for r in cluster.index.all_segments()), timeout=30)
@@ -74,5 +74,5 @@ def test_worker_restarted_after_the_ttl_indexes_its_recovered_spool(  # type: ig
     rows = cluster.index.segments(cam)
     assert_no_overlap({cam: rows})
     assert recovered and not cluster.index.quarantined(cam)
-    assert all(any(r.start_us <= t < r.end_us for r in rows) for t in spooled[cam])
+    assert all(any(r.start_us <= t < r.end_us for r in rows) for t in spooled[(cam, "main")])
     assert stored_objects(s3_server, s3_bucket) == {r.object_key for r in rows}
