@@ -38,6 +38,7 @@ from storage import CameraStatusTable, LeaseTable, Registry, SegmentIndex, Segme
 from storage.index.keyframes import Keyframe, pack_keyframes
 from storage.objects.open import segment_key
 from tests.support.databases import DEFAULT_PG_URL, PostgresAdmin
+from tests.bench.pg_load import camera_id
 
 S = 1_000_000
 SEG_US = 60 * S
@@ -48,10 +49,6 @@ KEYFRAMES = {s: pack_keyframes([Keyframe(i * 2 * S, 1200 + i * g) for i in range
 
 def now_us() -> int:
     return time.time_ns() // 1000
-
-
-def camera_id(i: int) -> str:
-    return f"3402000000132{i:07d}"
 
 
 @dataclass
