@@ -299,7 +299,9 @@ def test_port_zero_picks_again_when_the_tcp_twin_is_taken() -> None:
         ep._udp.start = first_on_the_taken_port  # type: ignore[method-assign]
         await ep.start()
         try:
-            assert len(calls) == 2 and calls == [0, 0]
+            # Picked again (more than once only if another process on this machine happened to
+            # hold the next free port's TCP twin too: the suite runs in parallel).
+            assert len(calls) >= 2 and set(calls) == {0}, calls
             return ep.port
         finally:
             await ep.close()
